@@ -1,0 +1,31 @@
+"""rabbitipc: Python processes talking through RabbitMQ, without losing a message.
+
+The public API (imported lazily, so `python3 -m rabbitipc.localbroker` needs no pika):
+Publisher, Consumer, QueueSpec, Message, Delivery, Retry, Backoff, StopFlag.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Publisher": "publisher",
+    "Consumer": "consumer",
+    "QueueSpec": "topology",
+    "Message": "message",
+    "Delivery": "handlers",
+    "Retry": "connection",
+    "Backoff": "backoff",
+    "StopFlag": "shutdown",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rabbitipc' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)

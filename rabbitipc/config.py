@@ -1,0 +1,238 @@
+"""One way to configure both programs: flag beats environment variable beats default.
+
+Every option is declared once (flag, environment variable, default, validator, help), so
+--help, the environment and the checks cannot drift apart. Any invalid value, from a flag
+or from the environment, ends the program with one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+from urllib.parse import urlsplit
+
+import pika
+
+from .errors import EXIT_USAGE, exit_codes_help
+from .topology import QUEUE_TYPES
+
+DEFAULT_URL = "amqp://guest:guest@localhost:5672/%2F"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+# -- validators: each takes the raw text and returns the value or raises ValueError ----------
+def amqp_url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("amqp", "amqps"):
+        raise ValueError("must start with amqp:// or amqps://")
+    if not parts.hostname:
+        raise ValueError("has no host")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+        pika.URLParameters(text)
+    except ValueError as exc:
+        raise ValueError(str(exc).split("\n")[0]) from None
+    return text
+
+
+def queue_name(text: str) -> str:
+    if not text or len(text.encode()) > 250:
+        raise ValueError("must be 1 to 250 bytes")
+    if text.startswith("amq."):
+        raise ValueError("names starting with 'amq.' are reserved by RabbitMQ")
+    return text
+
+
+def _number(kind: Callable[[str], Any], minimum: float, description: str) -> Callable[[str], Any]:
+    def convert(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not {description}") from None
+        if value != value or value < minimum or value in (float("inf"),):
+            raise ValueError(f"{text!r} is not {description}")
+        return value
+
+    convert.__name__ = description
+    return convert
+
+
+positive_int = _number(int, 1, "a whole number of at least 1")
+non_negative_int = _number(int, 0, "a whole number of at least 0")
+non_negative_float = _number(float, 0, "a number of at least 0")
+
+
+def choice(options: Sequence[str], upper: bool = False) -> Callable[[str], str]:
+    def convert(text: str) -> str:
+        value = text.upper() if upper else text
+        if value not in options:
+            raise ValueError(f"{text!r} is not one of {', '.join(options)}")
+        return value
+
+    return convert
+
+
+def boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"{text!r} is not a boolean (true/false)")
+
+
+def text(value: str) -> str:
+    return value
+
+
+# -- declarations ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Option:
+    """One setting: its flag, its environment variable, its default and how to read it."""
+
+    flag: str
+    env: str
+    default: Any
+    convert: Callable[[str], Any]
+    help: str
+    metavar: str | None = None
+    is_switch: bool = False
+    shown_default: str | None = None
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+COMMON = [
+    Option("--url", "AMQP_URL", DEFAULT_URL, amqp_url,
+           "broker URL, amqp:// or amqps:// (the password is never logged)", "URL"),
+    Option("--queue", "RABBITIPC_QUEUE", "hello", queue_name, "durable queue to use", "NAME"),
+    Option("--queue-type", "RABBITIPC_QUEUE_TYPE", "classic", choice(QUEUE_TYPES),
+           "queue type when the queue is created: classic or quorum", "TYPE"),
+    Option("--retry-timeout", "RABBITIPC_RETRY_TIMEOUT", 300.0, non_negative_float,
+           "seconds to keep retrying an unreachable broker before exiting 4 (0: forever)", "S"),
+    Option("--max-retry-delay", "RABBITIPC_MAX_RETRY_DELAY", 30.0, non_negative_float,
+           "cap of the reconnect delay, which grows 1 s per failed try", "S"),
+    Option("--log-level", "RABBITIPC_LOG_LEVEL", "INFO", choice(LOG_LEVELS, upper=True),
+           "DEBUG, INFO, WARNING or ERROR", "LEVEL"),
+]
+
+SENDER = [
+    Option("--count", "RABBITIPC_COUNT", None, positive_int,
+           "stop after N messages were accepted", "N", shown_default="forever"),
+    Option("--rate", "RABBITIPC_RATE", None, non_negative_float,
+           "messages per second at a fixed pace; 0 sends as fast as the broker confirms",
+           "R", shown_default="random intervals"),
+    Option("--min-interval", "RABBITIPC_MIN_INTERVAL", 0.5, non_negative_float,
+           "shortest random sleep between messages", "S"),
+    Option("--max-interval", "RABBITIPC_MAX_INTERVAL", 2.0, non_negative_float,
+           "longest random sleep between messages", "S"),
+    Option("--seed", "RABBITIPC_SEED", None, _number(int, -(2**63), "a whole number"),
+           "seed of the random intervals, for repeatable runs", "N", shown_default="random"),
+    Option("--message", "RABBITIPC_MESSAGE", None, text,
+           "payload of every message; '-' reads one message per line of stdin",
+           "TEXT", shown_default="generated 'hello N'"),
+    Option("--size", "RABBITIPC_SIZE", None, positive_int,
+           "pad or cut generated payloads to N characters", "N", shown_default="natural size"),
+]
+
+RECEIVER = [
+    Option("--prefetch", "RABBITIPC_PREFETCH", 10, positive_int,
+           "unacked messages the broker may hand this receiver at once", "N"),
+    Option("--max-size", "RABBITIPC_MAX_SIZE", 1024 * 1024, positive_int,
+           "bodies larger than N bytes go to the dead-letter queue", "N"),
+    Option("--strict", "RABBITIPC_STRICT", False, boolean,
+           "dead-letter bodies that are not rabbitipc JSON instead of showing them as text",
+           is_switch=True),
+    Option("--dedupe-window", "RABBITIPC_DEDUPE_WINDOW", 10000, non_negative_int,
+           "remember the last N message ids to skip redelivered duplicates (0: off)", "N"),
+    Option("--handler", "RABBITIPC_HANDLER", None, text,
+           "module:function called with each delivery; an exception dead-letters it",
+           "MOD:FUNC", shown_default="log only"),
+]
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one line on stderr and exit code 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser(prog: str | None, description: str, options: Sequence[Option]) -> OneLineParser:
+    parser = OneLineParser(
+        prog=prog, description=description, epilog=exit_codes_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    for opt in options:
+        shown = opt.shown_default if opt.shown_default is not None else opt.default
+        if opt.env == "AMQP_URL":
+            shown = DEFAULT_URL.replace(":guest@", ":***@")
+        help_text = f"{opt.help} (env {opt.env}; default: {shown})".replace("%", "%%")
+        if opt.is_switch:
+            parser.add_argument(opt.flag, action="store_true", default=None, help=help_text)
+        else:
+            parser.add_argument(opt.flag, metavar=opt.metavar, help=help_text, type=_argparse_type(opt))
+    return parser
+
+
+def _argparse_type(opt: Option) -> Callable[[str], Any]:
+    def convert(raw: str) -> Any:
+        try:
+            return opt.convert(raw)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = opt.dest
+    return convert
+
+
+def parse(
+    description: str,
+    options: Sequence[Option],
+    argv: Sequence[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    prog: str | None = None,
+) -> argparse.Namespace:
+    """Parse flags over environment over defaults; exit 2 with one line on any bad value."""
+    environ = os.environ if environ is None else environ
+    parser = build_parser(prog, description, options)
+    args = parser.parse_args(argv)
+    for opt in options:
+        if getattr(args, opt.dest) is not None:
+            continue
+        raw = environ.get(opt.env)
+        if raw is None or (raw == "" and not opt.is_switch):
+            setattr(args, opt.dest, opt.default)
+            continue
+        try:
+            setattr(args, opt.dest, opt.convert(raw))
+        except ValueError as exc:
+            parser.error(f"environment variable {opt.env}: {exc}")
+    if getattr(args, "min_interval", 0) > getattr(args, "max_interval", float("inf")):
+        parser.error(f"--min-interval {args.min_interval} is larger than --max-interval {args.max_interval}")
+    return args
+
+
+class _UTCFormatter(logging.Formatter):
+    converter = time.gmtime
+
+    def formatTime(self, record, datefmt=None):  # noqa: N802 - logging's name
+        return time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(record.created)) + f".{int(record.msecs):03d}Z"
+
+
+def setup_logging(level: str) -> None:
+    """One line per event on stderr: time, level, module, message. pika's own chatter
+    (it logs every failed connect as an error) is shown only at DEBUG."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_UTCFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("pika").setLevel(logging.DEBUG if level == "DEBUG" else logging.CRITICAL)

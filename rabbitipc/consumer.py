@@ -1,0 +1,176 @@
+"""Consuming with manual acks: a message is acked only after it was handled.
+
+Settings from the RabbitMQ work-queue tutorial (durable queue, prefetch, ack after work),
+plus what the tutorial leaves out: reconnect after a broker restart, a dead-letter queue
+with the reason for anything that cannot be handled, duplicates (same id) skipped within
+a bounded window, and a clean stop on SIGTERM that finishes the message in hand.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pika
+import pika.exceptions as px
+
+from .connection import Retry, connect
+from .dedupe import RecentIds
+from .errors import AuthError, Stopped
+from .handlers import Delivery, Handler
+from .message import Message, NotOurMessage, describe_body, printable
+from .publisher import RECONNECT
+from .shutdown import StopFlag
+from .topology import QueueSpec
+
+LOGGER = logging.getLogger(__name__)
+
+REASON_HEADER = "x-rabbitipc-reason"
+QUEUE_HEADER = "x-rabbitipc-queue"
+
+
+class Consumer:
+    """Consumes one queue until stopped, surviving broker restarts."""
+
+    def __init__(
+        self,
+        url: str,
+        spec: QueueSpec,
+        handler: Handler | None = None,
+        *,
+        prefetch: int = 10,
+        max_size: int = 1024 * 1024,
+        strict: bool = False,
+        dedupe_window: int = 10000,
+        retry: Retry | None = None,
+        stop: StopFlag | None = None,
+        connection_name: str = "rabbitipc-receiver",
+    ) -> None:
+        self.url = url
+        self.spec = spec
+        self.handler = handler
+        self.prefetch = prefetch
+        self.max_size = max_size
+        self.strict = strict
+        self.recent = RecentIds(dedupe_window)
+        self.retry = retry or Retry()
+        self.stop = stop or StopFlag()
+        self.connection_name = connection_name
+        self.handled = 0
+        self._connection: pika.BlockingConnection | None = None
+        self._dead_channel = None
+
+    # -- lifecycle -------------------------------------------------------------------
+    def run(self) -> int:
+        """Consume until a stop is requested; return how many messages were handled."""
+        try:
+            while not self.stop.is_set():
+                try:
+                    self._consume_once()
+                except RECONNECT + (px.ConsumerCancelled,) as exc:
+                    LOGGER.warning("connection to the broker lost (%s); reconnecting", exc.__class__.__name__)
+                except px.ChannelClosedByBroker as exc:
+                    if exc.reply_code == 403:
+                        raise AuthError(f"not allowed to consume from {self.spec.name!r}: {exc.reply_text}") from None
+                    LOGGER.warning("channel closed by the broker (%s); reconnecting", exc.reply_text)
+                    self.stop.wait(1)
+                finally:
+                    self._close()
+        except Stopped:
+            pass
+        LOGGER.info("receiver done: %d messages handled%s", self.handled,
+                    f" (stopped by {self.stop.reason})" if self.stop.is_set() else "")
+        return self.handled
+
+    def _consume_once(self) -> None:
+        self._connection = connect(self.url, self.connection_name, self.retry, self.stop)
+        channel = self._connection.channel()
+        self.spec.declare(channel)
+        channel.basic_qos(prefetch_count=self.prefetch)
+        self._dead_channel = self._connection.channel()
+        self._dead_channel.confirm_delivery()
+        tag = channel.basic_consume(self.spec.name, self._on_message, auto_ack=False)
+        LOGGER.info("consuming from queue %s (prefetch %d)", self.spec.name, self.prefetch)
+        while not self.stop.is_set():
+            self._connection.process_data_events(time_limit=0.2)
+        # Messages prefetched but not yet handled are returned to the queue by basic_cancel.
+        channel.basic_cancel(tag)
+
+    def _close(self) -> None:
+        connection, self._connection, self._dead_channel = self._connection, None, None
+        if connection is not None and connection.is_open:
+            try:
+                connection.close()
+            except Exception:  # noqa: BLE001 - the connection may already be half gone
+                LOGGER.debug("ignoring error while closing", exc_info=True)
+
+    # -- per message -----------------------------------------------------------------
+    def _on_message(self, channel, method, properties, body: bytes) -> None:
+        """pika calls this for each delivery, on the I/O thread, one at a time."""
+        if len(body) > self.max_size:
+            self._dead_letter(channel, method, properties, body,
+                              f"body of {len(body)} bytes exceeds the {self.max_size}-byte limit")
+            return
+        try:
+            message, error = Message.parse(body), None
+        except NotOurMessage as exc:
+            message, error = None, str(exc)
+        delivery = Delivery(body, properties, method.redelivered, message, error)
+        if error and self.strict:
+            self._dead_letter(channel, method, properties, body, f"not a rabbitipc message: {error}")
+            return
+        if delivery.id is not None and delivery.id in self.recent:
+            LOGGER.info("duplicate seq=%s id=%s already handled; acked again",
+                        message.seq if message else "-", delivery.id)
+            channel.basic_ack(method.delivery_tag)
+            return
+        if self.handler is not None:
+            try:
+                self.handler(delivery)
+            except Exception as exc:  # noqa: BLE001 - any handler failure dead-letters the message
+                self._dead_letter(channel, method, properties, body,
+                                  f"handler failed: {exc.__class__.__name__}: {exc}")
+                return
+        if delivery.id is not None:
+            self.recent.add(delivery.id)
+        channel.basic_ack(method.delivery_tag)
+        self.handled += 1
+        self._log_received(delivery)
+
+    @staticmethod
+    def _log_received(delivery: Delivery) -> None:
+        message = delivery.message
+        if message is not None:
+            LOGGER.info("received seq=%d id=%s latency_ms=%.1f from=%s payload=%s",
+                        message.seq, message.id, (time.time() - message.sent_at) * 1000,
+                        printable(message.host, 60), printable(message.payload, 60))
+        else:
+            LOGGER.info("received text id=%s bytes=%d body=%s",
+                        delivery.id or "-", len(delivery.body), describe_body(delivery.body))
+
+    def _dead_letter(self, channel, method, properties, body: bytes, reason: str) -> None:
+        """Move a message to <queue>.dead with the reason in a header, then ack it.
+
+        If that publish is refused, reject it instead: the queue's own dead-letter
+        arguments route it to the same place (without our reason header).
+        """
+        headers = dict(properties.headers or {})
+        headers[REASON_HEADER] = reason
+        headers[QUEUE_HEADER] = self.spec.name
+        dead_properties = pika.BasicProperties(
+            content_type=properties.content_type,
+            content_encoding=properties.content_encoding,
+            headers=headers,
+            delivery_mode=pika.DeliveryMode.Persistent,
+            message_id=properties.message_id,
+            timestamp=properties.timestamp,
+            app_id=properties.app_id,
+        )
+        try:
+            self._dead_channel.basic_publish("", self.spec.dead_letter_queue, body, dead_properties, mandatory=True)
+        except (px.UnroutableError, px.NackError):
+            channel.basic_reject(method.delivery_tag, requeue=False)
+        else:
+            channel.basic_ack(method.delivery_tag)
+        LOGGER.warning("dead-lettered id=%s to %s: %s body=%s", properties.message_id or "-",
+                       self.spec.dead_letter_queue, printable(reason, 200), describe_body(body, 60))

@@ -1,0 +1,50 @@
+"""What the receiver does with each message, and loading a user's handler by name.
+
+A handler is any callable taking a Delivery. It returns when the message is handled; an
+exception means "cannot be handled" and sends the message to the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import pika
+
+from .errors import EXIT_USAGE, FatalError
+from .message import Message
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One delivered message: raw body and properties, and our schema when it parsed."""
+
+    body: bytes
+    properties: pika.BasicProperties
+    redelivered: bool
+    message: Optional[Message]
+    parse_error: Optional[str]
+
+    @property
+    def id(self) -> Optional[str]:
+        """Our id, else the AMQP message_id another client may have set."""
+        return self.message.id if self.message else self.properties.message_id
+
+
+Handler = Callable[[Delivery], None]
+
+
+def load_handler(spec: str) -> Handler:
+    """Import `package.module:function`; a bad spec is a usage error (exit 2)."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise FatalError(f"--handler {spec!r}: expected module:function", EXIT_USAGE)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise FatalError(f"--handler {spec!r}: cannot import {module_name!r}: {exc}", EXIT_USAGE) from None
+    handler = getattr(module, attr, None)
+    if not callable(handler):
+        raise FatalError(f"--handler {spec!r}: {module_name} has no callable {attr!r}", EXIT_USAGE)
+    return handler

@@ -1,0 +1,276 @@
+"""A private RabbitMQ node from the system's rabbitmq-server, for tests and the local run.
+
+Standard library only, so the shell scripts can use it before any virtualenv exists.
+Everything the node writes (data, logs, config, Erlang cookie) lives under one directory,
+and every port is chosen free unless given, so it never collides with a broker the user
+already runs. The node runs as the current user via /usr/lib/rabbitmq/bin (the /usr/sbin
+wrappers switch to the rabbitmq user, who cannot write to our directory).
+
+    python3 -m rabbitipc.localbroker start --dir .rabbitmq   # prints the AMQP URL
+    python3 -m rabbitipc.localbroker stop --dir .rabbitmq
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RABBITMQ_BIN = Path(os.environ.get("RABBITMQ_BIN_DIR", "/usr/lib/rabbitmq/bin"))
+STATE_FILE = "broker.json"
+
+
+class BrokerError(RuntimeError):
+    """The node could not be started or stopped; the message says why and where the log is."""
+
+
+def free_port() -> int:
+    """Return a TCP port that nothing listens on right now (the kernel's pick)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    """True when something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def available() -> bool:
+    """True when the system's rabbitmq-server is installed where we can run it."""
+    return (RABBITMQ_BIN / "rabbitmq-server").exists()
+
+
+class LocalBroker:
+    """One private RabbitMQ node: start, stop, restart, kill, rabbitmqctl."""
+
+    def __init__(
+        self,
+        base_dir: str | os.PathLike,
+        amqp_port: int | None = None,
+        management_port: int | None = None,
+        extra_config: str = "",
+    ) -> None:
+        self.base_dir = Path(base_dir).resolve()
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        state = self._load_state()
+        self.amqp_port = amqp_port or state.get("amqp_port") or free_port()
+        self.management_port = management_port or state.get("management_port") or free_port()
+        self.dist_port = state.get("dist_port") or free_port()
+        self.nodename = state.get("nodename") or f"rabbitipc-{os.getpid()}-{self.amqp_port}@localhost"
+        self.extra_config = extra_config
+        self._write_files()
+
+    # -- addresses -------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        """AMQP URL for the default guest user (allowed because we connect over loopback)."""
+        return f"amqp://guest:guest@127.0.0.1:{self.amqp_port}/%2F"
+
+    @property
+    def management_url(self) -> str:
+        return f"http://127.0.0.1:{self.management_port}/"
+
+    @property
+    def log_file(self) -> Path:
+        return self.base_dir / "log" / f"{self.nodename}.log"
+
+    # -- files -----------------------------------------------------------------------
+    def _load_state(self) -> dict:
+        path = self.base_dir / STATE_FILE
+        if path.exists():
+            try:
+                return json.loads(path.read_text())
+            except ValueError:
+                return {}
+        return {}
+
+    def _write_files(self) -> None:
+        (self.base_dir / "home").mkdir(exist_ok=True)
+        (self.base_dir / "log").mkdir(exist_ok=True)
+        (self.base_dir / "rabbitmq.conf").write_text(
+            f"listeners.tcp.default = 127.0.0.1:{self.amqp_port}\n"
+            f"management.tcp.port = {self.management_port}\n"
+            "management.tcp.ip = 127.0.0.1\n"
+            f"{self.extra_config}\n"
+        )
+        (self.base_dir / "enabled_plugins").write_text("[rabbitmq_management].\n")
+        state = {
+            "amqp_port": self.amqp_port,
+            "management_port": self.management_port,
+            "dist_port": self.dist_port,
+            "nodename": self.nodename,
+            "url": self.url,
+            "management_url": self.management_url,
+        }
+        (self.base_dir / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
+
+    @property
+    def pid_file(self) -> Path:
+        return self.base_dir / "rabbitmq.pid"
+
+    def env(self) -> dict[str, str]:
+        """Environment that points rabbitmq-server and rabbitmqctl at this node only."""
+        env = dict(os.environ)
+        env.update(
+            HOME=str(self.base_dir / "home"),
+            RABBITMQ_NODENAME=self.nodename,
+            RABBITMQ_MNESIA_BASE=str(self.base_dir / "mnesia"),
+            RABBITMQ_LOG_BASE=str(self.base_dir / "log"),
+            RABBITMQ_CONFIG_FILE=str(self.base_dir / "rabbitmq.conf"),
+            RABBITMQ_ENABLED_PLUGINS_FILE=str(self.base_dir / "enabled_plugins"),
+            RABBITMQ_DIST_PORT=str(self.dist_port),
+            RABBITMQ_PID_FILE=str(self.pid_file),
+        )
+        return env
+
+    # -- lifecycle -------------------------------------------------------------------
+    def pid(self) -> int | None:
+        """PID of the running node's Erlang VM, or None."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        return pid
+
+    def running(self) -> bool:
+        return self.pid() is not None and port_open(self.amqp_port)
+
+    def ctl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        """Run rabbitmqctl against this node and return the completed process."""
+        return subprocess.run(
+            [str(RABBITMQ_BIN / "rabbitmqctl"), "-n", self.nodename, *args],
+            env=self.env(), capture_output=True, text=True, timeout=timeout, check=False,
+        )
+
+    def start(self, timeout: float = 90) -> None:
+        """Start the node (no-op when it already runs) and wait until AMQP accepts connections."""
+        if self.running():
+            return
+        if not available():
+            raise BrokerError(
+                f"rabbitmq-server is not installed ({RABBITMQ_BIN} missing): "
+                "apt-get install -y rabbitmq-server"
+            )
+        for name, port in (("AMQP", self.amqp_port), ("management", self.management_port)):
+            if port_open(port):
+                raise BrokerError(f"{name} port {port} is already taken by another program")
+        self.pid_file.unlink(missing_ok=True)
+        subprocess.run(
+            [str(RABBITMQ_BIN / "rabbitmq-server"), "-detached"],
+            env=self.env(), capture_output=True, text=True, timeout=60, check=False,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.pid_file.exists():
+                break
+            time.sleep(0.1)
+        result = self.ctl("wait", str(self.pid_file), "--timeout", str(int(timeout)), timeout=timeout + 5)
+        if result.returncode != 0 or not self._wait_port(deadline):
+            raise BrokerError(
+                f"RabbitMQ node {self.nodename} did not start within {timeout:.0f}s: "
+                f"{result.stderr.strip() or result.stdout.strip()}\n{self.tail_log()}"
+            )
+
+    def _wait_port(self, deadline: float) -> bool:
+        while time.monotonic() < deadline:
+            if port_open(self.amqp_port):
+                return True
+            time.sleep(0.1)
+        return False
+
+    def stop(self, timeout: float = 60) -> None:
+        """Stop the node gracefully and wait for its VM to exit (no-op when not running)."""
+        pid = self.pid()
+        if pid is None:
+            return
+        self.ctl("stop", str(self.pid_file), timeout=timeout)
+        self._wait_gone(pid, timeout)
+
+    def kill(self) -> None:
+        """SIGKILL the node's VM: a crash, not a shutdown."""
+        pid = self.pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+            self._wait_gone(pid, 30)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def _wait_gone(self, pid: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            raise BrokerError(f"RabbitMQ VM {pid} still running after {timeout:.0f}s")
+        deadline = time.monotonic() + timeout
+        while port_open(self.amqp_port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    def tail_log(self, lines: int = 40) -> str:
+        """Last lines of the node's log, for error messages."""
+        try:
+            text = self.log_file.read_text(errors="replace").splitlines()
+        except OSError:
+            return f"(no log at {self.log_file})"
+        return "\n".join(text[-lines:])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python3 -m rabbitipc.localbroker",
+        description="Run a private RabbitMQ node from the system's rabbitmq-server.",
+    )
+    parser.add_argument("action", choices=["start", "stop", "status", "url"])
+    parser.add_argument("--dir", default=".rabbitmq", help="node directory (default: .rabbitmq)")
+    parser.add_argument("--amqp-port", type=int, help="AMQP port (default: 5672 if free, else any free port)")
+    parser.add_argument("--management-port", type=int,
+                        help="management UI port (default: 15672 if free, else any free port)")
+    args = parser.parse_args(argv)
+
+    base = Path(args.dir)
+    fresh = not (base / STATE_FILE).exists()
+    amqp_port, management_port = args.amqp_port, args.management_port
+    if fresh and amqp_port is None and not port_open(5672):
+        amqp_port = 5672
+    if fresh and management_port is None and not port_open(15672):
+        management_port = 15672
+    broker = LocalBroker(base, amqp_port, management_port)
+    try:
+        if args.action == "start":
+            broker.start()
+            print(broker.url)
+        elif args.action == "stop":
+            broker.stop()
+        elif args.action == "status":
+            print("running" if broker.running() else "stopped")
+            return 0 if broker.running() else 3
+        else:
+            print(broker.url)
+    except (BrokerError, subprocess.TimeoutExpired) as exc:
+        print(f"localbroker: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""The message schema: what the sender puts on the wire and how the receiver reads any body.
+
+Our messages are JSON objects with id, seq, sent_at, host and payload. Bodies from other
+clients (the management UI, the RabbitMQ tutorial's send.py) are not errors: they are shown
+as text, escaped and truncated so one message is always one log line.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import asdict, dataclass
+
+import pika
+
+CONTENT_TYPE = "application/json"
+APP_ID = "rabbitipc"
+PERSISTENT = pika.DeliveryMode.Persistent
+SCHEMA_FIELDS = {"id": str, "seq": int, "sent_at": (int, float), "host": str, "payload": str}
+
+
+class NotOurMessage(ValueError):
+    """The body is not a rabbitipc JSON message; str() says why in a few words."""
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message of ours: unique id, sender's sequence number, send time, host, payload."""
+
+    id: str
+    seq: int
+    sent_at: float
+    host: str
+    payload: str
+
+    @classmethod
+    def new(cls, seq: int, host: str, payload: str) -> "Message":
+        return cls(id=uuid.uuid4().hex, seq=seq, sent_at=time.time(), host=host, payload=payload)
+
+    def body(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False).encode()
+
+    def properties(self) -> pika.BasicProperties:
+        """AMQP properties: persistent, typed, with the id where management tools show it."""
+        return pika.BasicProperties(
+            content_type=CONTENT_TYPE,
+            delivery_mode=PERSISTENT,
+            message_id=self.id,
+            timestamp=int(self.sent_at),
+            app_id=APP_ID,
+        )
+
+    @classmethod
+    def parse(cls, body: bytes) -> "Message":
+        """Decode a body of ours, or raise NotOurMessage saying what is wrong with it."""
+        try:
+            data = json.loads(body)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise NotOurMessage(f"not JSON ({exc.__class__.__name__})") from None
+        if not isinstance(data, dict):
+            raise NotOurMessage(f"JSON {type(data).__name__}, not an object")
+        for name, kind in SCHEMA_FIELDS.items():
+            value = data.get(name)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise NotOurMessage(f"field {name!r} missing or not {getattr(kind, '__name__', 'a number')}")
+        return cls(**{name: data[name] for name in SCHEMA_FIELDS})
+
+
+def printable(text: str, limit: int = 120) -> str:
+    """Escape control characters and truncate, so any text fits on one log line."""
+    out = []
+    for char in text[:limit]:
+        code = ord(char)
+        if char == "\\":
+            out.append("\\\\")
+        elif code < 0x20 or 0x7F <= code < 0xA0 or code in (0x2028, 0x2029):
+            out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char, f"\\x{code:02x}"))
+        else:
+            out.append(char)
+    if len(text) > limit:
+        out.append(f"...(+{len(text) - limit} chars)")
+    return "".join(out)
+
+
+def describe_body(body: bytes, limit: int = 120) -> str:
+    """A one-line, escaped, truncated rendering of any body, text or binary."""
+    return printable(body.decode("utf-8", errors="replace"), limit)
