@@ -107,6 +107,8 @@ class Consumer:
     # -- per message -----------------------------------------------------------------
     def _on_message(self, channel, method, properties, body: bytes) -> None:
         """pika calls this for each delivery, on the I/O thread, one at a time."""
+        if self.stop.is_set():
+            return  # stopping: leave it unacked; closing the channel puts it back in the queue
         if len(body) > self.max_size:
             self._dead_letter(channel, method, properties, body,
                               f"body of {len(body)} bytes exceeds the {self.max_size}-byte limit")

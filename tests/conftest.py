@@ -1,0 +1,77 @@
+"""Fixtures: one private RabbitMQ node for the session, a fresh queue per test, program runners."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+
+import pytest
+
+from rabbitipc.localbroker import LocalBroker, available
+from support import RECEIVER, SENDER, Program, program_env
+
+
+def pytest_addoption(parser):
+    parser.addoption("--cluster", action="store_true", default=False,
+                     help="run the smoke test against the Kubernetes cluster in the current kubeconfig")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--cluster"):
+        return
+    skip = pytest.mark.skip(reason="needs a Kubernetes cluster with the bundle deployed: run with --cluster")
+    for item in items:
+        if "cluster" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory):
+    """A private RabbitMQ node on free ports (or RABBITIPC_TEST_AMQP_URL's broker, not restartable)."""
+    external = os.environ.get("RABBITIPC_TEST_AMQP_URL")
+    if external:
+        yield ExternalBroker(external)
+        return
+    if not available():
+        pytest.fail("rabbitmq-server is not installed: apt-get install -y rabbitmq-server "
+                    "(or set RABBITIPC_TEST_AMQP_URL to a broker)")
+    node = LocalBroker(tmp_path_factory.mktemp("rabbitmq"))
+    node.start()
+    yield node
+    node.stop()
+    shutil.rmtree(node.base_dir, ignore_errors=True)
+
+
+class ExternalBroker:
+    """A broker the tests did not start: usable, but not stoppable."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def __getattr__(self, name):
+        pytest.skip(f"needs a broker the tests can {name}; RABBITIPC_TEST_AMQP_URL is set")
+
+
+@pytest.fixture
+def queue(request) -> str:
+    """A queue name of this test's own, so tests never see each other's messages."""
+    return f"test-{request.node.name[:40]}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def run(broker, queue):
+    """Start sender/receiver programs on this test's queue; kills leftovers at teardown."""
+    started: list[Program] = []
+
+    def start(role: str, *args: str, env: dict | None = None, stdin: str | None = None,
+              url: str | None = None) -> Program:
+        script = {"sender": SENDER, "receiver": RECEIVER}[role]
+        program = Program(script, ["--queue", queue, *args],
+                          program_env(url or broker.url, **(env or {})), stdin=stdin)
+        started.append(program)
+        return program
+
+    yield start
+    for program in started:
+        program.stop()

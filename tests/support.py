@@ -1,0 +1,140 @@
+"""Test helpers: run the real programs as subprocesses and wait on what they log."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import pika
+
+ROOT = Path(__file__).resolve().parent.parent
+SENDER = ROOT / "sender" / "send.py"
+RECEIVER = ROOT / "receiver" / "receive.py"
+
+SENT = re.compile(r"\bsent seq=(\d+) id=(\S+)")
+RECEIVED = re.compile(r"\breceived seq=(\d+) id=(\S+)")
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 30, what: str = "condition",
+               on_timeout: Callable[[], str] | None = None):
+    """Poll condition until truthy and return its value; fail with context after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            detail = on_timeout() if on_timeout else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{detail}")
+        time.sleep(0.05)
+
+
+class Program:
+    """One running program (sender or receiver) with its log lines collected live."""
+
+    def __init__(self, script: Path, args: list[str], env: dict[str, str], stdin: str | None = None) -> None:
+        self.args = [sys.executable, str(script), *args]
+        self.proc = subprocess.Popen(
+            self.args, cwd=ROOT, env=env, text=True,
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        if stdin is not None:
+            self.proc.stdin.write(stdin)
+            self.proc.stdin.close()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def matches(self, pattern: re.Pattern) -> list[tuple[str, ...]]:
+        return [m.groups() for line in list(self.lines) if (m := pattern.search(line))]
+
+    def ids(self, pattern: re.Pattern) -> list[str]:
+        return [groups[1] for groups in self.matches(pattern)]
+
+    def wait_for_line(self, needle: str | re.Pattern, timeout: float = 30, count: int = 1) -> None:
+        pattern = needle if isinstance(needle, re.Pattern) else re.compile(re.escape(needle))
+        wait_until(lambda: len(self.matches(pattern)) >= count or (self.proc.poll() is not None
+                                                                   and len(self.matches(pattern)) >= count),
+                   timeout, f"{count}x {pattern.pattern!r} in {Path(self.args[1]).name} output",
+                   lambda: self.output)
+
+    def wait_count(self, pattern: re.Pattern, count: int, timeout: float = 30) -> None:
+        wait_until(lambda: len(self.matches(pattern)) >= count, timeout,
+                   f"{count} lines matching {pattern.pattern!r}", lambda: self.output[-4000:])
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float = 30) -> int:
+        """Wait for exit and for all output to be read; return the exit code."""
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{self.args} still running after {timeout}s\n{self.output}") from None
+        self._reader.join(10)
+        return code
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self._reader.join(10)
+
+
+def program_env(url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RABBITIPC_") and k != "AMQP_URL"}
+    env.update(AMQP_URL=url, RABBITIPC_MAX_RETRY_DELAY="1", PYTHONUNBUFFERED="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")])))
+    env.update(extra)
+    return env
+
+
+def queue_depth(url: str, queue: str) -> int:
+    """Messages ready in a queue, by a passive declare on a fresh connection."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        return connection.channel().queue_declare(queue, passive=True).method.message_count
+    finally:
+        connection.close()
+
+
+def get_all(url: str, queue: str) -> list[tuple[pika.BasicProperties, bytes]]:
+    """Drain a queue with basic_get and return (properties, body) for each message."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    out = []
+    try:
+        channel = connection.channel()
+        while True:
+            method, properties, body = channel.basic_get(queue, auto_ack=True)
+            if method is None:
+                return out
+            out.append((properties, body))
+    finally:
+        connection.close()
+
+
+def publish_raw(url: str, queue: str, body: bytes, **properties) -> None:
+    """Publish like another client would (tutorial style, no rabbitipc code)."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        channel.basic_publish("", queue, body, pika.BasicProperties(**properties), mandatory=True)
+    finally:
+        connection.close()

@@ -1,0 +1,66 @@
+"""Messages sent are received: exactly once, shared between receivers, drained after an outage."""
+
+from collections import Counter
+
+from support import RECEIVED, SENT, queue_depth, wait_until
+
+
+def test_every_message_sent_is_received_exactly_once(run):
+    """N messages from the sender each show up once in the receiver's log, with latency."""
+    receiver = run("receiver")
+    receiver.wait_for_line("consuming from queue")
+    sender = run("sender", "--count", "50", "--rate", "0")
+    assert sender.wait() == 0, sender.output
+    receiver.wait_count(RECEIVED, 50)
+    sent = sender.ids(SENT)
+    assert len(sent) == 50 and len(set(sent)) == 50
+    assert sorted(receiver.ids(RECEIVED)) == sorted(sent)
+    assert [int(seq) for seq, _ in sender.matches(SENT)] == list(range(1, 51))
+    assert "latency_ms=" in receiver.output
+
+
+def test_default_sender_sleeps_random_intervals(run):
+    """Without --rate the sender pauses a random time between min and max interval."""
+    receiver = run("receiver")
+    sender = run("sender", "--count", "3", "--min-interval", "0.2", "--max-interval", "0.4", "--seed", "7")
+    assert sender.wait() == 0, sender.output
+    receiver.wait_count(RECEIVED, 3)
+    stamps = [line.split()[0] for line in sender.lines if " sent seq=" in line]
+    seconds = [int(s[11:13]) * 3600 + int(s[14:16]) * 60 + float(s[17:23]) for s in stamps]
+    gaps = [b - a for a, b in zip(seconds, seconds[1:])]
+    assert all(0.19 <= gap <= 1.0 for gap in gaps), gaps
+
+
+def test_two_receivers_share_the_work(run):
+    """Two receivers on one queue split the messages between them, none handled twice."""
+    first, second = run("receiver"), run("receiver")
+    first.wait_for_line("consuming from queue")
+    second.wait_for_line("consuming from queue")
+    sender = run("sender", "--count", "40", "--rate", "100")
+    assert sender.wait() == 0, sender.output
+    wait_until(lambda: len(first.ids(RECEIVED)) + len(second.ids(RECEIVED)) >= 40, 30, "40 received")
+    a, b = first.ids(RECEIVED), second.ids(RECEIVED)
+    assert a and b, "both receivers should get a share"
+    assert sorted(a + b) == sorted(sender.ids(SENT))
+    assert not set(a) & set(b)
+
+
+def test_backlog_drains_when_a_receiver_comes_back(run, broker, queue):
+    """With every receiver down the messages wait in the queue; the next receiver gets them all."""
+    sender = run("sender", "--count", "30", "--rate", "0")
+    assert sender.wait() == 0, sender.output
+    assert queue_depth(broker.url, queue) == 30
+    receiver = run("receiver")
+    receiver.wait_count(RECEIVED, 30)
+    assert Counter(receiver.ids(RECEIVED)) == Counter(sender.ids(SENT))
+    wait_until(lambda: queue_depth(broker.url, queue) == 0, 10, "empty queue")
+
+
+def test_stdin_gives_one_message_per_line(run):
+    """--message - sends each line of standard input as one message, then stops."""
+    receiver = run("receiver")
+    sender = run("sender", "--message", "-", "--rate", "0", stdin="alpha\nbeta\ngamma\n")
+    assert sender.wait() == 0, sender.output
+    receiver.wait_count(RECEIVED, 3)
+    payloads = [line.rsplit("payload=", 1)[1] for line in receiver.lines if " received seq=" in line]
+    assert payloads == ["alpha", "beta", "gamma"]

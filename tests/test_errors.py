@@ -1,0 +1,50 @@
+"""Failures the user can cause or meet get one clear line and a distinct exit code."""
+
+import pika
+
+from rabbitipc.localbroker import free_port
+
+
+def _error_lines(program):
+    return [line for line in program.lines if ": error: " in line]
+
+
+def test_wrong_password_exits_3_with_a_clear_line(run, broker):
+    """Bad credentials: exit 3, one error line naming the user, the password never shown."""
+    url = broker.url.replace("guest:guest", "guest:s3cret-wrong")
+    for role in ("sender", "receiver"):
+        program = run(role, url=url)
+        assert program.wait() == 3, program.output
+        errors = _error_lines(program)
+        assert len(errors) == 1 and "refused user 'guest'" in errors[0]
+        assert "s3cret-wrong" not in program.output
+        assert "Traceback" not in program.output
+
+
+def test_unreachable_broker_exits_4_after_the_retry_budget(run):
+    """Nothing listening: retries with backoff, then exit 4 with one line, password hidden."""
+    url = f"amqp://guest:hidden-pw@127.0.0.1:{free_port()}/%2F"
+    program = run("sender", "--retry-timeout", "2", url=url)
+    assert program.wait(30) == 4, program.output
+    errors = _error_lines(program)
+    assert len(errors) == 1 and "unreachable" in errors[0] and "retry budget 2s" in errors[0]
+    assert "not reachable" in program.output and "retrying in" in program.output
+    assert "hidden-pw" not in program.output and "Traceback" not in program.output
+
+
+def test_existing_queue_with_other_settings_exits_5_naming_the_difference(run, broker, queue):
+    """The tutorial's non-durable queue under our name: exit 5 and a message saying what differs."""
+    connection = pika.BlockingConnection(pika.URLParameters(broker.url))
+    connection.channel().queue_declare(queue, durable=False)  # as the RabbitMQ tutorial does
+    try:
+        for role in ("receiver", "sender"):
+            program = run(role)
+            assert program.wait() == 5, program.output
+            errors = _error_lines(program)
+            assert len(errors) == 1
+            assert f"queue '{queue}' already exists with other settings" in errors[0]
+            assert "'durable' is 'false', we need 'true'" in errors[0]
+            assert "Traceback" not in program.output
+    finally:
+        connection.channel().queue_delete(queue)
+        connection.close()

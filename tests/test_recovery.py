@@ -1,0 +1,56 @@
+"""Nothing accepted is lost when a receiver dies or the broker restarts mid-stream."""
+
+import signal
+from collections import Counter
+
+from support import RECEIVED, SENT, queue_depth, wait_until
+
+
+def test_receiver_killed_mid_stream_loses_nothing(run, broker, queue):
+    """SIGKILL a receiver holding unacked messages: a new receiver gets every message."""
+    first = run("receiver", "--prefetch", "20")
+    first.wait_for_line("consuming from queue")
+    sender = run("sender", "--count", "200", "--rate", "200")
+    first.wait_count(RECEIVED, 20)
+    first.signal(signal.SIGKILL)
+    first.wait()
+    assert sender.wait(60) == 0, sender.output
+    second = run("receiver")
+    accepted = set(sender.ids(SENT))
+    assert len(accepted) == 200
+    wait_until(lambda: accepted <= set(first.ids(RECEIVED)) | set(second.ids(RECEIVED)), 30,
+               "every accepted message received", lambda: second.output[-3000:])
+    wait_until(lambda: queue_depth(broker.url, queue) == 0, 10, "empty queue")
+
+
+def test_broker_restart_mid_stream_both_reconnect_and_nothing_is_lost(run, broker, queue):
+    """Stop and restart the broker while messages flow: both programs reconnect, all arrive once."""
+    receiver = run("receiver")
+    receiver.wait_for_line("consuming from queue")
+    sender = run("sender", "--count", "150", "--rate", "50")
+    receiver.wait_count(RECEIVED, 30)
+    broker.stop()
+    broker.start()
+    assert sender.wait(120) == 0, sender.output
+    accepted = sender.ids(SENT)
+    assert len(accepted) == 150
+    wait_until(lambda: set(accepted) <= set(receiver.ids(RECEIVED)), 60,
+               "every accepted message received after the restart", lambda: receiver.output[-3000:])
+    handled = Counter(receiver.ids(RECEIVED))
+    assert max(handled.values()) == 1, "a message was handled twice"
+    assert "reconnecting" in receiver.output or "not reachable" in receiver.output
+    assert "connection lost" in sender.output or "not reachable" in sender.output
+
+
+def test_sender_waits_for_a_broker_that_starts_later(run, broker, queue):
+    """A sender started before the broker (as in a Pod) retries, then delivers everything."""
+    broker.stop()
+    try:
+        sender = run("sender", "--count", "5", "--rate", "20")
+        sender.wait_for_line("not reachable")
+    finally:
+        broker.start()
+    assert sender.wait(60) == 0, sender.output
+    receiver = run("receiver")
+    receiver.wait_count(RECEIVED, 5)
+    assert sorted(receiver.ids(RECEIVED)) == sorted(sender.ids(SENT))
