@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import uuid
 
 import pytest
@@ -67,7 +68,7 @@ def run(broker, queue):
     def start(role: str, *args: str, env: dict | None = None, stdin: str | None = None,
               url: str | None = None) -> Program:
         script = {"sender": SENDER, "receiver": RECEIVER}[role]
-        program = Program(script, ["--queue", queue, *args],
+        program = Program([sys.executable, str(script), "--queue", queue, *args],
                           program_env(url or broker.url, **(env or {})), stdin=stdin)
         started.append(program)
         return program

@@ -39,10 +39,11 @@ def wait_until(condition: Callable[[], object], timeout: float = 30, what: str =
 class Program:
     """One running program (sender or receiver) with its log lines collected live."""
 
-    def __init__(self, script: Path, args: list[str], env: dict[str, str], stdin: str | None = None) -> None:
-        self.args = [sys.executable, str(script), *args]
+    def __init__(self, argv: list[str], env: dict[str, str], stdin: str | None = None,
+                 new_session: bool = False) -> None:
+        self.args = argv
         self.proc = subprocess.Popen(
-            self.args, cwd=ROOT, env=env, text=True,
+            self.args, cwd=ROOT, env=env, text=True, start_new_session=new_session,
             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
@@ -71,7 +72,7 @@ class Program:
         pattern = needle if isinstance(needle, re.Pattern) else re.compile(re.escape(needle))
         wait_until(lambda: len(self.matches(pattern)) >= count or (self.proc.poll() is not None
                                                                    and len(self.matches(pattern)) >= count),
-                   timeout, f"{count}x {pattern.pattern!r} in {Path(self.args[1]).name} output",
+                   timeout, f"{count}x {pattern.pattern!r} in {Path(self.args[-1]).name} output",
                    lambda: self.output)
 
     def wait_count(self, pattern: re.Pattern, count: int, timeout: float = 30) -> None:

@@ -1,0 +1,48 @@
+# rabbitipc: `make` lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+.PHONY: run
+run: ## broker + receiver + sender locally, traffic on screen (Ctrl-C stops)
+	./run-local.sh
+
+.PHONY: test
+test: ## the whole test suite against a private RabbitMQ node
+	./run-tests.sh
+
+.PHONY: broker
+broker: ## start RabbitMQ for manual experiments (Docker, else a local node)
+	./start-local-docker-rabbitmq.sh
+
+.PHONY: broker-stop
+broker-stop: ## stop that broker
+	./start-local-docker-rabbitmq.sh --stop
+
+.PHONY: podman
+podman: ## install podman and its settings for the end-to-end tests (Debian, root)
+	./scripts/install-podman.sh
+
+.PHONY: e2e
+e2e: ## build the images and play the Pod with podman, then the smoke scenario
+	./run-tests.sh -m podman
+
+.PHONY: deploy
+deploy: ## build the images into minikube and deploy the bundle
+	./deploy-local-minikube.sh
+
+.PHONY: undeploy
+undeploy: ## remove the bundle from minikube
+	./deploy-local-minikube.sh --delete
+
+.PHONY: smoke
+smoke: ## check a deployed bundle (current kubeconfig)
+	.venv/bin/python -m rabbitipc.smoke kubernetes
+
+.PHONY: clean
+clean: ## remove the virtualenv, the local node and caches
+	-./start-local-docker-rabbitmq.sh --stop
+	rm -rf .venv .rabbitmq .pytest_cache build *.egg-info

@@ -1,0 +1,69 @@
+# Shared shell helpers, sourced by the top-level scripts. Not meant to run on its own.
+# shellcheck shell=bash
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV=${RABBITIPC_VENV:-$ROOT/.venv}
+
+log() { printf '%s\n' "==> $*" >&2; }
+die() { printf '%s\n' "error: $*" >&2; exit 1; }
+
+# as_root CMD...: run as root directly, through sudo, or fail with what to run by hand.
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    die "need root to run: $* (run it as root, or install sudo)"
+  fi
+}
+
+# apt_install PKG...: install the Debian packages that are missing (apt-get update first).
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  command -v apt-get >/dev/null 2>&1 || die "please install: ${missing[*]} (no apt-get on this machine)"
+  log "installing ${missing[*]} with apt-get"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# ensure_venv: the project virtualenv with rabbitipc and its test extra, rebuilt when pyproject changes.
+ensure_venv() {
+  local python=${PYTHON:-python3}
+  command -v "$python" >/dev/null 2>&1 || apt_install python3
+  "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+    || die "Python 3.11 or newer is needed ($("$python" --version 2>&1) found); set PYTHON=/path/to/python3.11"
+  if [ ! -x "$VENV/bin/python" ]; then
+    if ! "$python" -m venv "$VENV" >/dev/null 2>&1; then
+      rm -rf "$VENV"
+      apt_install python3-venv
+      "$python" -m venv "$VENV"
+    fi
+  fi
+  local stamp="$VENV/.rabbitipc-installed"
+  local want
+  want=$(cat "$ROOT/pyproject.toml" | cksum)
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    log "installing rabbitipc and its dependencies into $VENV"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[test]"
+    printf '%s' "$want" >"$stamp"
+  fi
+}
+
+# wait_for DESCRIPTION SECONDS CMD...: poll CMD until it succeeds, at most SECONDS.
+wait_for() {
+  local what=$1 limit=$2
+  shift 2
+  local deadline=$((SECONDS + limit))
+  until "$@" >/dev/null 2>&1; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      printf '%s\n' "error: timed out after ${limit}s waiting for $what" >&2
+      return 1
+    fi
+    sleep 1
+  done
+}
