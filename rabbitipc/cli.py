@@ -17,6 +17,7 @@ from .connection import Retry, redact
 from .consumer import Consumer
 from .errors import EXIT_OK, FatalError
 from .handlers import load_handler
+from .health import Health
 from .publisher import Publisher
 from .sending import Pacing, payloads, run_sender
 from .shutdown import StopFlag
@@ -37,14 +38,14 @@ shown escaped and truncated; a message that cannot be handled goes to <queue>.de
 reason in the x-rabbitipc-reason header. SIGTERM or Ctrl-C finishes the message in hand."""
 
 
-def _common(args, role: str) -> tuple[QueueSpec, Retry, StopFlag, str]:
+def _common(args, role: str) -> tuple[QueueSpec, Retry, StopFlag, str, Health]:
     config.setup_logging(args.log_level)
     stop = StopFlag()
     stop.install_signal_handlers()
     retry = Retry(timeout=args.retry_timeout, backoff=Backoff(step=1.0, cap=args.max_retry_delay))
     name = f"rabbitipc-{role}@{socket.gethostname()}"
     LOGGER.info("%s starting: broker %s, queue %s", role, redact(args.url), args.queue)
-    return QueueSpec(args.queue, args.queue_type), retry, stop, name
+    return QueueSpec(args.queue, args.queue_type), retry, stop, name, Health(args.health_file)
 
 
 def _run(prog: str, body: Callable[[], None]) -> int:
@@ -62,8 +63,8 @@ def send_main(argv: Sequence[str] | None = None) -> int:
     prog = "sender"
 
     def body() -> None:
-        spec, retry, stop, name = _common(args, "sender")
-        publisher = Publisher(args.url, spec, retry, stop, connection_name=name)
+        spec, retry, stop, name, health = _common(args, "sender")
+        publisher = Publisher(args.url, spec, retry, stop, connection_name=name, health=health)
         pacing = Pacing(args.rate, args.min_interval, args.max_interval, args.seed)
         try:
             run_sender(publisher, payloads(args.message, args.size), pacing.intervals(), args.count)
@@ -80,11 +81,11 @@ def receive_main(argv: Sequence[str] | None = None) -> int:
 
     def body() -> None:
         handler = load_handler(args.handler) if args.handler else None
-        spec, retry, stop, name = _common(args, "receiver")
+        spec, retry, stop, name, health = _common(args, "receiver")
         consumer = Consumer(
             args.url, spec, handler, prefetch=args.prefetch, max_size=args.max_size,
             strict=args.strict, dedupe_window=args.dedupe_window, retry=retry, stop=stop,
-            connection_name=name,
+            connection_name=name, health=health,
         )
         consumer.run()
 

@@ -121,6 +121,9 @@ COMMON = [
            "cap of the reconnect delay, which grows 1 s per failed try", "S"),
     Option("--log-level", "RABBITIPC_LOG_LEVEL", "INFO", choice(LOG_LEVELS, upper=True),
            "DEBUG, INFO, WARNING or ERROR", "LEVEL"),
+    Option("--health-file", "RABBITIPC_HEALTH_FILE", None, text,
+           "keep this file fresh for liveness/readiness probes (python -m rabbitipc.health FILE)",
+           "PATH", shown_default="none"),
 ]
 
 SENDER = [

@@ -18,6 +18,7 @@ import pika.exceptions as px
 
 from .backoff import Backoff
 from .errors import AuthError, Stopped, UnreachableError
+from .health import Health
 from .shutdown import StopFlag
 
 LOGGER = logging.getLogger(__name__)
@@ -71,7 +72,9 @@ def describe(exc: BaseException) -> str:
     return text if len(text) < 200 else text[:200] + "..."
 
 
-def connect(url: str, connection_name: str, retry: Retry, stop: StopFlag) -> pika.BlockingConnection:
+def connect(
+    url: str, connection_name: str, retry: Retry, stop: StopFlag, health: Health | None = None
+) -> pika.BlockingConnection:
     """Open a connection, retrying transient failures within the retry budget.
 
     Raises AuthError at once for refused credentials, UnreachableError when the budget is
@@ -98,6 +101,8 @@ def connect(url: str, connection_name: str, retry: Retry, stop: StopFlag) -> pik
                     f"(retry budget {retry.timeout:.0f}s): {reason}"
                 ) from None
             LOGGER.warning("broker at %s not reachable (%s); retrying in %.1fs", safe_url, reason, delay)
+            if health is not None:
+                health.beat(connected=False)
             if stop.wait(delay):
                 raise Stopped() from None
             continue

@@ -18,6 +18,7 @@ from .connection import Retry, connect
 from .dedupe import RecentIds
 from .errors import AuthError, Stopped
 from .handlers import Delivery, Handler
+from .health import Health
 from .message import Message, NotOurMessage, describe_body, printable
 from .publisher import RECONNECT
 from .shutdown import StopFlag
@@ -45,6 +46,7 @@ class Consumer:
         retry: Retry | None = None,
         stop: StopFlag | None = None,
         connection_name: str = "rabbitipc-receiver",
+        health: Health | None = None,
     ) -> None:
         self.url = url
         self.spec = spec
@@ -56,6 +58,7 @@ class Consumer:
         self.retry = retry or Retry()
         self.stop = stop or StopFlag()
         self.connection_name = connection_name
+        self.health = health or Health(None)
         self.handled = 0
         self._connection: pika.BlockingConnection | None = None
         self._dead_channel = None
@@ -83,7 +86,7 @@ class Consumer:
         return self.handled
 
     def _consume_once(self) -> None:
-        self._connection = connect(self.url, self.connection_name, self.retry, self.stop)
+        self._connection = connect(self.url, self.connection_name, self.retry, self.stop, self.health)
         channel = self._connection.channel()
         self.spec.declare(channel)
         channel.basic_qos(prefetch_count=self.prefetch)
@@ -92,6 +95,7 @@ class Consumer:
         tag = channel.basic_consume(self.spec.name, self._on_message, auto_ack=False)
         LOGGER.info("consuming from queue %s (prefetch %d)", self.spec.name, self.prefetch)
         while not self.stop.is_set():
+            self.health.beat(connected=True)
             self._connection.process_data_events(time_limit=0.2)
         # Messages prefetched but not yet handled are returned to the queue by basic_cancel.
         channel.basic_cancel(tag)

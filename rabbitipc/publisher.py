@@ -16,6 +16,7 @@ import pika.exceptions as px
 
 from .connection import TRANSIENT, Retry, connect
 from .errors import AuthError, UndeliverableError
+from .health import Health
 from .shutdown import StopFlag
 from .topology import QueueSpec
 
@@ -36,6 +37,7 @@ class Publisher:
         stop: StopFlag | None = None,
         connection_name: str = "rabbitipc-sender",
         max_refusals: int = 5,
+        health: Health | None = None,
     ) -> None:
         self.url = url
         self.spec = spec
@@ -43,6 +45,7 @@ class Publisher:
         self.stop = stop or StopFlag()
         self.connection_name = connection_name
         self.max_refusals = max_refusals
+        self.health = health or Health(None)
         self._connection: pika.BlockingConnection | None = None
         self._channel = None
 
@@ -50,7 +53,7 @@ class Publisher:
         if self._channel is not None and self._channel.is_open:
             return self._channel
         if self._connection is None or not self._connection.is_open:
-            self._connection = connect(self.url, self.connection_name, self.retry, self.stop)
+            self._connection = connect(self.url, self.connection_name, self.retry, self.stop, self.health)
             self._connection.add_on_connection_blocked_callback(self._on_blocked)
             self._connection.add_on_connection_unblocked_callback(self._on_unblocked)
         self._channel = self._connection.channel()
@@ -88,6 +91,7 @@ class Publisher:
             channel = self._ensure_channel()
             try:
                 channel.basic_publish("", routing_key, body, properties, mandatory=True)
+                self.health.beat(connected=True)
                 return
             except px.UnroutableError:
                 reason = f"returned as unroutable (queue {routing_key!r} missing?)"
@@ -117,7 +121,9 @@ class Publisher:
             if remaining <= 0:
                 return
             step = min(remaining, 0.2)
-            if self._connection is not None and self._connection.is_open:
+            connected = self._connection is not None and self._connection.is_open
+            self.health.beat(connected)
+            if connected:
                 try:
                     self._connection.process_data_events(time_limit=step)
                 except RECONNECT as exc:

@@ -1,0 +1,70 @@
+"""Liveness and readiness for Kubernetes probes, through a small file the program keeps fresh.
+
+The program's main loop calls beat() on every turn (throttled to one write every couple of
+seconds): `alive` proves the loop turns, `connected` says whether it talks to the broker. The
+probe is `python -m rabbitipc.health FILE [--connected] [--max-age S]`, which exits 0 when
+healthy and 1 with one line saying why not. A file works with a read-only root filesystem
+(mount an emptyDir) and needs no port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+
+class Health:
+    """Writes {"beat": unix time, "connected": bool} to a file; a no-op without a path."""
+
+    def __init__(self, path: str | None, interval: float = 2.0) -> None:
+        self.path = path
+        self.interval = interval
+        self._last = (0.0, None)
+
+    def beat(self, connected: bool) -> None:
+        if not self.path:
+            return
+        now = time.time()
+        last_time, last_state = self._last
+        if last_state == connected and now - last_time < self.interval:
+            return
+        tmp = f"{self.path}.tmp"
+        with open(tmp, "w") as handle:
+            json.dump({"beat": now, "connected": connected, "pid": os.getpid()}, handle)
+        os.replace(tmp, self.path)
+        self._last = (now, connected)
+
+
+def check(path: str, max_age: float, need_connected: bool) -> str | None:
+    """None when healthy, else the reason."""
+    try:
+        with open(path) as handle:
+            state = json.load(handle)
+    except (OSError, ValueError) as exc:
+        return f"no health file {path}: {exc.__class__.__name__}"
+    age = time.time() - float(state.get("beat", 0))
+    if age > max_age:
+        return f"main loop silent for {age:.0f}s (limit {max_age:.0f}s)"
+    if need_connected and not state.get("connected"):
+        return "not connected to the broker"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rabbitipc.health", description=__doc__.split("\n")[0])
+    parser.add_argument("path", help="the program's --health-file")
+    parser.add_argument("--connected", action="store_true", help="also require a broker connection (readiness)")
+    parser.add_argument("--max-age", type=float, default=60.0, help="seconds since the last beat (default 60)")
+    args = parser.parse_args(argv)
+    problem = check(args.path, args.max_age, args.connected)
+    if problem:
+        print(f"unhealthy: {problem}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
