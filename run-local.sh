@@ -18,8 +18,10 @@ pids=()
 stop_all() {
   trap - INT TERM EXIT
   log "stopping sender and receiver"
-  [ ${#pids[@]} -gt 0 ] && kill -TERM "${pids[@]}" 2>/dev/null || true
-  wait "${pids[@]}" 2>/dev/null || true
+  if [ ${#pids[@]} -gt 0 ]; then
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    wait "${pids[@]}" 2>/dev/null || true
+  fi
   if [ "${RABBITIPC_KEEP_BROKER:-0}" != 1 ]; then
     ./start-local-docker-rabbitmq.sh --stop
   fi

@@ -46,10 +46,10 @@ ensure_venv() {
   fi
   local stamp="$VENV/.rabbitipc-installed"
   local want
-  want=$(cat "$ROOT/pyproject.toml" | cksum)
+  want=$(cksum <"$ROOT/pyproject.toml")
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     log "installing rabbitipc and its dependencies into $VENV"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[test]"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "${ROOT}[test]"
     printf '%s' "$want" >"$stamp"
   fi
 }
