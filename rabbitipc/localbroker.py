@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -30,11 +31,33 @@ class BrokerError(RuntimeError):
     """The node could not be started or stopped; the message says why and where the log is."""
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    """Return a TCP port that nothing listens on right now (the kernel's pick)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port nothing listens on, outside the kernel's ephemeral range.
+
+    An ephemeral port can be taken by some client's outgoing connection while the broker is
+    down (a client retrying localhost:PORT can even connect to itself), and the restarted
+    broker would then fail with eaddrinuse. Ports below the range are never handed out that way.
+    """
+    low, high = _ephemeral_range()
+    pool = [port for port in range(10000, 30000) if not low <= port <= high]
+    for port in random.sample(pool, 200):
+        if port in (4369, 5672, 15672, 25672):
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise BrokerError("no free TCP port found below the ephemeral range")
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

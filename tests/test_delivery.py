@@ -64,3 +64,15 @@ def test_stdin_gives_one_message_per_line(run):
     receiver.wait_count(RECEIVED, 3)
     payloads = [line.rsplit("payload=", 1)[1] for line in receiver.lines if " received seq=" in line]
     assert payloads == ["alpha", "beta", "gamma"]
+
+
+def test_quorum_queue_type_is_created_and_used(run, broker, queue):
+    """--queue-type quorum declares a quorum queue (and dead-letter queue) and messages flow."""
+    receiver = run("receiver", "--queue-type", "quorum")
+    receiver.wait_for_line("consuming from queue")
+    sender = run("sender", "--queue-type", "quorum", "--count", "10", "--rate", "0")
+    assert sender.wait() == 0, sender.output
+    receiver.wait_count(RECEIVED, 10)
+    listing = broker.ctl("list_queues", "name", "type", "durable").stdout
+    types = dict(line.split()[:2] for line in listing.splitlines() if line.startswith(queue))
+    assert types == {queue: "quorum", queue + ".dead": "quorum"}

@@ -54,3 +54,22 @@ def test_sender_waits_for_a_broker_that_starts_later(run, broker, queue):
     receiver = run("receiver")
     receiver.wait_count(RECEIVED, 5)
     assert sorted(receiver.ids(RECEIVED)) == sorted(sender.ids(SENT))
+
+
+def test_deleted_queue_is_redeclared_and_returned_messages_resent(run, broker, queue):
+    """A queue deleted under a running sender: the returned message is resent into a new queue."""
+    import pika
+
+    sender = run("sender", "--rate", "20")
+    sender.wait_count(SENT, 5)
+    connection = pika.BlockingConnection(pika.URLParameters(broker.url))
+    connection.channel().queue_delete(queue)
+    connection.close()
+    deleted_at = len(sender.ids(SENT))
+    sender.wait_for_line("returned as unroutable")
+    sender.wait_count(SENT, deleted_at + 10)
+    sender.signal(signal.SIGTERM)
+    assert sender.wait() == 0, sender.output
+    after = sender.ids(SENT)[deleted_at + 1:]  # the one in flight at the deletion may have gone with it
+    receiver = run("receiver")
+    wait_until(lambda: set(after) <= set(receiver.ids(RECEIVED)), 30, "messages sent after the deletion")

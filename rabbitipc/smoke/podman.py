@@ -30,6 +30,8 @@ from pathlib import Path
 
 import yaml
 
+from ..localbroker import free_port
+
 LOGGER = logging.getLogger(__name__)
 
 
@@ -40,12 +42,6 @@ def podman(*args: str, check: bool = True, timeout: float = 120, input_text: str
     if check and result.returncode != 0:
         raise RuntimeError(f"podman {' '.join(args[:3])} failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
     return result.stdout
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class PodmanBundle:
@@ -90,7 +86,7 @@ class PodmanBundle:
         for container in self.pod_spec["containers"]:
             for port in container.get("ports", []):
                 port["hostPort"] = self.host_ports.setdefault(port.get("name") or str(port["containerPort"]),
-                                                              _free_port())
+                                                              free_port())
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
             yaml.safe_dump(self.deployment, handle)
             path = handle.name
