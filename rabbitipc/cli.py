@@ -1,11 +1,12 @@
-"""The two programs' entry points: parse config, build library objects, run, exit.
+"""The programs' entry points: parse config, build library objects, run, exit.
 
-`python sender/send.py`, `python receiver/receive.py` and the console scripts
-`rabbitipc-send` / `rabbitipc-receive` all land here.
+`python sender/send.py`, `python receiver/receive.py`, `python stage/stage.py` and the console
+scripts `rabbitipc-send`, `rabbitipc-receive`, `rabbitipc-stage` all land here.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import socket
 import sys
@@ -15,37 +16,51 @@ from . import config
 from .backoff import Backoff
 from .connection import Retry, redact
 from .consumer import Consumer
-from .errors import EXIT_OK, FatalError
+from .errors import EXIT_OK, EXIT_USAGE, FatalError
 from .handlers import load_handler
 from .health import Health
 from .publisher import Publisher
 from .sending import Pacing, payloads, run_sender
 from .shutdown import StopFlag
-from .topology import QueueSpec
+from .sinks import JsonlSink
+from .topology import Route, Subscription
 
 LOGGER = logging.getLogger(__name__)
 
-SEND_DESCRIPTION = """Publish messages to a durable RabbitMQ queue with publisher confirms.
+SEND_DESCRIPTION = """Publish messages to RabbitMQ with publisher confirms.
 
-By default it sends forever, sleeping a random interval between messages; each message is
-JSON (id, seq, sent_at, host, payload), persistent, and logged once the broker confirmed it.
+By default it sends forever to the durable queue 'hello', sleeping a random interval between
+messages; each message is JSON (id, seq, sent_at, host, payload), persistent, and logged once
+the broker confirmed it. With --http it instead publishes what web clients POST to /messages.
 SIGTERM or Ctrl-C stops it cleanly after the message in flight."""
 
-RECEIVE_DESCRIPTION = """Consume messages from a durable RabbitMQ queue and log one line each.
+RECEIVE_DESCRIPTION = """Consume messages from RabbitMQ and log one line each.
 
 Each message is acknowledged only after it was handled. Text that is not rabbitipc JSON is
 shown escaped and truncated; a message that cannot be handled goes to <queue>.dead with the
-reason in the x-rabbitipc-reason header. SIGTERM or Ctrl-C finishes the message in hand."""
+reason in the x-rabbitipc-reason header. SIGTERM, Ctrl-C or `rabbitipc-ctl stop --queue NAME`
+finishes the message in hand and stops."""
+
+STAGE_DESCRIPTION = """A pipeline stage: consume a queue, apply --handler, publish its result to --forward-to.
+
+The input is acked only after the output is confirmed, so a stage killed at any point loses
+nothing; output ids derive from input ids, so a redone message is dropped downstream as a
+duplicate. Run more copies to scale a stage. A handler returning None forwards nothing."""
 
 
-def _common(args, role: str) -> tuple[QueueSpec, Retry, StopFlag, str, Health]:
-    config.setup_logging(args.log_level)
-    stop = StopFlag()
-    stop.install_signal_handlers()
-    retry = Retry(timeout=args.retry_timeout, backoff=Backoff(step=1.0, cap=args.max_retry_delay))
-    name = f"rabbitipc-{role}@{socket.gethostname()}"
-    LOGGER.info("%s starting: broker %s, queue %s", role, redact(args.url), args.queue)
-    return QueueSpec(args.queue, args.queue_type), retry, stop, name, Health(args.health_file)
+class Setup:
+    """What both programs build from the common options."""
+
+    def __init__(self, args: argparse.Namespace, role: str) -> None:
+        config.setup_logging(args.log_level)
+        self.stop = StopFlag()
+        self.stop.install_signal_handlers()
+        self.retry = Retry(timeout=args.retry_timeout, backoff=Backoff(step=1.0, cap=args.max_retry_delay))
+        self.name = f"rabbitipc-{role}@{socket.gethostname()}"
+        self.health = Health(args.health_file)
+        self.queue = args.queue
+        target = f"queue {args.queue}" if args.pattern == "work" else f"{args.pattern} exchange"
+        LOGGER.info("%s starting: broker %s, %s", role, redact(args.url), target)
 
 
 def _run(prog: str, body: Callable[[], None]) -> int:
@@ -60,33 +75,54 @@ def _run(prog: str, body: Callable[[], None]) -> int:
 def send_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the sender."""
     args = config.parse(SEND_DESCRIPTION, config.COMMON + config.SENDER, argv)
-    prog = "sender"
 
     def body() -> None:
-        spec, retry, stop, name, health = _common(args, "sender")
-        publisher = Publisher(args.url, spec, retry, stop, connection_name=name, health=health)
+        setup = Setup(args, "sender")
+        route = Route(args.pattern, setup.queue or "hello", args.queue_type, args.exchange, args.routing_key)
+        if args.http:
+            from .http_producer import serve
+
+            http_retry = Retry(timeout=min(args.retry_timeout or 3, 3), backoff=Backoff(step=0.5, cap=1))
+            publisher = Publisher(args.url, route, http_retry, setup.stop, setup.name, health=setup.health)
+            try:
+                serve(publisher, args.http)
+            finally:
+                publisher.close()
+            return
+        publisher = Publisher(args.url, route, setup.retry, setup.stop, setup.name, health=setup.health)
         pacing = Pacing(args.rate, args.min_interval, args.max_interval, args.seed)
         try:
             run_sender(publisher, payloads(args.message, args.size), pacing.intervals(), args.count)
         finally:
             publisher.close()
 
-    return _run(prog, body)
+    return _run("sender", body)
+
+
+def _consumer(args: argparse.Namespace, role: str) -> Consumer:
+    handler = load_handler(args.handler) if args.handler else None
+    setup = Setup(args, role)
+    subscription = Subscription(args.pattern, setup.queue, args.queue_type, args.exchange, args.bind)
+    forward = Route("work", args.forward_to, args.queue_type) if args.forward_to else None
+    return Consumer(
+        args.url, subscription, handler, prefetch=args.prefetch, max_size=args.max_size,
+        strict=args.strict, dedupe_window=args.dedupe_window, retry=setup.retry, stop=setup.stop,
+        connection_name=setup.name, health=setup.health, forward_to=forward,
+        sink=JsonlSink(args.jsonl) if args.jsonl else None, poison_pill=args.poison_pill,
+    )
 
 
 def receive_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the receiver."""
     args = config.parse(RECEIVE_DESCRIPTION, config.COMMON + config.RECEIVER, argv)
-    prog = "receiver"
+    return _run("receiver", lambda: _consumer(args, "receiver").run())
 
-    def body() -> None:
-        handler = load_handler(args.handler) if args.handler else None
-        spec, retry, stop, name, health = _common(args, "receiver")
-        consumer = Consumer(
-            args.url, spec, handler, prefetch=args.prefetch, max_size=args.max_size,
-            strict=args.strict, dedupe_window=args.dedupe_window, retry=retry, stop=stop,
-            connection_name=name, health=health,
-        )
-        consumer.run()
 
-    return _run(prog, body)
+def stage_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of a pipeline stage: a receiver that must have --handler and --forward-to."""
+    args = config.parse(STAGE_DESCRIPTION, config.COMMON + config.RECEIVER, argv)
+    missing = [flag for flag, value in (("--handler", args.handler), ("--forward-to", args.forward_to)) if not value]
+    if missing:
+        print(f"stage: error: {' and '.join(missing)} required (see --help)", file=sys.stderr)
+        return EXIT_USAGE
+    return _run("stage", lambda: _consumer(args, "stage").run())

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import pika
 
 from .errors import EXIT_USAGE, exit_codes_help
-from .topology import QUEUE_TYPES
+from .topology import PATTERNS, QUEUE_TYPES
 
 DEFAULT_URL = "amqp://guest:guest@localhost:5672/%2F"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -90,6 +90,20 @@ def text(value: str) -> str:
     return value
 
 
+def key_list(value: str) -> tuple[str, ...]:
+    keys = tuple(key.strip() for key in value.split(",") if key.strip())
+    if not keys:
+        raise ValueError("needs at least one key")
+    return keys
+
+
+def host_port(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} is not HOST:PORT")
+    return host or "127.0.0.1", int(port)
+
+
 # -- declarations ----------------------------------------------------------------------
 @dataclass(frozen=True)
 class Option:
@@ -112,7 +126,14 @@ class Option:
 COMMON = [
     Option("--url", "AMQP_URL", DEFAULT_URL, amqp_url,
            "broker URL, amqp:// or amqps:// (the password is never logged)", "URL"),
-    Option("--queue", "RABBITIPC_QUEUE", "hello", queue_name, "durable queue to use", "NAME"),
+    Option("--pattern", "RABBITIPC_PATTERN", "work", choice(PATTERNS),
+           "work (one queue, receivers share it), broadcast (fanout), direct or topic (routing keys)",
+           "PATTERN"),
+    Option("--queue", "RABBITIPC_QUEUE", None, queue_name,
+           "durable queue; in the exchange patterns a receiver without one gets an exclusive queue",
+           "NAME", shown_default="hello in the work pattern"),
+    Option("--exchange", "RABBITIPC_EXCHANGE", None, text,
+           "exchange of the broadcast/direct/topic patterns", "NAME", shown_default="rabbitipc.PATTERN"),
     Option("--queue-type", "RABBITIPC_QUEUE_TYPE", "classic", choice(QUEUE_TYPES),
            "queue type when the queue is created: classic or quorum", "TYPE"),
     Option("--retry-timeout", "RABBITIPC_RETRY_TIMEOUT", 300.0, non_negative_float,
@@ -143,6 +164,11 @@ SENDER = [
            "TEXT", shown_default="generated 'hello N'"),
     Option("--size", "RABBITIPC_SIZE", None, positive_int,
            "pad or cut generated payloads to N characters", "N", shown_default="natural size"),
+    Option("--routing-key", "RABBITIPC_ROUTING_KEY", "hello", text,
+           "routing key in the direct and topic patterns", "KEY"),
+    Option("--http", "RABBITIPC_HTTP", None, host_port,
+           "serve POST /messages on HOST:PORT and publish each JSON body, instead of sending on its own",
+           "HOST:PORT", shown_default="off"),
 ]
 
 RECEIVER = [
@@ -158,6 +184,17 @@ RECEIVER = [
     Option("--handler", "RABBITIPC_HANDLER", None, text,
            "module:function called with each delivery; an exception dead-letters it",
            "MOD:FUNC", shown_default="log only"),
+    Option("--bind", "RABBITIPC_BIND", (), key_list,
+           "binding keys, comma-separated, in the direct and topic patterns (topic: * one word, # any)",
+           "KEYS", shown_default="hello (direct), # (topic)"),
+    Option("--forward-to", "RABBITIPC_FORWARD_TO", None, queue_name,
+           "pipeline stage: publish the handler's result to this queue before acking the input",
+           "QUEUE", shown_default="off"),
+    Option("--jsonl", "RABBITIPC_JSONL", None, text,
+           "also append each message to this JSON Lines file (fsynced before the ack, no duplicates)",
+           "PATH", shown_default="off"),
+    Option("--poison-pill", "RABBITIPC_POISON_PILL", None, text,
+           "a payload that makes the receiver that gets it ack it and stop", "TEXT", shown_default="off"),
 ]
 
 
@@ -218,6 +255,8 @@ def parse(
             setattr(args, opt.dest, opt.convert(raw))
         except ValueError as exc:
             parser.error(f"environment variable {opt.env}: {exc}")
+    if args.queue is None and args.pattern == "work":
+        args.queue = "hello"
     if getattr(args, "min_interval", 0) > getattr(args, "max_interval", float("inf")):
         parser.error(f"--min-interval {args.min_interval} is larger than --max-interval {args.max_interval}")
     return args

@@ -8,8 +8,11 @@ a bounded window, and a clean stop on SIGTERM that finishes the message in hand.
 
 from __future__ import annotations
 
+import json
 import logging
+import socket
 import time
+import uuid
 
 import pika
 import pika.exceptions as px
@@ -22,7 +25,9 @@ from .health import Health
 from .message import Message, NotOurMessage, describe_body, printable
 from .publisher import RECONNECT
 from .shutdown import StopFlag
-from .topology import QueueSpec
+from . import control
+from .sinks import JsonlSink
+from .topology import Route, Subscription
 
 LOGGER = logging.getLogger(__name__)
 
@@ -36,7 +41,7 @@ class Consumer:
     def __init__(
         self,
         url: str,
-        spec: QueueSpec,
+        subscription: Subscription,
         handler: Handler | None = None,
         *,
         prefetch: int = 10,
@@ -47,9 +52,19 @@ class Consumer:
         stop: StopFlag | None = None,
         connection_name: str = "rabbitipc-receiver",
         health: Health | None = None,
+        forward_to: Route | None = None,
+        sink: JsonlSink | None = None,
+        poison_pill: str | None = None,
+        listen_for_control: bool = True,
     ) -> None:
         self.url = url
-        self.spec = spec
+        self.subscription = subscription
+        self.forward_to = forward_to
+        self.sink = sink
+        self.poison_pill = poison_pill
+        self.listen_for_control = listen_for_control
+        self.queue = subscription.queue or ""  # the server names exclusive queues at declare time
+        self.dead_letter_queue = ""
         self.handler = handler
         self.prefetch = prefetch
         self.max_size = max_size
@@ -61,7 +76,7 @@ class Consumer:
         self.health = health or Health(None)
         self.handled = 0
         self._connection: pika.BlockingConnection | None = None
-        self._dead_channel = None
+        self._confirm_channel = None
 
     # -- lifecycle -------------------------------------------------------------------
     def run(self) -> int:
@@ -74,7 +89,7 @@ class Consumer:
                     LOGGER.warning("connection to the broker lost (%s); reconnecting", exc.__class__.__name__)
                 except px.ChannelClosedByBroker as exc:
                     if exc.reply_code == 403:
-                        raise AuthError(f"not allowed to consume from {self.spec.name!r}: {exc.reply_text}") from None
+                        raise AuthError(f"not allowed to consume from {self.queue!r}: {exc.reply_text}") from None
                     LOGGER.warning("channel closed by the broker (%s); reconnecting", exc.reply_text)
                     self.stop.wait(1)
                 finally:
@@ -88,20 +103,29 @@ class Consumer:
     def _consume_once(self) -> None:
         self._connection = connect(self.url, self.connection_name, self.retry, self.stop, self.health)
         channel = self._connection.channel()
-        self.spec.declare(channel)
+        self.queue, self.dead_letter_queue = self.subscription.declare(channel)
         channel.basic_qos(prefetch_count=self.prefetch)
-        self._dead_channel = self._connection.channel()
-        self._dead_channel.confirm_delivery()
-        tag = channel.basic_consume(self.spec.name, self._on_message, auto_ack=False)
-        LOGGER.info("consuming from queue %s (prefetch %d)", self.spec.name, self.prefetch)
+        self._confirm_channel = self._connection.channel()
+        self._confirm_channel.confirm_delivery()
+        if self.forward_to is not None:
+            self.forward_to.declare(self._confirm_channel)
+        if self.listen_for_control:
+            control.listen(self._connection.channel(), self.subscription.group, self._on_control)
+        tag = channel.basic_consume(self.queue, self._on_message, auto_ack=False)
+        LOGGER.info("consuming from queue %s (prefetch %d)", self.queue, self.prefetch)
         while not self.stop.is_set():
             self.health.beat(connected=True)
             self._connection.process_data_events(time_limit=0.2)
         # Messages prefetched but not yet handled are returned to the queue by basic_cancel.
         channel.basic_cancel(tag)
 
+    def _on_control(self, command: str) -> None:
+        """A command from `rabbitipc-ctl` for this receiver's group (only "stop" exists)."""
+        LOGGER.info("%s requested through the control exchange; finishing the message in hand", command)
+        self.stop.set("control command")
+
     def _close(self) -> None:
-        connection, self._connection, self._dead_channel = self._connection, None, None
+        connection, self._connection, self._confirm_channel = self._connection, None, None
         if connection is not None and connection.is_open:
             try:
                 connection.close()
@@ -125,23 +149,71 @@ class Consumer:
         if error and self.strict:
             self._dead_letter(channel, method, properties, body, f"not a rabbitipc message: {error}")
             return
+        if self.poison_pill is not None and self._text(delivery) == self.poison_pill:
+            channel.basic_ack(method.delivery_tag)
+            LOGGER.info("poison pill received; stopping")
+            self.stop.set("poison pill")
+            return
         if delivery.id is not None and delivery.id in self.recent:
             LOGGER.info("duplicate seq=%s id=%s already handled; acked again",
                         message.seq if message else "-", delivery.id)
             channel.basic_ack(method.delivery_tag)
             return
-        if self.handler is not None:
+        try:
+            result = self.handler(delivery) if self.handler is not None else None
+        except Exception as exc:  # noqa: BLE001 - any handler failure dead-letters the message
+            self._dead_letter(channel, method, properties, body, f"handler failed: {exc.__class__.__name__}: {exc}")
+            return
+        if self.forward_to is not None and result is not None:
+            if not self._forward(channel, method, properties, body, delivery, result):
+                return
+        if self.sink is not None:
             try:
-                self.handler(delivery)
-            except Exception as exc:  # noqa: BLE001 - any handler failure dead-letters the message
-                self._dead_letter(channel, method, properties, body,
-                                  f"handler failed: {exc.__class__.__name__}: {exc}")
+                written = self.sink.write(delivery)
+            except OSError as exc:
+                self._dead_letter(channel, method, properties, body, f"sink failed: {exc}")
+                return
+            if not written:
+                LOGGER.info("duplicate seq=%s id=%s already in %s; acked again",
+                            message.seq if message else "-", delivery.id, self.sink.path)
+                channel.basic_ack(method.delivery_tag)
                 return
         if delivery.id is not None:
             self.recent.add(delivery.id)
         channel.basic_ack(method.delivery_tag)
         self.handled += 1
         self._log_received(delivery)
+
+    @staticmethod
+    def _text(delivery: Delivery) -> str:
+        if delivery.message is not None:
+            return delivery.message.payload
+        return delivery.body.decode("utf-8", errors="replace")
+
+    def _forward(self, channel, method, properties, body: bytes, delivery: Delivery, result) -> bool:
+        """Publish a stage's result to the next queue, confirmed, before the input is acked.
+
+        The output id is derived from the input id, so a stage that dies after publishing
+        and before acking produces the same id again, and the next stage drops the duplicate.
+        """
+        output = result if isinstance(result, str) else json.dumps(result)
+        source = delivery.message
+        out = Message(
+            id=uuid.uuid5(uuid.NAMESPACE_URL, f"rabbitipc:{delivery.id or uuid.uuid4().hex}:{self.queue}").hex,
+            seq=source.seq if source else 0,
+            sent_at=source.sent_at if source else time.time(),
+            host=socket.gethostname(),
+            payload=output,
+        )
+        try:
+            self._confirm_channel.basic_publish(self.forward_to.exchange_name, self.forward_to.key,
+                                                out.body(), out.properties(), mandatory=True)
+        except (px.UnroutableError, px.NackError) as exc:
+            self._dead_letter(channel, method, properties, body,
+                              f"could not forward to {self.forward_to.describe}: {exc.__class__.__name__}")
+            return False
+        LOGGER.debug("forwarded id=%s as id=%s to %s", delivery.id, out.id, self.forward_to.describe)
+        return True
 
     @staticmethod
     def _log_received(delivery: Delivery) -> None:
@@ -162,7 +234,7 @@ class Consumer:
         """
         headers = dict(properties.headers or {})
         headers[REASON_HEADER] = reason
-        headers[QUEUE_HEADER] = self.spec.name
+        headers[QUEUE_HEADER] = self.queue
         dead_properties = pika.BasicProperties(
             content_type=properties.content_type,
             content_encoding=properties.content_encoding,
@@ -173,10 +245,10 @@ class Consumer:
             app_id=properties.app_id,
         )
         try:
-            self._dead_channel.basic_publish("", self.spec.dead_letter_queue, body, dead_properties, mandatory=True)
+            self._confirm_channel.basic_publish("", self.dead_letter_queue, body, dead_properties, mandatory=True)
         except (px.UnroutableError, px.NackError):
             channel.basic_reject(method.delivery_tag, requeue=False)
         else:
             channel.basic_ack(method.delivery_tag)
         LOGGER.warning("dead-lettered id=%s to %s: %s body=%s", properties.message_id or "-",
-                       self.spec.dead_letter_queue, printable(reason, 200), describe_body(body, 60))
+                       self.dead_letter_queue, printable(reason, 200), describe_body(body, 60))

@@ -18,7 +18,7 @@ from .connection import TRANSIENT, Retry, connect
 from .errors import AuthError, UndeliverableError
 from .health import Health
 from .shutdown import StopFlag
-from .topology import QueueSpec
+from .topology import Route
 
 LOGGER = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class Publisher:
     def __init__(
         self,
         url: str,
-        spec: QueueSpec,
+        route: Route,
         retry: Retry | None = None,
         stop: StopFlag | None = None,
         connection_name: str = "rabbitipc-sender",
@@ -40,7 +40,7 @@ class Publisher:
         health: Health | None = None,
     ) -> None:
         self.url = url
-        self.spec = spec
+        self.route = route
         self.retry = retry or Retry()
         self.stop = stop or StopFlag()
         self.connection_name = connection_name
@@ -58,7 +58,7 @@ class Publisher:
             self._connection.add_on_connection_unblocked_callback(self._on_unblocked)
         self._channel = self._connection.channel()
         self._channel.confirm_delivery()
-        self.spec.declare(self._channel)
+        self.route.declare(self._channel)
         return self._channel
 
     @staticmethod
@@ -79,28 +79,33 @@ class Publisher:
             except Exception:  # noqa: BLE001 - closing a broken connection may fail any way
                 LOGGER.debug("ignoring error while closing a broken connection", exc_info=True)
 
-    def publish(self, body: bytes, properties: pika.BasicProperties, routing_key: str | None = None) -> None:
+    def publish(self, body: bytes, properties: pika.BasicProperties) -> bool:
         """Publish and wait for the broker's confirm; reconnect and retry on connection loss.
 
+        Returns True once the broker has the message. In the exchange patterns a message no
+        queue is bound for comes back; that is reported (False), not retried: nobody subscribes.
+        In the work pattern the queue is re-declared and the message sent again.
         Raises UndeliverableError when the broker returns or nacks it max_refusals times,
         AuthError when publishing is not permitted, Stopped on a stop while reconnecting.
         """
-        routing_key = self.spec.name if routing_key is None else routing_key
+        exchange, key = self.route.exchange_name, self.route.key
         refusals = 0
         while True:
             channel = self._ensure_channel()
             try:
-                channel.basic_publish("", routing_key, body, properties, mandatory=True)
+                channel.basic_publish(exchange, key, body, properties, mandatory=True)
                 self.health.beat(connected=True)
-                return
+                return True
             except px.UnroutableError:
-                reason = f"returned as unroutable (queue {routing_key!r} missing?)"
+                if self.route.pattern != "work":
+                    return False
+                reason = f"returned as unroutable (queue {key!r} missing?)"
                 self._channel = None  # re-declares the queue on the next try
             except px.NackError:
                 reason = "nacked by the broker"
             except px.ChannelClosedByBroker as exc:
                 if exc.reply_code == 403:
-                    raise AuthError(f"not allowed to publish to {routing_key!r}: {exc.reply_text}") from None
+                    raise AuthError(f"not allowed to publish to {self.route.describe}: {exc.reply_text}") from None
                 reason = f"channel closed by the broker: {exc.reply_text}"
                 self._channel = None
             except RECONNECT as exc:

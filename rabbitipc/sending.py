@@ -77,10 +77,14 @@ def run_sender(
             break
         message = Message.new(seq, host, text)
         try:
-            publisher.publish(message.body(), message.properties())
+            routed = publisher.publish(message.body(), message.properties())
         except Stopped:
             LOGGER.info("stopped before seq=%d id=%s was accepted; it was not sent", seq, message.id)
             break
+        if not routed:
+            LOGGER.warning("unrouted seq=%d id=%s: no queue is bound to %s", seq, message.id,
+                           publisher.route.describe)
+            continue
         sent += 1
         LOGGER.info("sent seq=%d id=%s bytes=%d payload=%s", seq, message.id, len(text), printable(text, 60))
     LOGGER.info("sender done: %d messages accepted by the broker%s", sent,

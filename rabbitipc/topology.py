@@ -64,3 +64,119 @@ def declare_queue(channel, name: str, arguments: dict) -> None:
         if exc.reply_code == 403:
             raise AuthError(f"not allowed to declare queue {name!r}: {exc.reply_text}") from None
         raise
+
+
+# -- exchange patterns -------------------------------------------------------------------------
+PATTERNS = ("work", "broadcast", "direct", "topic")
+EXCHANGE_TYPES = {"broadcast": "fanout", "direct": "direct", "topic": "topic"}
+CONTROL_EXCHANGE = "rabbitipc.control"
+
+
+def default_exchange(pattern: str) -> str:
+    return "" if pattern == "work" else f"rabbitipc.{pattern}"
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a sender publishes: a work queue, or an exchange of the pattern's type.
+
+    work:      the default exchange, routing key = the queue (declared by the sender too)
+    broadcast: a fanout exchange, every bound queue gets every message
+    direct:    a direct exchange, queues bound with the exact routing key get it
+    topic:     a topic exchange, binding keys with * (one word) and # (any words)
+    """
+
+    pattern: str = "work"
+    queue: str = "hello"
+    queue_type: str = "classic"
+    exchange: str | None = None
+    routing_key: str = ""
+
+    @property
+    def exchange_name(self) -> str:
+        return default_exchange(self.pattern) if self.exchange is None else self.exchange
+
+    @property
+    def key(self) -> str:
+        return self.queue if self.pattern == "work" else self.routing_key
+
+    @property
+    def describe(self) -> str:
+        if self.pattern == "work":
+            return f"queue {self.queue}"
+        return f"{self.pattern} exchange {self.exchange_name} key {self.routing_key!r}"
+
+    def declare(self, channel) -> None:
+        if self.pattern == "work":
+            QueueSpec(self.queue, self.queue_type).declare(channel)
+        else:
+            declare_exchange(channel, self.exchange_name, EXCHANGE_TYPES[self.pattern])
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """What a receiver consumes: its queue and, for exchange patterns, the bindings.
+
+    With a queue name the queue is durable (it keeps messages while its receivers are down,
+    and receivers sharing the name share its work). Without one, in the exchange patterns,
+    each receiver gets an exclusive server-named queue that lives as long as it runs, as in
+    a chat room: every running receiver sees every message.
+    """
+
+    pattern: str = "work"
+    queue: str | None = "hello"
+    queue_type: str = "classic"
+    exchange: str | None = None
+    bindings: tuple[str, ...] = ()
+
+    @property
+    def exchange_name(self) -> str:
+        return default_exchange(self.pattern) if self.exchange is None else self.exchange
+
+    @property
+    def group(self) -> str:
+        """The name control commands address: the queue, else the exchange."""
+        return self.queue or self.exchange_name
+
+    @property
+    def binding_keys(self) -> tuple[str, ...]:
+        if self.pattern == "broadcast":
+            return ("",)
+        if self.bindings:
+            return self.bindings
+        return ("#",) if self.pattern == "topic" else ("hello",)
+
+    def declare(self, channel) -> tuple[str, str]:
+        """Declare queue, exchange and bindings; return (queue to consume, dead-letter queue)."""
+        if self.queue:
+            spec = QueueSpec(self.queue, self.queue_type)
+            spec.declare(channel)
+            name, dead = spec.name, spec.dead_letter_queue
+        else:
+            dead = self.exchange_name + DEAD_SUFFIX
+            declare_queue(channel, dead, {"x-queue-type": "classic"})
+            result = channel.queue_declare(
+                queue="", exclusive=True, auto_delete=True,
+                arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dead},
+            )
+            name = result.method.queue
+        if self.pattern != "work":
+            declare_exchange(channel, self.exchange_name, EXCHANGE_TYPES[self.pattern])
+            for key in self.binding_keys:
+                channel.queue_bind(name, self.exchange_name, routing_key=key)
+        return name, dead
+
+
+def declare_exchange(channel, name: str, kind: str) -> None:
+    """A durable exchange; a same-named exchange of another type is a one-line fatal error."""
+    try:
+        channel.exchange_declare(exchange=name, exchange_type=kind, durable=True)
+    except px.ChannelClosedByBroker as exc:
+        if exc.reply_code == 406:
+            raise TopologyError(
+                f"exchange {name!r} already exists with other settings ({exc.reply_text}); "
+                "delete it or choose another --exchange"
+            ) from None
+        if exc.reply_code == 403:
+            raise AuthError(f"not allowed to declare exchange {name!r}: {exc.reply_text}") from None
+        raise

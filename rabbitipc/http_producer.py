@@ -1,0 +1,109 @@
+"""An HTTP front for the sender: web apps POST work, the broker keeps it (seed: Flask producer).
+
+`POST /messages` with a JSON body publishes it as one message (the JSON text is the payload)
+with a publisher confirm, then answers 202 with the message id: the work is safely queued.
+503 while the broker cannot take it (the client should retry), 400 for malformed JSON or a
+body over the size limit, 404 elsewhere. Standard library only (http.server), one publisher
+shared under a lock, heartbeats serviced between requests.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from .errors import FatalError, Stopped
+from .message import Message
+from .publisher import Publisher
+
+LOGGER = logging.getLogger(__name__)
+
+
+class MessageServer(ThreadingHTTPServer):
+    """The HTTP server, holding the shared publisher and its lock."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], publisher: Publisher, max_size: int) -> None:
+        super().__init__(address, RequestHandler)
+        self.publisher = publisher
+        self.max_size = max_size
+        self.lock = threading.Lock()
+        self.seq = itertools.count(1)
+        self.host = socket.gethostname()
+
+    def publish(self, payload: str) -> tuple[int, dict]:
+        """Publish one payload; return (HTTP status, JSON answer)."""
+        with self.lock:
+            message = Message.new(next(self.seq), self.host, payload)
+            try:
+                routed = self.publisher.publish(message.body(), message.properties())
+            except (FatalError, Stopped) as exc:
+                LOGGER.warning("not accepted id=%s: %s", message.id, exc or "stopping")
+                return 503, {"error": f"the broker cannot take messages now: {exc or 'stopping'}; retry later"}
+        if not routed:
+            return 503, {"error": f"no queue is bound to {self.publisher.route.describe}; retry later"}
+        LOGGER.info("sent seq=%d id=%s bytes=%d via HTTP", message.seq, message.id, len(payload))
+        return 202, {"id": message.id, "seq": message.seq}
+
+
+class RequestHandler(BaseHTTPRequestHandler):
+    """POST /messages; everything else is 404."""
+
+    server: MessageServer
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        if self.path.rstrip("/") != "/messages":
+            self._answer(404, {"error": "POST JSON to /messages"})
+            return
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            self._answer(400, {"error": "Content-Length required"})
+            return
+        if length > self.server.max_size:
+            self.close_connection = True
+            self._answer(400, {"error": f"body of {length} bytes exceeds the {self.server.max_size}-byte limit"})
+            return
+        raw = self.rfile.read(length)
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            self._answer(400, {"error": f"malformed JSON: {exc}"})
+            return
+        self._answer(*self.server.publish(json.dumps(body, ensure_ascii=False, separators=(",", ":"))))
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._answer(404, {"error": "POST JSON to /messages"})
+
+    def _answer(self, status: int, answer: dict) -> None:
+        data = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - http.server's signature
+        LOGGER.info("http %s %s", self.address_string(), format % args)
+
+
+def serve(publisher: Publisher, address: tuple[str, int], max_size: int = 1024 * 1024) -> None:
+    """Serve until the publisher's stop flag is set; heartbeats are serviced between requests."""
+    server = MessageServer(address, publisher, max_size)
+    thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
+    thread.start()
+    LOGGER.info("accepting POST http://%s:%d/messages", *server.server_address[:2])
+    try:
+        while not publisher.stop.is_set():
+            with server.lock:
+                publisher.idle(0.2)
+    finally:
+        server.shutdown()
+        server.server_close()
+        LOGGER.info("http producer stopped")
