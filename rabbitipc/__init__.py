@@ -1,7 +1,8 @@
 """rabbitipc: Python processes talking through RabbitMQ, without losing a message.
 
 The public API (imported lazily, so `python3 -m rabbitipc.localbroker` needs no pika):
-Publisher, Consumer, QueueSpec, Message, Delivery, Retry, Backoff, StopFlag.
+MessageQueue, RabbitHandler, Publisher, Consumer, Route, Subscription, QueueSpec, Message,
+Delivery, Retry, Backoff, StopFlag.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ _EXPORTS = {
     "Retry": "connection",
     "Backoff": "backoff",
     "StopFlag": "shutdown",
+    "MessageQueue": "mq",
+    "RabbitHandler": "log_handler",
+    "Route": "topology",
+    "Subscription": "topology",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -149,7 +149,8 @@ COMMON = [
 
 SENDER = [
     Option("--count", "RABBITIPC_COUNT", None, positive_int,
-           "stop after N messages were accepted", "N", shown_default="forever"),
+           "stop after N messages (accepted, or reported unrouted in the exchange patterns)", "N",
+           shown_default="forever"),
     Option("--rate", "RABBITIPC_RATE", None, non_negative_float,
            "messages per second at a fixed pace; 0 sends as fast as the broker confirms",
            "R", shown_default="random intervals"),

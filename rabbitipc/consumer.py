@@ -110,7 +110,9 @@ class Consumer:
         if self.forward_to is not None:
             self.forward_to.declare(self._confirm_channel)
         if self.listen_for_control:
-            control.listen(self._connection.channel(), self.subscription.group, self._on_control)
+            # The same channel as the work: pika dispatches one channel's deliveries until none
+            # are pending, so a busy work channel would starve a separate control channel.
+            control.listen(channel, self.subscription.group, self._on_control)
         tag = channel.basic_consume(self.queue, self._on_message, auto_ack=False)
         LOGGER.info("consuming from queue %s (prefetch %d)", self.queue, self.prefetch)
         while not self.stop.is_set():
@@ -137,6 +139,7 @@ class Consumer:
         """pika calls this for each delivery, on the I/O thread, one at a time."""
         if self.stop.is_set():
             return  # stopping: leave it unacked; closing the channel puts it back in the queue
+        self.health.beat(connected=True)  # under steady traffic the main loop may not turn for long
         if len(body) > self.max_size:
             self._dead_letter(channel, method, properties, body,
                               f"body of {len(body)} bytes exceeds the {self.max_size}-byte limit")

@@ -62,13 +62,13 @@ def run_sender(
     count: int | None = None,
     host: str | None = None,
 ) -> int:
-    """Publish until count, end of input or a stop request; return how many were accepted."""
+    """Publish until count (accepted or unrouted), end of input or a stop; return how many were accepted."""
     host = host or socket.gethostname()
     stop = publisher.stop
-    sent = 0
+    sent = unrouted = 0
     first = True
     for seq, text in enumerate(texts, start=1):
-        if count is not None and sent >= count:
+        if count is not None and sent + unrouted >= count:
             break
         if not first:
             publisher.idle(next(intervals))
@@ -84,9 +84,11 @@ def run_sender(
         if not routed:
             LOGGER.warning("unrouted seq=%d id=%s: no queue is bound to %s", seq, message.id,
                            publisher.route.describe)
+            unrouted += 1
             continue
         sent += 1
         LOGGER.info("sent seq=%d id=%s bytes=%d payload=%s", seq, message.id, len(text), printable(text, 60))
-    LOGGER.info("sender done: %d messages accepted by the broker%s", sent,
+    LOGGER.info("sender done: %d messages accepted by the broker%s%s", sent,
+                f", {unrouted} unrouted" if unrouted else "",
                 f" (stopped by {stop.reason})" if stop.is_set() else "")
     return sent

@@ -12,6 +12,7 @@ import logging
 import os
 import time
 
+from .errors import EXIT_USAGE, FatalError
 from .handlers import Delivery
 
 LOGGER = logging.getLogger(__name__)
@@ -23,9 +24,12 @@ class JsonlSink:
     def __init__(self, path: str) -> None:
         self.path = path
         self.ids: set[str] = set()
-        if os.path.exists(path):
-            self._load()
-        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the sink
+        try:
+            if os.path.exists(path):
+                self._load()
+            self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the sink
+        except OSError as exc:
+            raise FatalError(f"--jsonl {path}: {exc.strerror or exc}", EXIT_USAGE) from None
 
     def _load(self) -> None:
         with open(self.path, encoding="utf-8") as handle:

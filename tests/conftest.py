@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from rabbitipc.localbroker import LocalBroker, available
-from support import RECEIVER, SENDER, Program, program_env
+from support import RECEIVER, SENDER, STAGE, Program, program_env
 
 
 def pytest_addoption(parser):
@@ -66,9 +66,11 @@ def run(broker, queue):
     started: list[Program] = []
 
     def start(role: str, *args: str, env: dict | None = None, stdin: str | None = None,
-              url: str | None = None) -> Program:
-        script = {"sender": SENDER, "receiver": RECEIVER}[role]
-        program = Program([sys.executable, str(script), "--queue", queue, *args],
+              url: str | None = None, own_queue: bool = True) -> Program:
+        """own_queue=False leaves out --queue (exclusive queues in the exchange patterns)."""
+        script = {"sender": SENDER, "receiver": RECEIVER, "stage": STAGE}[role]
+        queue_args = ["--queue", queue] if own_queue else []
+        program = Program([sys.executable, str(script), *queue_args, *args],
                           program_env(url or broker.url, **(env or {})), stdin=stdin)
         started.append(program)
         return program

@@ -12,3 +12,13 @@ def fail_on_boom(delivery):
     """Raise for payload 'boom', handle everything else."""
     if delivery.message is not None and delivery.message.payload == "boom":
         raise RuntimeError("cannot handle boom")
+
+
+def upper(delivery):
+    """Pipeline stage 1: upper-case the payload."""
+    return delivery.message.payload.upper()
+
+
+def reverse(delivery):
+    """Pipeline stage 2: reverse the payload."""
+    return delivery.message.payload[::-1]

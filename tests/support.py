@@ -17,6 +17,7 @@ import pika
 ROOT = Path(__file__).resolve().parent.parent
 SENDER = ROOT / "sender" / "send.py"
 RECEIVER = ROOT / "receiver" / "receive.py"
+STAGE = ROOT / "stage" / "stage.py"
 
 SENT = re.compile(r"\bsent seq=(\d+) id=(\S+)")
 RECEIVED = re.compile(r"\breceived seq=(\d+) id=(\S+)")

@@ -1,0 +1,94 @@
+"""MessageQueue: the small API of the seed's `rabbit.py`, with the reliability built in.
+
+    mq = MessageQueue("jobs")                 # work queue (or pattern="broadcast", ...)
+    mq.publish("resize 42")                   # returns the id once the broker confirmed it
+    mq.register(handle)                       # handle(delivery); raise to dead-letter
+    mq.start()                                # blocks, consuming, until mq.stop() or SIGTERM
+    mq.close()
+
+Publishing uses confirms and persistent messages, consuming uses manual acks after the
+handler, both reconnect after a broker restart; stop() may be called from any thread.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import socket
+from typing import Any
+
+from .config import DEFAULT_URL
+from .connection import Retry
+from .consumer import Consumer
+from .handlers import Handler
+from .message import Message
+from .publisher import Publisher
+from .shutdown import StopFlag
+from .topology import Route, Subscription
+
+
+class MessageQueue:
+    """Publish to and consume from one queue (or exchange pattern) without touching pika."""
+
+    def __init__(
+        self,
+        name: str | None = "hello",
+        url: str | None = None,
+        *,
+        pattern: str = "work",
+        exchange: str | None = None,
+        routing_key: str = "hello",
+        bindings: tuple[str, ...] = (),
+        queue_type: str = "classic",
+        prefetch: int = 10,
+        retry: Retry | None = None,
+    ) -> None:
+        self.url = url or os.environ.get("AMQP_URL") or DEFAULT_URL
+        self.route = Route(pattern, name or "hello", queue_type, exchange, routing_key)
+        self.subscription = Subscription(pattern, name, queue_type, exchange, bindings)
+        self.prefetch = prefetch
+        self.retry = retry or Retry()
+        self._stop = StopFlag()
+        self._handler: Handler | None = None
+        self._publisher: Publisher | None = None
+        self._seq = itertools.count(1)
+        self._host = socket.gethostname()
+
+    def publish(self, payload: Any) -> str:
+        """Send one message (text, or anything JSON can encode); return its id once confirmed.
+
+        Raises UndeliverableError if the broker refuses it, or (exchange patterns) if no queue
+        is bound to receive it.
+        """
+        from .errors import UndeliverableError
+
+        if self._publisher is None:
+            self._publisher = Publisher(self.url, self.route, self.retry, StopFlag(),
+                                        connection_name=f"rabbitipc-mq-publisher@{self._host}")
+        text = payload if isinstance(payload, str) else json.dumps(payload)
+        message = Message.new(next(self._seq), self._host, text)
+        if not self._publisher.publish(message.body(), message.properties()):
+            raise UndeliverableError(f"no queue is bound to {self.route.describe}")
+        return message.id
+
+    def register(self, handler: Handler) -> None:
+        """Set the function called with each Delivery; an exception dead-letters that message."""
+        self._handler = handler
+
+    def start(self) -> int:
+        """Consume until stop() (from any thread); return how many messages were handled."""
+        consumer = Consumer(self.url, self.subscription, self._handler, prefetch=self.prefetch,
+                            retry=self.retry, stop=self._stop,
+                            connection_name=f"rabbitipc-mq-consumer@{self._host}")
+        return consumer.run()
+
+    def stop(self) -> None:
+        """Ask start() to finish the message in hand and return."""
+        self._stop.set("MessageQueue.stop()")
+
+    def close(self) -> None:
+        """Close the publishing connection (every publish() that returned was confirmed)."""
+        if self._publisher is not None:
+            self._publisher.close()
+            self._publisher = None
