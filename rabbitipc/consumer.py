@@ -13,12 +13,14 @@ import logging
 import socket
 import time
 import uuid
+from dataclasses import dataclass
 
 import pika
 import pika.exceptions as px
 
 from .connection import Retry, connect
 from .dedupe import RecentIds
+from .dispatch import Dispatcher
 from .errors import AuthError, Stopped
 from .handlers import Delivery, Handler
 from .health import Health
@@ -30,6 +32,17 @@ from .sinks import JsonlSink
 from .topology import Route, Subscription
 
 LOGGER = logging.getLogger(__name__)
+
+@dataclass
+class Outcome:
+    """What the worker decided for one message; the I/O thread carries it out."""
+
+    action: str  # "ack", "dead", "duplicate" or "poison"
+    delivery: Delivery | None = None
+    result: object = None
+    reason: str = ""
+    note: str = ""
+
 
 REASON_HEADER = "x-rabbitipc-reason"
 QUEUE_HEADER = "x-rabbitipc-queue"
@@ -56,6 +69,7 @@ class Consumer:
         sink: JsonlSink | None = None,
         poison_pill: str | None = None,
         listen_for_control: bool = True,
+        finish_timeout: float = 25.0,
     ) -> None:
         self.url = url
         self.subscription = subscription
@@ -63,6 +77,7 @@ class Consumer:
         self.sink = sink
         self.poison_pill = poison_pill
         self.listen_for_control = listen_for_control
+        self.finish_timeout = finish_timeout  # on stop, how long the message in hand may take
         self.queue = subscription.queue or ""  # the server names exclusive queues at declare time
         self.dead_letter_queue = ""
         self.handler = handler
@@ -113,13 +128,20 @@ class Consumer:
             # The same channel as the work: pika dispatches one channel's deliveries until none
             # are pending, so a busy work channel would starve a separate control channel.
             control.listen(channel, self.subscription.group, self._on_control)
-        tag = channel.basic_consume(self.queue, self._on_message, auto_ack=False)
-        LOGGER.info("consuming from queue %s (prefetch %d)", self.queue, self.prefetch)
-        while not self.stop.is_set():
-            self.health.beat(connected=True)
-            self._connection.process_data_events(time_limit=0.2)
-        # Messages prefetched but not yet handled are returned to the queue by basic_cancel.
-        channel.basic_cancel(tag)
+        dispatcher = Dispatcher(self._connection, self._decide, self._finish, self.stop.is_set)
+        try:
+            tag = channel.basic_consume(self.queue, dispatcher.submit, auto_ack=False)
+            LOGGER.info("consuming from queue %s (prefetch %d)", self.queue, self.prefetch)
+            while not self.stop.is_set():
+                self.health.beat(connected=True)
+                self._connection.process_data_events(time_limit=0.2)
+            # Finish the message in hand (its ack needs this thread), then hand back the rest.
+            deadline = time.monotonic() + self.finish_timeout
+            while dispatcher.busy.is_set() and time.monotonic() < deadline:
+                self._connection.process_data_events(time_limit=0.1)
+            channel.basic_cancel(tag)
+        finally:
+            dispatcher.close()
 
     def _on_control(self, command: str) -> None:
         """A command from `rabbitipc-ctl` for this receiver's group (only "stop" exists)."""
@@ -135,57 +157,58 @@ class Consumer:
                 LOGGER.debug("ignoring error while closing", exc_info=True)
 
     # -- per message -----------------------------------------------------------------
-    def _on_message(self, channel, method, properties, body: bytes) -> None:
-        """pika calls this for each delivery, on the I/O thread, one at a time."""
-        if self.stop.is_set():
-            return  # stopping: leave it unacked; closing the channel puts it back in the queue
+    def _decide(self, method, properties, body: bytes) -> Outcome:
+        """Worker thread: everything but channel operations (parse, handler, sink)."""
         self.health.beat(connected=True)  # under steady traffic the main loop may not turn for long
         if len(body) > self.max_size:
-            self._dead_letter(channel, method, properties, body,
-                              f"body of {len(body)} bytes exceeds the {self.max_size}-byte limit")
-            return
+            return Outcome("dead", reason=f"body of {len(body)} bytes exceeds the {self.max_size}-byte limit")
         try:
             message, error = Message.parse(body), None
         except NotOurMessage as exc:
             message, error = None, str(exc)
         delivery = Delivery(body, properties, method.redelivered, message, error)
         if error and self.strict:
-            self._dead_letter(channel, method, properties, body, f"not a rabbitipc message: {error}")
-            return
+            return Outcome("dead", reason=f"not a rabbitipc message: {error}")
         if self.poison_pill is not None and self._text(delivery) == self.poison_pill:
-            channel.basic_ack(method.delivery_tag)
-            LOGGER.info("poison pill received; stopping")
-            self.stop.set("poison pill")
-            return
+            return Outcome("poison")
+        seq = message.seq if message else "-"
         if delivery.id is not None and delivery.id in self.recent:
-            LOGGER.info("duplicate seq=%s id=%s already handled; acked again",
-                        message.seq if message else "-", delivery.id)
-            channel.basic_ack(method.delivery_tag)
-            return
+            return Outcome("duplicate", note=f"duplicate seq={seq} id={delivery.id} already handled; acked again")
         try:
             result = self.handler(delivery) if self.handler is not None else None
         except Exception as exc:  # noqa: BLE001 - any handler failure dead-letters the message
-            self._dead_letter(channel, method, properties, body, f"handler failed: {exc.__class__.__name__}: {exc}")
-            return
-        if self.forward_to is not None and result is not None:
-            if not self._forward(channel, method, properties, body, delivery, result):
-                return
+            return Outcome("dead", reason=f"handler failed: {exc.__class__.__name__}: {exc}")
         if self.sink is not None:
             try:
                 written = self.sink.write(delivery)
             except OSError as exc:
-                self._dead_letter(channel, method, properties, body, f"sink failed: {exc}")
-                return
+                return Outcome("dead", reason=f"sink failed: {exc}")
             if not written:
-                LOGGER.info("duplicate seq=%s id=%s already in %s; acked again",
-                            message.seq if message else "-", delivery.id, self.sink.path)
-                channel.basic_ack(method.delivery_tag)
-                return
+                return Outcome("duplicate", note=f"duplicate seq={seq} id={delivery.id} already in "
+                                                 f"{self.sink.path}; acked again")
         if delivery.id is not None:
-            self.recent.add(delivery.id)
-        channel.basic_ack(method.delivery_tag)
-        self.handled += 1
-        self._log_received(delivery)
+            self.recent.add(delivery.id)  # handled: a redelivery after a lost ack is a duplicate
+        return Outcome("ack", delivery=delivery, result=result)
+
+    def _finish(self, channel, method, properties, body: bytes, outcome: Outcome) -> None:
+        """I/O thread: apply the worker's outcome with the channel operations it needs."""
+        if outcome.action == "dead":
+            self._dead_letter(channel, method, properties, body, outcome.reason)
+        elif outcome.action == "poison":
+            channel.basic_ack(method.delivery_tag)
+            LOGGER.info("poison pill received; stopping")
+            self.stop.set("poison pill")
+        elif outcome.action == "duplicate":
+            channel.basic_ack(method.delivery_tag)
+            LOGGER.info("%s", outcome.note)
+        else:
+            delivery = outcome.delivery
+            if self.forward_to is not None and outcome.result is not None:
+                if not self._forward(channel, method, properties, body, delivery, outcome.result):
+                    return
+            channel.basic_ack(method.delivery_tag)
+            self.handled += 1
+            self._log_received(delivery)
 
     @staticmethod
     def _text(delivery: Delivery) -> str:

@@ -1,0 +1,78 @@
+"""Handlers run off pika's I/O thread, so slow work never starves the connection.
+
+pika's BlockingConnection is single-threaded: while a handler runs inside the delivery
+callback, no heartbeat is answered, and work longer than two heartbeat intervals makes the
+broker drop the connection (and redeliver the message, forever). As in pika's threaded
+consumer example, the delivery callback only queues the message; one worker thread runs the
+handler, then hands the outcome back to the I/O thread with add_callback_threadsafe, where
+the ack (or dead-letter, or forward) happens. One message at a time, in delivery order.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from queue import Empty, Queue
+from typing import Any, Callable
+
+LOGGER = logging.getLogger(__name__)
+
+
+class Dispatcher:
+    """One worker thread for one connection: decide on the worker, finish on the I/O thread."""
+
+    def __init__(self, connection, decide: Callable[..., Any], finish: Callable[..., None],
+                 should_skip: Callable[[], bool]) -> None:
+        self.connection = connection
+        self.decide = decide
+        self.finish = finish
+        self.should_skip = should_skip
+        self.items: Queue = Queue()
+        self.busy = threading.Event()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rabbitipc-handler", daemon=True)
+        self._thread.start()
+
+    def submit(self, channel, method, properties, body: bytes) -> None:
+        """The delivery callback (I/O thread): queue the message and return at once."""
+        self.items.put((channel, method, properties, body))
+
+    def _run(self) -> None:
+        while not self._closed.is_set():
+            try:
+                item = self.items.get(timeout=0.2)
+            except Empty:
+                continue
+            if self.should_skip():
+                continue  # stopping: left unacked, the broker requeues it when the channel closes
+            self.busy.set()
+            try:
+                outcome = self.decide(*item[1:])
+                self._finish_on_io_thread(item, outcome)
+            except Exception:  # noqa: BLE001 - never let the worker die silently
+                LOGGER.exception("unexpected error while handling a message; it stays unacked")
+            finally:
+                self.busy.clear()
+
+    def _finish_on_io_thread(self, item, outcome) -> None:
+        done = threading.Event()
+
+        def finish() -> None:
+            try:
+                self.finish(*item, outcome)
+            finally:
+                done.set()
+
+        try:
+            self.connection.add_callback_threadsafe(finish)
+        except Exception:  # noqa: BLE001 - connection already closed: the message will be redelivered
+            LOGGER.debug("connection closed before the outcome could be applied")
+            return
+        while not done.wait(0.5):
+            if not self.connection.is_open or self._closed.is_set():
+                return
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop taking messages; the one in hand may finish within timeout."""
+        self._closed.set()
+        self._thread.join(timeout)
