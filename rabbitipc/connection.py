@@ -45,7 +45,8 @@ def parameters(url: str, connection_name: str) -> pika.URLParameters:
     params.client_properties = {"connection_name": connection_name}
     params.connection_attempts = 1  # we retry ourselves, with logging and a stop check
     if "blocked_connection_timeout" not in url:
-        params.blocked_connection_timeout = 300
+        # A broker alarm blocks publishers; after this long the sender says so and reconnects.
+        params.blocked_connection_timeout = 30
     return params
 
 

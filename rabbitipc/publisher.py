@@ -14,7 +14,7 @@ import time
 import pika
 import pika.exceptions as px
 
-from .connection import TRANSIENT, Retry, connect
+from .connection import TRANSIENT, Retry, connect, parameters
 from .errors import AuthError, UndeliverableError
 from .health import Health
 from .shutdown import StopFlag
@@ -108,6 +108,12 @@ class Publisher:
                     raise AuthError(f"not allowed to publish to {self.route.describe}: {exc.reply_text}") from None
                 reason = f"channel closed by the broker: {exc.reply_text}"
                 self._channel = None
+            except px.ConnectionBlockedTimeout:
+                # pika runs the blocked callback only between calls, not during this wait.
+                LOGGER.warning("broker blocked publishing (memory or disk alarm) for %ss; reconnecting to wait",
+                               self._connection_blocked_timeout())
+                self._drop_connection()
+                continue
             except RECONNECT as exc:
                 LOGGER.warning("connection lost while publishing (%s); reconnecting", exc.__class__.__name__)
                 self._drop_connection()
@@ -117,6 +123,9 @@ class Publisher:
                 raise UndeliverableError(f"message {reason} {refusals} times; giving up")
             LOGGER.warning("message %s; retrying (%d/%d)", reason, refusals, self.max_refusals)
             self.stop.wait(min(refusals, 5))
+
+    def _connection_blocked_timeout(self) -> str:
+        return f"{parameters(self.url, self.connection_name).blocked_connection_timeout:.0f}"
 
     def idle(self, seconds: float) -> None:
         """Wait up to `seconds`, servicing heartbeats; returns early on a stop request."""

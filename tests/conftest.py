@@ -27,6 +27,19 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def pytest_terminal_summary(terminalreporter):
+    """Print the fault matrix when fault tests ran."""
+    from support import FAULT_MATRIX
+
+    if not FAULT_MATRIX:
+        return
+    terminalreporter.section("fault matrix")
+    header = ("fault", "sent", "received", "lost", "duplicated", "extra")
+    terminalreporter.write_line("%-32s %8s %9s %5s %11s %6s" % header)
+    for row in FAULT_MATRIX:
+        terminalreporter.write_line("%-32s %8d %9d %5d %11d %6d" % row)
+
+
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory):
     """A private RabbitMQ node on free ports (or RABBITIPC_TEST_AMQP_URL's broker, not restartable)."""

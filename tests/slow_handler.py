@@ -22,3 +22,8 @@ def upper(delivery):
 def reverse(delivery):
     """Pipeline stage 2: reverse the payload."""
     return delivery.message.payload[::-1]
+
+
+def longer_than_heartbeats(delivery):
+    """Work for 7 s: more than two 2-second heartbeat intervals."""
+    time.sleep(7)

@@ -19,6 +19,9 @@ SENDER = ROOT / "sender" / "send.py"
 RECEIVER = ROOT / "receiver" / "receive.py"
 STAGE = ROOT / "stage" / "stage.py"
 
+#: Rows (fault, accepted, handled, lost, duplicated, extra) of the fault matrix, printed at the end.
+FAULT_MATRIX: list[tuple[str, int, int, int, int, int]] = []
+
 SENT = re.compile(r"\bsent seq=(\d+) id=(\S+)")
 RECEIVED = re.compile(r"\breceived seq=(\d+) id=(\S+)")
 

@@ -73,3 +73,17 @@ def test_deleted_queue_is_redeclared_and_returned_messages_resent(run, broker, q
     after = sender.ids(SENT)[deleted_at + 1:]  # the one in flight at the deletion may have gone with it
     receiver = run("receiver")
     wait_until(lambda: set(after) <= set(receiver.ids(RECEIVED)), 30, "messages sent after the deletion")
+
+
+def test_handler_slower_than_the_heartbeat_keeps_the_connection(run, broker, queue):
+    """A 7 s handler with 2 s heartbeats: the connection survives, each message is handled once."""
+    url = broker.url + "?heartbeat=2"
+    receiver = run("receiver", "--handler", "slow_handler:longer_than_heartbeats", url=url)
+    receiver.wait_for_line("consuming from queue")
+    sender = run("sender", "--count", "2", "--rate", "0")
+    assert sender.wait() == 0, sender.output
+    receiver.wait_count(RECEIVED, 2, timeout=40)
+    assert sorted(receiver.ids(RECEIVED)) == sorted(sender.ids(SENT))
+    assert "connection to the broker lost" not in receiver.output
+    assert "duplicate" not in receiver.output
+    wait_until(lambda: queue_depth(broker.url, queue) == 0, 10, "both acked")

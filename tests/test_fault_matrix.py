@@ -1,0 +1,148 @@
+"""The fault matrix: real sender and receiver processes, a real node, one fault per row.
+
+For each fault the ledger is checked: every message the sender reported as accepted (`sent`)
+is in the receiver's JSON Lines file exactly once (the receiver side's durable record of what
+it handled), nothing extra appears, and no process is left hanging. The matrix is printed at
+the end of the run.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections import Counter
+
+import pytest
+
+from support import FAULT_MATRIX, RECEIVED, SENT, queue_depth, wait_until
+from tcp_proxy import TcpProxy
+
+COUNT = 300
+
+
+def ledger(path):
+    if not path.exists():
+        return Counter()
+    return Counter(json.loads(line)["id"] for line in path.read_text().splitlines() if line.strip())
+
+
+def settle(fault, sender, receivers, path, broker, queue, extra_allowed=0):
+    """Wait for the sender to finish and the file to hold every accepted id; record the row."""
+    assert sender.wait(180) == 0, sender.output[-3000:]
+    accepted = set(sender.ids(SENT))
+    wait_until(lambda: accepted <= set(ledger(path)), 90, f"every accepted message handled after {fault}",
+               lambda: "\n".join(r.output[-1500:] for r in receivers))
+    wait_until(lambda: queue_depth(broker.url, queue) == 0, 30, "the queue drained")
+    handled = ledger(path)
+    lost = len(accepted - set(handled))
+    duplicated = sum(count - 1 for count in handled.values())
+    extra = len(set(handled) - accepted)
+    FAULT_MATRIX.append((fault, len(accepted), len(handled), lost, duplicated, extra))
+    for receiver in receivers:
+        receiver.signal(signal.SIGTERM)
+        assert receiver.wait(15) == 0, receiver.output[-2000:]
+    assert (lost, duplicated) == (0, 0)
+    assert extra <= extra_allowed
+
+
+@pytest.fixture
+def jsonl(tmp_path):
+    return tmp_path / "handled.jsonl"
+
+
+def start_receiver(run, jsonl, *args, **kwargs):
+    receiver = run("receiver", "--jsonl", str(jsonl), "--prefetch", "20", *args, **kwargs)
+    receiver.wait_for_line("consuming from queue")
+    return receiver
+
+
+def test_broker_restarted_three_times(run, broker, queue, jsonl):
+    """Stop and start the broker three times while messages flow."""
+    receiver = start_receiver(run, jsonl)
+    sender = run("sender", "--count", str(COUNT), "--rate", "60")
+    for round_number in range(1, 4):
+        wait_until(lambda n=round_number: len(sender.ids(SENT)) >= n * 50, 60,
+                   f"traffic before restart {round_number}")
+        broker.stop()
+        broker.start()
+    settle("broker restarted 3x", sender, [receiver], jsonl, broker, queue)
+
+
+def test_broker_killed(run, broker, queue, jsonl):
+    """SIGKILL the broker's VM (a crash, no clean shutdown), then start it again."""
+    receiver = start_receiver(run, jsonl)
+    sender = run("sender", "--count", str(COUNT), "--rate", "100")
+    receiver.wait_count(RECEIVED, 60)
+    broker.kill()
+    broker.start()
+    settle("broker SIGKILL", sender, [receiver], jsonl, broker, queue)
+
+
+def test_receiver_killed_mid_batch(run, broker, queue, jsonl):
+    """SIGKILL a receiver holding a prefetched batch; a new one takes over from the same file."""
+    first = start_receiver(run, jsonl, "--prefetch", "50")
+    sender = run("sender", "--count", str(COUNT), "--rate", "150")
+    first.wait_count(RECEIVED, 80)
+    first.signal(signal.SIGKILL)
+    first.wait()
+    second = start_receiver(run, jsonl)
+    settle("receiver SIGKILL (prefetch 50)", sender, [second], jsonl, broker, queue)
+
+
+def test_sender_killed(run, broker, queue, jsonl):
+    """SIGKILL the sender: what it reported accepted arrives; at most the one in flight is extra."""
+    receiver = start_receiver(run, jsonl)
+    first = run("sender", "--count", str(COUNT), "--rate", "150")
+    first.wait_count(SENT, 100)
+    first.signal(signal.SIGKILL)
+    first.wait()
+    accepted_before = set(first.ids(SENT))
+    sender = run("sender", "--count", "50", "--rate", "150")
+    assert sender.wait(60) == 0
+    wait_until(lambda: accepted_before <= set(ledger(jsonl)), 60, "the killed sender's accepted messages")
+    sender.lines[:0] = first.lines  # one ledger for both runs
+    settle("sender SIGKILL", sender, [receiver], jsonl, broker, queue, extra_allowed=1)
+
+
+def test_network_path_cut_and_restored(run, broker, queue, jsonl):
+    """Cut every connection between the programs and the broker for a few seconds, twice."""
+    proxy = TcpProxy(broker.amqp_port)
+    url = broker.url.replace(f":{broker.amqp_port}/", f":{proxy.port}/")
+    try:
+        receiver = start_receiver(run, jsonl, url=url)
+        sender = run("sender", "--count", str(COUNT), "--rate", "100", url=url)
+        for n in (1, 2):
+            wait_until(lambda n=n: len(sender.ids(SENT)) >= n * 80, 60, "traffic before the cut")
+            proxy.cut()
+            wait_until(lambda: "not reachable" in sender.output, 30, "the sender noticing the cut")
+            proxy.restore()
+        settle("network cut 2x", sender, [receiver], jsonl, broker, queue)
+        assert "connection lost" in sender.output and "reconnecting" in receiver.output
+    finally:
+        proxy.close()
+
+
+def test_memory_alarm_blocks_then_resumes(run, broker, queue, jsonl):
+    """A memory alarm blocks publishing: the sender says so, waits, and resumes when it clears."""
+    receiver = start_receiver(run, jsonl)
+    url = broker.url + "?blocked_connection_timeout=3"
+    sender = run("sender", "--count", "150", "--rate", "50", url=url)
+    sender.wait_count(SENT, 30)
+    broker.ctl("set_vm_memory_high_watermark", "0")
+    try:
+        sender.wait_for_line("broker blocked publishing")
+        blocked_at = len(sender.ids(SENT))
+        sender.wait_for_line("broker blocked publishing", count=2)
+        assert len(sender.ids(SENT)) <= blocked_at + 1, "published while the broker blocked publishing"
+    finally:
+        broker.ctl("set_vm_memory_high_watermark", "0.4")
+    settle("memory alarm", sender, [receiver], jsonl, broker, queue)
+
+
+def test_handler_slower_than_heartbeats(run, broker, queue, jsonl):
+    """7 s of work per message with 2 s heartbeats: no reconnect, no redelivery."""
+    receiver = start_receiver(run, jsonl, "--handler", "slow_handler:longer_than_heartbeats",
+                              url=broker.url + "?heartbeat=2")
+    sender = run("sender", "--count", "3", "--rate", "0")
+    settle("handler > heartbeat", sender, [receiver], jsonl, broker, queue)
+    assert "connection to the broker lost" not in receiver.output
