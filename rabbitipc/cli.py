@@ -83,13 +83,15 @@ def send_main(argv: Sequence[str] | None = None) -> int:
             from .http_producer import serve
 
             http_retry = Retry(timeout=min(args.retry_timeout or 3, 3), backoff=Backoff(step=0.5, cap=1))
-            publisher = Publisher(args.url, route, http_retry, setup.stop, setup.name, health=setup.health)
+            publisher = Publisher(args.url, route, http_retry, setup.stop, setup.name, health=setup.health,
+                                  ca_file=args.ca_file)
             try:
                 serve(publisher, args.http)
             finally:
                 publisher.close()
             return
-        publisher = Publisher(args.url, route, setup.retry, setup.stop, setup.name, health=setup.health)
+        publisher = Publisher(args.url, route, setup.retry, setup.stop, setup.name, health=setup.health,
+                              ca_file=args.ca_file)
         pacing = Pacing(args.rate, args.min_interval, args.max_interval, args.seed)
         try:
             run_sender(publisher, payloads(args.message, args.size), pacing.intervals(), args.count)
@@ -108,7 +110,7 @@ def _consumer(args: argparse.Namespace, role: str) -> Consumer:
         args.url, subscription, handler, prefetch=args.prefetch, max_size=args.max_size,
         strict=args.strict, dedupe_window=args.dedupe_window, retry=setup.retry, stop=setup.stop,
         connection_name=setup.name, health=setup.health, forward_to=forward,
-        sink=JsonlSink(args.jsonl) if args.jsonl else None, poison_pill=args.poison_pill,
+        sink=JsonlSink(args.jsonl) if args.jsonl else None, poison_pill=args.poison_pill, ca_file=args.ca_file,
     )
 
 

@@ -90,6 +90,12 @@ def text(value: str) -> str:
     return value
 
 
+def readable_file(value: str) -> str:
+    if not os.path.isfile(value) or not os.access(value, os.R_OK):
+        raise ValueError(f"{value!r} is not a readable file")
+    return value
+
+
 def key_list(value: str) -> tuple[str, ...]:
     keys = tuple(key.strip() for key in value.split(",") if key.strip())
     if not keys:
@@ -136,6 +142,9 @@ COMMON = [
            "exchange of the broadcast/direct/topic patterns", "NAME", shown_default="rabbitipc.PATTERN"),
     Option("--queue-type", "RABBITIPC_QUEUE_TYPE", "classic", choice(QUEUE_TYPES),
            "queue type when the queue is created: classic or quorum", "TYPE"),
+    Option("--ca-file", "RABBITIPC_CA_FILE", None, readable_file,
+           "CA certificate(s) to verify the broker with amqps:// (PEM)", "PATH",
+           shown_default="the system's trusted CAs"),
     Option("--retry-timeout", "RABBITIPC_RETRY_TIMEOUT", 300.0, non_negative_float,
            "seconds to keep retrying an unreachable broker before exiting 4 (0: forever)", "S"),
     Option("--max-retry-delay", "RABBITIPC_MAX_RETRY_DELAY", 30.0, non_negative_float,

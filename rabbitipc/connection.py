@@ -8,7 +8,7 @@ credentials, a vhost we may not use. The retry budget is a time limit per outage
 from __future__ import annotations
 
 import logging
-import socket
+import ssl
 import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
@@ -17,14 +17,14 @@ import pika
 import pika.exceptions as px
 
 from .backoff import Backoff
-from .errors import AuthError, Stopped, UnreachableError
+from .errors import AuthError, Stopped, TlsError, UnreachableError
 from .health import Health
 from .shutdown import StopFlag
 
 LOGGER = logging.getLogger(__name__)
 
 #: Errors that mean "try again later".
-TRANSIENT = (px.AMQPConnectionError, socket.gaierror, ConnectionError)
+TRANSIENT = (px.AMQPConnectionError, OSError)
 #: Subclasses of AMQPConnectionError that retrying cannot fix.
 AUTH_ERRORS = (px.ProbableAuthenticationError, px.AuthenticationError, px.ProbableAccessDeniedError)
 
@@ -39,9 +39,16 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
 
 
-def parameters(url: str, connection_name: str) -> pika.URLParameters:
-    """pika parameters from a validated URL, named so the management UI shows who is who."""
+def parameters(url: str, connection_name: str, ca_file: str | None = None) -> pika.URLParameters:
+    """pika parameters from a validated URL, named so the management UI shows who is who.
+
+    amqps:// verifies the broker's certificate and host name, against ca_file when given,
+    else against the system's trusted CAs.
+    """
     params = pika.URLParameters(url)
+    if params.ssl_options is not None:
+        context = ssl.create_default_context(cafile=ca_file)
+        params.ssl_options = pika.SSLOptions(context, server_hostname=params.host)
     params.client_properties = {"connection_name": connection_name}
     params.connection_attempts = 1  # we retry ourselves, with logging and a stop check
     if "blocked_connection_timeout" not in url:
@@ -67,21 +74,28 @@ class Retry:
 
 def describe(exc: BaseException) -> str:
     """A short reason for a connection error, without the nested reprs pika produces."""
-    while exc.args and isinstance(exc.args[0], BaseException):
-        exc = exc.args[0]
+    exc = root_cause(exc)
     text = str(exc) or exc.__class__.__name__
     return text if len(text) < 200 else text[:200] + "..."
 
 
+def root_cause(exc: BaseException) -> BaseException:
+    """The innermost exception pika wrapped (it nests them in args)."""
+    while exc.args and isinstance(exc.args[0], BaseException):
+        exc = exc.args[0]
+    return exc
+
+
 def connect(
-    url: str, connection_name: str, retry: Retry, stop: StopFlag, health: Health | None = None
+    url: str, connection_name: str, retry: Retry, stop: StopFlag, health: Health | None = None,
+    ca_file: str | None = None,
 ) -> pika.BlockingConnection:
     """Open a connection, retrying transient failures within the retry budget.
 
     Raises AuthError at once for refused credentials, UnreachableError when the budget is
     spent, Stopped when a stop is requested while waiting.
     """
-    params = parameters(url, connection_name)
+    params = parameters(url, connection_name, ca_file)
     safe_url = redact(url)
     started = time.monotonic()
     while True:
@@ -93,7 +107,13 @@ def connect(
             raise AuthError(
                 f"the broker at {safe_url} refused user {params.credentials.username!r}: {describe(exc)}"
             ) from None
-        except TRANSIENT as exc:
+        except (ssl.SSLError, *TRANSIENT) as exc:
+            cause = root_cause(exc)
+            if isinstance(cause, ssl.SSLCertVerificationError):
+                raise TlsError(f"the certificate of {safe_url} is not trusted: {cause.verify_message}"
+                               f"{'' if ca_file else ' (give the CA with --ca-file)'}") from None
+            if isinstance(cause, ssl.SSLError):
+                raise TlsError(f"TLS with {safe_url} failed: {cause.reason or cause}") from None
             reason = describe(exc)
             delay = retry.next_delay(started)
             if delay is None:

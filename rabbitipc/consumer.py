@@ -70,6 +70,7 @@ class Consumer:
         poison_pill: str | None = None,
         listen_for_control: bool = True,
         finish_timeout: float = 25.0,
+        ca_file: str | None = None,
     ) -> None:
         self.url = url
         self.subscription = subscription
@@ -78,6 +79,7 @@ class Consumer:
         self.poison_pill = poison_pill
         self.listen_for_control = listen_for_control
         self.finish_timeout = finish_timeout  # on stop, how long the message in hand may take
+        self.ca_file = ca_file
         self.queue = subscription.queue or ""  # the server names exclusive queues at declare time
         self.dead_letter_queue = ""
         self.handler = handler
@@ -116,7 +118,8 @@ class Consumer:
         return self.handled
 
     def _consume_once(self) -> None:
-        self._connection = connect(self.url, self.connection_name, self.retry, self.stop, self.health)
+        self._connection = connect(self.url, self.connection_name, self.retry, self.stop, self.health,
+                                   self.ca_file)
         channel = self._connection.channel()
         self.queue, self.dead_letter_queue = self.subscription.declare(channel)
         channel.basic_qos(prefetch_count=self.prefetch)

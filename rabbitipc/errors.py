@@ -11,6 +11,7 @@ EXIT_AUTH = 3  # the broker refused the credentials or the permissions
 EXIT_UNREACHABLE = 4  # the broker stayed unreachable for the whole retry budget
 EXIT_TOPOLOGY = 5  # a queue exists with other settings than ours
 EXIT_UNDELIVERABLE = 6  # the broker kept refusing (nack/return) a message
+EXIT_TLS = 7  # the broker's TLS certificate could not be verified
 
 EXIT_CODES = {
     EXIT_OK: "success, including a clean stop on SIGTERM/SIGINT",
@@ -20,6 +21,7 @@ EXIT_CODES = {
     EXIT_UNREACHABLE: "the broker stayed unreachable for the retry budget",
     EXIT_TOPOLOGY: "a queue already exists with other settings",
     EXIT_UNDELIVERABLE: "the broker kept refusing a message",
+    EXIT_TLS: "the broker's TLS certificate could not be verified",
 }
 
 
@@ -53,6 +55,10 @@ class TopologyError(FatalError):
 
 class UndeliverableError(FatalError):
     exit_code = EXIT_UNDELIVERABLE
+
+
+class TlsError(FatalError):
+    exit_code = EXIT_TLS
 
 
 class Stopped(Exception):

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
+
+
+LOGGER = logging.getLogger(__name__)
 
 
 class Health:
@@ -23,6 +27,7 @@ class Health:
         self.path = path
         self.interval = interval
         self._last = (0.0, None)
+        self._warned = False
 
     def beat(self, connected: bool) -> None:
         if not self.path:
@@ -32,9 +37,14 @@ class Health:
         if last_state == connected and now - last_time < self.interval:
             return
         tmp = f"{self.path}.tmp"
-        with open(tmp, "w") as handle:
-            json.dump({"beat": now, "connected": connected, "pid": os.getpid()}, handle)
-        os.replace(tmp, self.path)
+        try:
+            with open(tmp, "w") as handle:
+                json.dump({"beat": now, "connected": connected, "pid": os.getpid()}, handle)
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            if not self._warned:
+                LOGGER.warning("cannot write health file %s: %s; probes will fail", self.path, exc)
+                self._warned = True
         self._last = (now, connected)
 
 

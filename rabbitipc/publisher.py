@@ -38,6 +38,7 @@ class Publisher:
         connection_name: str = "rabbitipc-sender",
         max_refusals: int = 5,
         health: Health | None = None,
+        ca_file: str | None = None,
     ) -> None:
         self.url = url
         self.route = route
@@ -46,6 +47,7 @@ class Publisher:
         self.connection_name = connection_name
         self.max_refusals = max_refusals
         self.health = health or Health(None)
+        self.ca_file = ca_file
         self._connection: pika.BlockingConnection | None = None
         self._channel = None
 
@@ -53,7 +55,8 @@ class Publisher:
         if self._channel is not None and self._channel.is_open:
             return self._channel
         if self._connection is None or not self._connection.is_open:
-            self._connection = connect(self.url, self.connection_name, self.retry, self.stop, self.health)
+            self._connection = connect(self.url, self.connection_name, self.retry, self.stop, self.health,
+                                       self.ca_file)
             self._connection.add_on_connection_blocked_callback(self._on_blocked)
             self._connection.add_on_connection_unblocked_callback(self._on_unblocked)
         self._channel = self._connection.channel()

@@ -38,3 +38,14 @@ def test_stale_or_missing_health_file_fails_the_probe(tmp_path):
     (tmp_path / "old").write_text('{"beat": 1, "connected": true}')
     result = probe(tmp_path / "old", "--max-age", "5")
     assert result.returncode == 1 and "silent for" in result.stderr
+
+
+def test_unwritable_health_file_is_reported_once_and_work_goes_on(run, tmp_path):
+    """A health file in a missing directory: one warning, and messages still flow."""
+    from support import RECEIVED
+
+    receiver = run("receiver", "--health-file", str(tmp_path / "missing" / "health"))
+    sender = run("sender", "--count", "3", "--rate", "0")
+    assert sender.wait() == 0
+    receiver.wait_count(RECEIVED, 3)
+    assert receiver.output.count("cannot write health file") == 1
