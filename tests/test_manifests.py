@@ -172,6 +172,27 @@ def test_scaled_overlay_puts_the_broker_behind_a_service():
         assert host in services
 
 
+def test_scaled_overlay_guards_receivers_and_fences_the_broker():
+    """Scaled: a PodDisruptionBudget keeps a receiver up; NetworkPolicies let only the programs reach AMQP."""
+    docs = render(OVERLAYS["scaled"])
+    templates = {name: t for name, t in pod_specs(docs)}
+    (budget,) = of_kind(docs, "PodDisruptionBudget")
+    assert budget["spec"]["minAvailable"] >= 1
+    assert budget["spec"]["selector"]["matchLabels"].items() <= \
+        templates["rabbitipc-receiver"]["metadata"]["labels"].items()
+    policies = {p["metadata"]["name"]: p["spec"] for p in of_kind(docs, "NetworkPolicy")}
+    broker = policies["rabbitipc-rabbitmq"]
+    assert broker["podSelector"]["matchLabels"].items() <= templates["rabbitipc-rabbitmq"]["metadata"]["labels"].items()
+    amqp_rule, ui_rule = broker["ingress"]
+    assert [p["port"] for p in amqp_rule["ports"]] == ["amqp"]
+    allowed = {e["key"]: set(e["values"]) for e in amqp_rule["from"][0]["podSelector"]["matchExpressions"]}
+    assert allowed["app.kubernetes.io/component"] == {"sender", "receiver"}
+    assert [p["port"] for p in ui_rule["ports"]] == ["management"]
+    programs = policies["rabbitipc-programs"]
+    assert programs["policyTypes"] == ["Ingress", "Egress"] and programs["ingress"] == []
+    assert {p["port"] for rule in programs["egress"] for p in rule["ports"]} == {5672, 53}
+
+
 def test_dockerfiles_pass_hadolint():
     """Both Dockerfiles are hadolint clean."""
     hadolint = shutil.which("hadolint")
