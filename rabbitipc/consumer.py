@@ -29,7 +29,7 @@ from .publisher import RECONNECT
 from .shutdown import StopFlag
 from . import control
 from .sinks import JsonlSink
-from .topology import Route, Subscription
+from .topology import DEAD_EXCHANGE, Route, Subscription
 
 LOGGER = logging.getLogger(__name__)
 
@@ -256,11 +256,7 @@ class Consumer:
                         delivery.id or "-", len(delivery.body), describe_body(delivery.body))
 
     def _dead_letter(self, channel, method, properties, body: bytes, reason: str) -> None:
-        """Move a message to <queue>.dead with the reason in a header, then ack it.
-
-        If that publish is refused, reject it instead: the queue's own dead-letter
-        arguments route it to the same place (without our reason header).
-        """
+        """Move a message to <queue>.dead with the reason in a header, confirmed, then ack it."""
         headers = dict(properties.headers or {})
         headers[REASON_HEADER] = reason
         headers[QUEUE_HEADER] = self.queue
@@ -274,10 +270,14 @@ class Consumer:
             app_id=properties.app_id,
         )
         try:
-            self._confirm_channel.basic_publish("", self.dead_letter_queue, body, dead_properties, mandatory=True)
-        except (px.UnroutableError, px.NackError):
-            channel.basic_reject(method.delivery_tag, requeue=False)
-        else:
-            channel.basic_ack(method.delivery_tag)
+            self._confirm_channel.basic_publish(DEAD_EXCHANGE, self.dead_letter_queue, body, dead_properties,
+                                                mandatory=True)
+        except (px.UnroutableError, px.NackError) as exc:
+            # Never drop it: back to the queue, to be tried again (and logged again).
+            channel.basic_nack(method.delivery_tag, requeue=True)
+            LOGGER.error("could not park id=%s in %s (%s); requeued: %s", properties.message_id or "-",
+                         self.dead_letter_queue, exc.__class__.__name__, printable(reason, 200))
+            return
+        channel.basic_ack(method.delivery_tag)
         LOGGER.warning("dead-lettered id=%s to %s: %s body=%s", properties.message_id or "-",
                        self.dead_letter_queue, printable(reason, 200), describe_body(body, 60))

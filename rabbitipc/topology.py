@@ -31,11 +31,9 @@ class QueueSpec:
         return self.name + DEAD_SUFFIX
 
     def arguments(self) -> dict:
-        return {
-            "x-queue-type": self.queue_type,
-            "x-dead-letter-exchange": "",
-            "x-dead-letter-routing-key": self.dead_letter_queue,
-        }
+        # No x-dead-letter-exchange: declaring a queue with one needs read permission on it,
+        # which a publish-only sender must not have. Receivers park messages themselves.
+        return {"x-queue-type": self.queue_type}
 
     def declare(self, channel) -> None:
         """Declare the dead-letter queue and the work queue; explain a settings conflict."""
@@ -70,6 +68,9 @@ def declare_queue(channel, name: str, arguments: dict) -> None:
 PATTERNS = ("work", "broadcast", "direct", "topic")
 EXCHANGE_TYPES = {"broadcast": "fanout", "direct": "direct", "topic": "topic"}
 CONTROL_EXCHANGE = "rabbitipc.control"
+#: Receivers park messages they cannot handle through this exchange, bound to each <queue>.dead,
+#: so they need no right to publish through the default exchange (that is, to any queue).
+DEAD_EXCHANGE = "rabbitipc.dead"
 
 
 def default_exchange(pattern: str) -> str:
@@ -155,16 +156,25 @@ class Subscription:
         else:
             dead = self.exchange_name + DEAD_SUFFIX
             declare_queue(channel, dead, {"x-queue-type": "classic"})
-            result = channel.queue_declare(
-                queue="", exclusive=True, auto_delete=True,
-                arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dead},
-            )
+            result = channel.queue_declare(queue="", exclusive=True, auto_delete=True)
             name = result.method.queue
         if self.pattern != "work":
             declare_exchange(channel, self.exchange_name, EXCHANGE_TYPES[self.pattern])
             for key in self.binding_keys:
-                channel.queue_bind(name, self.exchange_name, routing_key=key)
+                bind(channel, name, self.exchange_name, key)
+        declare_exchange(channel, DEAD_EXCHANGE, "direct")
+        bind(channel, dead, DEAD_EXCHANGE, dead)
         return name, dead
+
+
+def bind(channel, queue: str, exchange: str, key: str) -> None:
+    """queue_bind with a refused permission as a one-line fatal error."""
+    try:
+        channel.queue_bind(queue, exchange, routing_key=key)
+    except px.ChannelClosedByBroker as exc:
+        if exc.reply_code == 403:
+            raise AuthError(f"not allowed to bind {queue!r} to {exchange!r}: {exc.reply_text}") from None
+        raise
 
 
 def declare_exchange(channel, name: str, kind: str) -> None:
