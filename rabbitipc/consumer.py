@@ -209,9 +209,10 @@ class Consumer:
             if self.forward_to is not None and outcome.result is not None:
                 if not self._forward(channel, method, properties, body, delivery, outcome.result):
                     return
+            # The log line is the default sink: written before the ack, like any other handling.
+            self._log_received(delivery)
             channel.basic_ack(method.delivery_tag)
             self.handled += 1
-            self._log_received(delivery)
 
     @staticmethod
     def _text(delivery: Delivery) -> str:
