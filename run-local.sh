@@ -9,10 +9,11 @@ set -euo pipefail
 cd "$ROOT"
 
 ensure_venv
-broker_out=$(./start-local-docker-rabbitmq.sh)
-printf '%s\n' "$broker_out" | grep -v '^AMQP_URL=' >&2
-AMQP_URL=$(printf '%s\n' "$broker_out" | sed -n 's/^AMQP_URL=//p')
-export AMQP_URL PYTHONUNBUFFERED=1
+./start-local-docker-rabbitmq.sh
+# The sender and the receiver each get their own user (see start-local-docker-rabbitmq.sh).
+# shellcheck source=/dev/null
+. "${RABBITIPC_NODE_DIR:-$ROOT/.rabbitmq}/urls.env"
+export PYTHONUNBUFFERED=1
 
 pids=()
 stop_all() {
@@ -30,9 +31,9 @@ trap stop_all INT TERM EXIT
 
 # prefix LABEL: tag each line; ignores Ctrl-C so the programs' last lines still get through.
 prefix() { trap '' INT TERM; exec sed -u "s/^/$1 | /"; }
-"$VENV/bin/python" receiver/receive.py > >(prefix "receiver") 2>&1 &
+AMQP_URL=$RECEIVER_AMQP_URL "$VENV/bin/python" receiver/receive.py > >(prefix "receiver") 2>&1 &
 pids+=($!)
-"$VENV/bin/python" sender/send.py > >(prefix "sender  ") 2>&1 &
+AMQP_URL=$SENDER_AMQP_URL "$VENV/bin/python" sender/send.py > >(prefix "sender  ") 2>&1 &
 pids+=($!)
 log "broker, receiver and sender running; Ctrl-C stops them (RABBITIPC_KEEP_BROKER=1 keeps the broker)"
 

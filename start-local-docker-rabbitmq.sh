@@ -2,7 +2,10 @@
 # Start RabbitMQ (rabbitmq:3-management) for manual experiments: AMQP on 5672, UI on 15672.
 # Docker when an engine answers; otherwise a private node of the system's rabbitmq-server in
 # .rabbitmq/ (installed with apt-get when root or sudo can). Idempotent: a running broker is reused.
-#   ./start-local-docker-rabbitmq.sh          start (or reuse) and print AMQP_URL=...
+# The broker loads definitions at start: users rabbitipc-sender (publish only), rabbitipc-receiver
+# (consume only) and rabbitipc-admin (management UI), random passwords kept in
+# .rabbitmq/credentials.env, no guest. Their AMQP URLs go to .rabbitmq/urls.env (mode 600).
+#   ./start-local-docker-rabbitmq.sh          start (or reuse)
 #   ./start-local-docker-rabbitmq.sh --stop   stop it
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -18,11 +21,43 @@ ACTION=${1:-start}
 
 case "$ACTION" in
   start | --stop | stop) ;;
-  -h | --help) sed -n '2,7p' "$0"; exit 0 ;;
+  -h | --help) sed -n '2,10p' "$0"; exit 0 ;;
   *) die "unknown argument '$ACTION' (use --stop or --help)" ;;
 esac
 
 docker_ready() { command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; }
+
+# credentials: generate the three users' passwords once, then the definitions from them.
+credentials() {
+  mkdir -p "$NODE_DIR"
+  local file="$NODE_DIR/credentials.env"
+  if [ ! -s "$file" ]; then
+    (umask 077 && python3 - >"$file" <<'PY'
+import secrets
+for role in ("SENDER", "RECEIVER", "ADMIN"):
+    print(f"RABBITIPC_{role}_USER=rabbitipc-{role.lower()}")
+    print(f"RABBITIPC_{role}_PASSWORD={secrets.token_urlsafe(18)}")
+PY
+    )
+  fi
+  set -a
+  # shellcheck source=/dev/null
+  . "$file"
+  set +a
+  (cd "$ROOT" && python3 -m rabbitipc.definitions --out "$NODE_DIR/definitions" "$@" >/dev/null)
+}
+
+# write_urls HOST:PORT: the programs' AMQP URLs, readable by this user only.
+write_urls() {
+  (umask 077 && cat >"$NODE_DIR/urls.env" <<URLS
+SENDER_AMQP_URL=amqp://$RABBITIPC_SENDER_USER:$RABBITIPC_SENDER_PASSWORD@$1/%2F
+RECEIVER_AMQP_URL=amqp://$RABBITIPC_RECEIVER_USER:$RABBITIPC_RECEIVER_PASSWORD@$1/%2F
+ADMIN_AMQP_URL=amqp://$RABBITIPC_ADMIN_USER:$RABBITIPC_ADMIN_PASSWORD@$1/%2F
+URLS
+  )
+  log "AMQP URLs for the sender, the receiver and the admin: $NODE_DIR/urls.env"
+  log "management UI user $RABBITIPC_ADMIN_USER, password in $NODE_DIR/credentials.env"
+}
 
 docker_broker() {
   if [ "$ACTION" != start ]; then
@@ -30,6 +65,7 @@ docker_broker() {
     log "stopped container $NAME"
     return
   fi
+  credentials --seen-as /etc/rabbitmq/rabbitipc
   if [ "$(docker inspect -f '{{.State.Running}}' "$NAME" 2>/dev/null || true)" = true ]; then
     log "container $NAME already running"
   elif docker inspect "$NAME" >/dev/null 2>&1; then
@@ -37,6 +73,8 @@ docker_broker() {
   else
     log "starting $IMAGE as container $NAME"
     docker run -d --name "$NAME" --hostname rabbitipc \
+      -v "$NODE_DIR/definitions:/etc/rabbitmq/rabbitipc:ro" \
+      -e RABBITMQ_CONFIG_FILE=/etc/rabbitmq/rabbitipc/rabbitmq.conf \
       -p "127.0.0.1:$AMQP_PORT:5672" -p "127.0.0.1:$UI_PORT:15672" "$IMAGE" >/dev/null
   fi
   if ! wait_for "RabbitMQ in container $NAME" "$WAIT" \
@@ -44,8 +82,8 @@ docker_broker() {
     docker logs --tail 50 "$NAME" >&2 || true
     exit 1
   fi
-  echo "AMQP_URL=amqp://guest:guest@127.0.0.1:$AMQP_PORT/%2F"
-  echo "Management UI: http://127.0.0.1:$UI_PORT/ (user guest, password guest)"
+  write_urls "127.0.0.1:$AMQP_PORT"
+  log "management UI: http://127.0.0.1:$UI_PORT/"
 }
 
 local_broker() {
@@ -56,14 +94,16 @@ local_broker() {
   fi
   log "Docker is not available; using the system's rabbitmq-server (a private node in $NODE_DIR)"
   [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || apt_install rabbitmq-server
-  local url
+  credentials
   # Ports: 5672/15672 when free, else free ones the node keeps from then on.
-  url=$(cd "$ROOT" && python3 -m rabbitipc.localbroker start --dir "$NODE_DIR" \
-        ${RABBITIPC_AMQP_PORT:+--amqp-port "$RABBITIPC_AMQP_PORT"} \
-        ${RABBITIPC_UI_PORT:+--management-port "$RABBITIPC_UI_PORT"})
-  echo "AMQP_URL=$url"
-  echo "Management UI: $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["management_url"])' \
-    "$NODE_DIR/broker.json") (user guest, password guest)"
+  (cd "$ROOT" && python3 -m rabbitipc.localbroker start --dir "$NODE_DIR" \
+    --config "$NODE_DIR/definitions/rabbitmq.conf" \
+    ${RABBITIPC_AMQP_PORT:+--amqp-port "$RABBITIPC_AMQP_PORT"} \
+    ${RABBITIPC_UI_PORT:+--management-port "$RABBITIPC_UI_PORT"} >/dev/null)
+  local state="$NODE_DIR/broker.json"
+  write_urls "127.0.0.1:$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["amqp_port"])' "$state")"
+  log "management UI: $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["management_url"])' "$state")"
 }
 
+cd "$ROOT"
 if docker_ready; then docker_broker; else local_broker; fi

@@ -24,7 +24,7 @@ import re
 import sys
 from pathlib import Path
 
-from .topology import CONTROL_EXCHANGE, DEAD_EXCHANGE, DEAD_SUFFIX
+from .names import CONTROL_EXCHANGE, DEAD_EXCHANGE, DEAD_SUFFIX
 
 ROLES = ("sender", "receiver", "admin")
 
@@ -67,15 +67,21 @@ def definitions(users: dict[str, tuple[str, str]], queue: str = "hello", vhost: 
     }
 
 
-def write(directory: str | os.PathLike, users: dict[str, tuple[str, str]], queue: str = "hello") -> Path:
-    """Write definitions.json and a rabbitmq.conf that loads it; return the conf's path."""
+def write(directory: str | os.PathLike, users: dict[str, tuple[str, str]], queue: str = "hello",
+          seen_as: str | None = None) -> Path:
+    """Write definitions.json and a rabbitmq.conf that loads it; return the conf's path.
+
+    seen_as: the directory's path inside the broker's container, when it differs (Docker).
+    """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     target = out / "definitions.json"
     target.write_text(json.dumps(definitions(users, queue), indent=2) + "\n")
-    target.chmod(0o640)
+    target.chmod(0o644)  # read by the rabbitmq user, another uid than the writer
     conf = out / "rabbitmq.conf"
-    conf.write_text(f"# Written by python -m rabbitipc.definitions\nload_definitions = {target}\n")
+    loaded = f"{seen_as.rstrip('/')}/definitions.json" if seen_as else target
+    conf.write_text(f"# Written by python -m rabbitipc.definitions\nload_definitions = {loaded}\n")
+    conf.chmod(0o644)
     return conf
 
 
@@ -83,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rabbitipc.definitions", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="directory for definitions.json and rabbitmq.conf")
     parser.add_argument("--queue", default=os.environ.get("RABBITIPC_QUEUE", "hello"))
+    parser.add_argument("--seen-as", help="the --out directory's path inside the broker's container")
     args = parser.parse_args(argv)
     users = {}
     for role in ROLES:
@@ -92,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"definitions: error: RABBITIPC_{role.upper()}_PASSWORD is not set", file=sys.stderr)
             return 2
         users[role] = (name, password)
-    conf = write(args.out, users, args.queue)
+    conf = write(args.out, users, args.queue, args.seen_as)
     print(f"wrote {conf.parent / 'definitions.json'} and {conf} for users "
           + ", ".join(name for name, _ in users.values()))
     return 0

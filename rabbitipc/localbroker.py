@@ -268,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--amqp-port", type=int, help="AMQP port (default: 5672 if free, else any free port)")
     parser.add_argument("--management-port", type=int,
                         help="management UI port (default: 15672 if free, else any free port)")
+    parser.add_argument("--config", help="extra rabbitmq.conf lines to add (e.g. load_definitions)")
     args = parser.parse_args(argv)
 
     base = Path(args.dir)
@@ -277,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         amqp_port = 5672
     if fresh and management_port is None and not port_open(15672):
         management_port = 15672
-    broker = LocalBroker(base, amqp_port, management_port)
+    extra = Path(args.config).read_text() if args.config else ""
+    broker = LocalBroker(base, amqp_port, management_port, extra_config=extra)
     try:
         if args.action == "start":
             broker.start()

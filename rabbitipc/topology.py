@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import pika.exceptions as px
 
 from .errors import AuthError, TopologyError
+from .names import CONTROL_EXCHANGE, DEAD_EXCHANGE, DEAD_SUFFIX  # noqa: F401 - re-exported
 
 QUEUE_TYPES = ("classic", "quorum")
-DEAD_SUFFIX = ".dead"
 
 
 @dataclass(frozen=True)
@@ -67,10 +67,7 @@ def declare_queue(channel, name: str, arguments: dict) -> None:
 # -- exchange patterns -------------------------------------------------------------------------
 PATTERNS = ("work", "broadcast", "direct", "topic")
 EXCHANGE_TYPES = {"broadcast": "fanout", "direct": "direct", "topic": "topic"}
-CONTROL_EXCHANGE = "rabbitipc.control"
-#: Receivers park messages they cannot handle through this exchange, bound to each <queue>.dead,
-#: so they need no right to publish through the default exchange (that is, to any queue).
-DEAD_EXCHANGE = "rabbitipc.dead"
+
 
 
 def default_exchange(pattern: str) -> str:

@@ -73,9 +73,12 @@ build_rabbitmq() {
   # The official image runs as rabbitmq, uid and gid 999.
   chroot "$root" groupmod -g 999 rabbitmq
   chroot "$root" usermod -u 999 -g 999 -d /var/lib/rabbitmq rabbitmq
-  cat >"$root/etc/rabbitmq/rabbitmq.conf" <<'CONF'
+  # As in the official image, the defaults live in conf.d (RABBITMQ_CONFIG_FILE stays free for users).
+  mkdir -p "$root/etc/rabbitmq/conf.d"
+  rm -f "$root/etc/rabbitmq/rabbitmq.conf"
+  cat >"$root/etc/rabbitmq/conf.d/10-defaults.conf" <<'CONF'
 # As in the official image: listen on every interface, guest allowed from anywhere
-# (the bundle never uses guest: RABBITMQ_DEFAULT_USER/PASS create its user), logs on stdout.
+# (the bundle never has guest: it loads definitions), logs on stdout.
 loopback_users.guest = false
 listeners.tcp.default = 5672
 management.tcp.port = 15672
@@ -89,6 +92,7 @@ CONF
   tar -C "$root" -c . | podman import \
     --change 'ENV PATH=/usr/lib/rabbitmq/bin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV HOME=/var/lib/rabbitmq' \
+    --change 'ENV RABBITMQ_CONFIG_FILES=/etc/rabbitmq/conf.d' \
     --change 'ENV LANG=C.UTF-8' \
     --change 'USER 999:999' \
     --change 'EXPOSE 5672' --change 'EXPOSE 15672' \

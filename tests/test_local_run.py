@@ -24,5 +24,9 @@ def test_run_local_shows_traffic_and_stops_cleanly_on_ctrl_c(tmp_path):
         if run.proc.poll() is None:
             os.killpg(run.proc.pid, signal.SIGKILL)
     assert "receiver done:" in run.output and "sender done:" in run.output
+    # Each program has its own user from the definitions the broker loaded; no guest.
+    assert "broker amqp://rabbitipc-sender:***@" in run.output
+    assert "broker amqp://rabbitipc-receiver:***@" in run.output
+    assert oct((tmp_path / "node" / "urls.env").stat().st_mode & 0o777) == "0o600"
     assert "stopped the local node" in run.output
     assert not LocalBroker(tmp_path / "node").running()

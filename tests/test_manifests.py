@@ -99,8 +99,9 @@ def test_containers_are_hardened_probed_and_limited(bundle):
         assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
         assert spec["automountServiceAccountToken"] is False
         assert "terminationGracePeriodSeconds" in spec
-        assert not spec.get("initContainers"), "no native sidecars: RabbitMQ is an ordinary container"
-        for container in spec["containers"]:
+        assert not any(c.get("restartPolicy") == "Always" for c in spec.get("initContainers", [])), \
+            "no native sidecars: RabbitMQ is an ordinary container"
+        for container in spec["containers"] + spec.get("initContainers", []):
             where = f"{name}/{container['name']}"
             context = container["securityContext"]
             assert context["allowPrivilegeEscalation"] is False, where
@@ -108,10 +109,13 @@ def test_containers_are_hardened_probed_and_limited(bundle):
             assert context["runAsNonRoot"] is True and context["runAsUser"] > 0, where
             assert set(container["resources"]) == {"requests", "limits"}, where
             assert {"cpu", "memory"} <= set(container["resources"]["limits"]), where
-            assert "readinessProbe" in container, where
             image, _, tag = container["image"].rpartition(":")
             assert image and tag and tag != "latest", where
             assert container["imagePullPolicy"] == "IfNotPresent", where
+            if container["name"] == "definitions":
+                assert context["readOnlyRootFilesystem"] is True, where
+                continue
+            assert "readinessProbe" in container, where
             if container["name"] in PROGRAMS:
                 assert context["readOnlyRootFilesystem"] is True, where
                 assert "livenessProbe" in container, where
@@ -132,7 +136,8 @@ def test_every_object_carries_the_common_labels(bundle):
 
 
 def test_base_runs_broker_sender_receiver_in_one_pod_over_localhost():
-    """The base: one Deployment, one replica, Recreate, three containers, programs on localhost:5672."""
+    """The base: one Deployment, Recreate, three containers, each program on localhost:5672 with its own user
+    from the same Secret the definitions init container turns into the broker's users."""
     docs = render(OVERLAYS["base"])
     (deployment,) = of_kind(docs, "Deployment")
     assert deployment["spec"]["replicas"] == 1
@@ -140,13 +145,21 @@ def test_base_runs_broker_sender_receiver_in_one_pod_over_localhost():
     pod = deployment["spec"]["template"]["spec"]
     by_name = {c["name"]: c for c in pod["containers"]}
     assert set(by_name) == {"rabbitmq", "receiver", "sender"}
-    user = env_value(by_name["rabbitmq"], "RABBITMQ_DEFAULT_USER", docs)
-    password = env_value(by_name["rabbitmq"], "RABBITMQ_DEFAULT_PASS", docs)
-    assert (user, password) != ("guest", "guest")
+    init = deployment["spec"]["template"]["spec"]["initContainers"]
+    assert [c["name"] for c in init] == ["definitions"]
+    assert "rabbitipc.definitions" in init[0]["command"]
+    config_file = env_value(by_name["rabbitmq"], "RABBITMQ_CONFIG_FILE", docs)
+    mounts = {m["name"]: m["mountPath"] for m in init[0]["volumeMounts"]}
+    assert config_file.startswith(mounts["rabbitmq-config"] + "/")
+    assert {m["name"]: m["mountPath"] for m in by_name["rabbitmq"]["volumeMounts"]}["rabbitmq-config"] == \
+        mounts["rabbitmq-config"]
     assert env_value(by_name["rabbitmq"], "RABBITMQ_NODENAME", docs) == "rabbit@localhost"
     for program in PROGRAMS:
         url = urlsplit(env_value(by_name[program], "AMQP_URL", docs))
+        user = env_value(init[0], f"RABBITIPC_{program.upper()}_USER", docs)
+        password = env_value(init[0], f"RABBITIPC_{program.upper()}_PASSWORD", docs)
         assert (url.hostname, url.port, url.username, url.password) == ("localhost", 5672, user, password)
+        assert user != "guest"
     (service,) = of_kind(docs, "Service")
     assert 15672 in {p["port"] for p in service["spec"]["ports"]}
 

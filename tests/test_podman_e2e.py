@@ -71,8 +71,11 @@ def test_images_run_as_non_root_with_exec_entrypoints(images):
 
 def test_played_pod_passes_the_smoke_scenario_with_a_broker_restart(bundle):
     """Messages flow, the management API shows the queue with a consumer, and a killed broker loses nothing."""
-    report = smoke(PodmanDriver(bundle), min_messages=5, timeout=240, restart_broker=True)
+    driver = PodmanDriver(bundle)
+    report = smoke(driver, min_messages=5, timeout=240, restart_broker=True)
     assert report.ok, report.render()
+    users = {user["name"] for user in driver.management_get("/api/users")}
+    assert users == {"rabbitipc-admin", "rabbitipc-sender", "rabbitipc-receiver"}, "definitions loaded, no guest"
 
 
 def test_pod_stop_is_graceful(bundle):

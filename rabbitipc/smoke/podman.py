@@ -10,6 +10,8 @@ manifests mechanically and says so here, rather than changing the bundle:
 - Probes: podman turns exec liveness probes into healthchecks but ignores readiness; the
   driver runs each readiness probe itself, exec in the container or TCP to the port.
 - The Deployment gets a unique name, so a run never touches a user's own pods.
+- restartPolicy becomes OnFailure: podman 4.3 applies the Pod's Always to init containers
+  and restarts a finished one forever. (The driver restarts a killed broker itself.)
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class PodmanBundle:
         self.deployment = deployments[0]
         self.name = name or f"{self.deployment['metadata']['name']}-e2e-{uuid.uuid4().hex[:6]}"
         self.deployment["metadata"]["name"] = self.name
+        self.pod_spec["restartPolicy"] = "OnFailure"
         self.secrets = {doc["metadata"]["name"]: doc for doc in self.documents if doc["kind"] == "Secret"}
         self.host_ports: dict[str, int] = {}
         self.pod = f"{self.name}-pod-0"

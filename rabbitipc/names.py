@@ -1,0 +1,9 @@
+"""Names every part agrees on (standard library only, for the tools that run before a venv exists)."""
+
+#: Suffix of the dead-letter queue beside each durable queue.
+DEAD_SUFFIX = ".dead"
+#: Direct exchange of the stop-all control commands, routing key = the receivers' group.
+CONTROL_EXCHANGE = "rabbitipc.control"
+#: Receivers park messages they cannot handle through this exchange, bound to each <queue>.dead,
+#: so they need no right to publish through the default exchange (that is, to any queue).
+DEAD_EXCHANGE = "rabbitipc.dead"
