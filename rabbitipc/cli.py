@@ -10,7 +10,7 @@ import argparse
 import logging
 import socket
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from . import config
 from .backoff import Backoff

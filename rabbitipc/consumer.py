@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import pika
 import pika.exceptions as px
 
+from . import control
 from .connection import Retry, connect
 from .dedupe import RecentIds
 from .dispatch import Dispatcher
@@ -27,7 +28,6 @@ from .health import Health
 from .message import Message, NotOurMessage, describe_body, printable
 from .publisher import RECONNECT
 from .shutdown import StopFlag
-from . import control
 from .sinks import JsonlSink
 from .topology import DEAD_EXCHANGE, Route, Subscription
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from queue import Empty, Queue
-from typing import Any, Callable
+from typing import Any
 
 LOGGER = logging.getLogger(__name__)
 

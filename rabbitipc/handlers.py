@@ -7,8 +7,8 @@ exception means "cannot be handled" and sends the message to the dead-letter que
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import pika
 
@@ -23,11 +23,11 @@ class Delivery:
     body: bytes
     properties: pika.BasicProperties
     redelivered: bool
-    message: Optional[Message]
-    parse_error: Optional[str]
+    message: Message | None
+    parse_error: str | None
 
     @property
-    def id(self) -> Optional[str]:
+    def id(self) -> str | None:
         """Our id, else the AMQP message_id another client may have set."""
         return self.message.id if self.message else self.properties.message_id
 

@@ -16,7 +16,6 @@ import os
 import sys
 import time
 
-
 LOGGER = logging.getLogger(__name__)
 
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import itertools
 import logging
-from queue import Empty, Full, Queue
 import socket
 import sys
 import threading
+from queue import Empty, Full, Queue
 
 from .backoff import Backoff
 from .config import DEFAULT_URL

@@ -35,7 +35,7 @@ class Message:
     payload: str
 
     @classmethod
-    def new(cls, seq: int, host: str, payload: str) -> "Message":
+    def new(cls, seq: int, host: str, payload: str) -> Message:
         return cls(id=uuid.uuid4().hex, seq=seq, sent_at=time.time(), host=host, payload=payload)
 
     def body(self) -> bytes:
@@ -52,7 +52,7 @@ class Message:
         )
 
     @classmethod
-    def parse(cls, body: bytes) -> "Message":
+    def parse(cls, body: bytes) -> Message:
         """Decode a body of ours, or raise NotOurMessage saying what is wrong with it."""
         try:
             data = json.loads(body)

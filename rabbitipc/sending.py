@@ -7,8 +7,8 @@ import logging
 import random
 import socket
 import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator
 
 from .errors import Stopped
 from .message import Message, printable

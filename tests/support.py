@@ -6,11 +6,10 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pika
 

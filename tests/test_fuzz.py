@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rabbitipc import config
-from support import RECEIVED, get_all, queue_depth, wait_until
+from support import get_all, queue_depth, wait_until
 
 header_values = st.one_of(st.text(max_size=40), st.integers(-(2**31), 2**31 - 1), st.booleans(), st.none(),
                           st.binary(max_size=20))

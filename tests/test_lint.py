@@ -1,4 +1,4 @@
-"""The shell scripts are shellcheck clean and start with strict mode."""
+"""Static checks: shell scripts are shellcheck clean and strict, Python is ruff clean."""
 
 import shutil
 import subprocess
@@ -23,4 +23,13 @@ def test_shellcheck_is_clean():
     if shutil.which("shellcheck") is None:
         pytest.skip("shellcheck not installed (apt-get install shellcheck)")
     result = subprocess.run(["shellcheck", "-x", *map(str, SCRIPTS)], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_python_code_is_ruff_clean():
+    """ruff (configured in pyproject.toml) finds nothing in the code or the tests."""
+    if shutil.which("ruff") is None:
+        pytest.skip("ruff not installed (it is in the test extra)")
+    result = subprocess.run(["ruff", "check", "rabbitipc", "tests", "sender", "receiver", "stage"], cwd=ROOT,
+                            capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
