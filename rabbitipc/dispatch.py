@@ -44,9 +44,10 @@ class Dispatcher:
                 item = self.items.get(timeout=0.2)
             except Empty:
                 continue
+            self.busy.set()  # before the stop check, so a stopping main loop waits for us
             if self.should_skip():
+                self.busy.clear()
                 continue  # stopping: left unacked, the broker requeues it when the channel closes
-            self.busy.set()
             try:
                 outcome = self.decide(*item[1:])
                 self._finish_on_io_thread(item, outcome)

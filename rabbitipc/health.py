@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 
 LOGGER = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ class Health:
         self.interval = interval
         self._last = (0.0, None)
         self._warned = False
+        self._lock = threading.Lock()
 
     def beat(self, connected: bool) -> None:
         if not self.path:
@@ -35,6 +37,10 @@ class Health:
         last_time, last_state = self._last
         if last_state == connected and now - last_time < self.interval:
             return
+        with self._lock:  # the I/O thread and the handler thread both beat
+            self._write(now, connected)
+
+    def _write(self, now: float, connected: bool) -> None:
         tmp = f"{self.path}.tmp"
         try:
             with open(tmp, "w") as handle:

@@ -53,6 +53,7 @@ class RabbitHandler(logging.Handler):
         self.sent = 0
         self._buffer: Queue = Queue(capacity)
         self._stop = StopFlag()
+        self._closed = False
         self._host = socket.gethostname()
         self._seq = itertools.count(1)
         self._publisher = Publisher(url, self.route, Retry(timeout=0, backoff=Backoff(cap=5)), self._stop,
@@ -110,7 +111,10 @@ class RabbitHandler(logging.Handler):
         """Nothing to do synchronously: the background thread publishes continuously."""
 
     def close(self) -> None:
-        """Publish what is buffered (bounded by close_timeout), then stop the thread."""
+        """Publish what is buffered (bounded by close_timeout), then stop the thread. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         if self._thread.is_alive():
             try:
                 self._buffer.put(_CLOSE, timeout=self.close_timeout)
