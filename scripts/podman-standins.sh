@@ -24,18 +24,25 @@ command -v debootstrap >/dev/null 2>&1 || die "debootstrap missing: ./scripts/in
 
 WORK=$(mktemp -d /var/tmp/rabbitipc-standin.XXXXXX)
 cleanup() {
-  for mnt in "$WORK"/*/proc; do mountpoint -q "$mnt" 2>/dev/null && umount -l "$mnt"; done
+  for mnt in "$WORK"/*/proc; do if mountpoint -q "$mnt" 2>/dev/null; then umount -l "$mnt"; fi; done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-# rootfs NAME PACKAGES...: a minbase bookworm tree with the packages installed, services not started.
+# base_tree: one minbase bookworm tree, made once per run and copied for each image.
+base_tree() {
+  [ -d "$WORK/base" ] && return
+  log "debootstrap bookworm (minbase) into $WORK/base"
+  debootstrap --variant=minbase bookworm "$WORK/base" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 \
+    || { tail -30 "$WORK/debootstrap.log" >&2; die "debootstrap failed"; }
+}
+
+# rootfs NAME PACKAGES...: a copy of the base tree with the packages installed, services not started.
 rootfs() {
   local root="$WORK/$1"
   shift
-  log "debootstrap $root"
-  debootstrap --variant=minbase bookworm "$root" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 \
-    || { tail -30 "$WORK/debootstrap.log" >&2; die "debootstrap failed"; }
+  base_tree
+  cp -a "$WORK/base" "$root"
   printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
   chmod +x "$root/usr/sbin/policy-rc.d"
   cp /etc/ssl/certs/ca-certificates.crt "$WORK/host-ca.crt"
