@@ -11,6 +11,7 @@ import logging
 import socket
 import sys
 from collections.abc import Callable, Sequence
+from urllib.parse import urlsplit
 
 from . import config
 from .backoff import Backoff
@@ -61,6 +62,9 @@ class Setup:
         self.queue = args.queue
         target = f"queue {args.queue}" if args.pattern == "work" else f"{args.pattern} exchange"
         LOGGER.info("%s starting: broker %s, %s", role, redact(args.url), target)
+        if "url" in args.from_flags and urlsplit(args.url).password:
+            LOGGER.warning("the password in --url is visible to every user of this machine (ps); "
+                           "prefer the AMQP_URL environment variable")
 
 
 def _run(prog: str, body: Callable[[], None]) -> int:

@@ -255,8 +255,9 @@ def parse(
     environ = os.environ if environ is None else environ
     parser = build_parser(prog, description, options)
     args = parser.parse_args(argv)
+    args.from_flags = {opt.dest for opt in options if getattr(args, opt.dest) is not None}
     for opt in options:
-        if getattr(args, opt.dest) is not None:
+        if opt.dest in args.from_flags:
             continue
         raw = environ.get(opt.env)
         if raw is None or (raw == "" and not opt.is_switch):

@@ -64,3 +64,14 @@ def test_passwords_are_redacted_from_urls():
     """The URL shown in logs and errors never carries the password."""
     assert redact("amqp://user:pa%40ss@host:5672/vh") == "amqp://user:***@host:5672/vh"
     assert redact("amqps://host/") == "amqps://host/"
+
+
+def test_password_on_the_command_line_draws_a_warning(run, broker):
+    """--url with a password works but warns that ps shows it; AMQP_URL does not warn."""
+    flagged = run("sender", "--url", broker.url, "--count", "1")
+    assert flagged.wait() == 0
+    assert "visible to every user of this machine" in flagged.output
+    assert "guest:guest" not in flagged.output
+    quiet = run("sender", "--count", "1")
+    assert quiet.wait() == 0
+    assert "visible to every user" not in quiet.output
