@@ -30,6 +30,16 @@ podman: ## install podman and its settings for the end-to-end tests (Debian, roo
 e2e: ## build the images and play the Pod with podman, then the smoke scenario
 	./run-tests.sh -m podman
 
+.PHONY: bench
+bench: ## benchmark against tutorial-style pika and amqplib (3 runs each, a few minutes)
+	./run-tests.sh --version >/dev/null
+	.venv/bin/python -m pip install -q -e '.[bench]'
+	.venv/bin/python -m bench $(BENCH_ARGS)
+
+.PHONY: bench-quick
+bench-quick: ## the same, small and once: under a minute
+	$(MAKE) bench BENCH_ARGS=--quick
+
 .PHONY: deploy
 deploy: ## build the images into minikube and deploy the bundle
 	./deploy-local-minikube.sh

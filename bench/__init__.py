@@ -1,0 +1,1 @@
+"""`make bench`: rabbitipc's programs against tutorial-style pika and amqplib, in one run."""
