@@ -3,7 +3,8 @@
 Settings from the RabbitMQ work-queue tutorial (durable queue, prefetch, ack after work),
 plus what the tutorial leaves out: reconnect after a broker restart, a dead-letter queue
 with the reason for anything that cannot be handled, duplicates (same id) skipped within
-a bounded window, and a clean stop on SIGTERM that finishes the message in hand.
+a bounded window, and a clean stop on SIGTERM that finishes the message in hand. Handlers
+run on a worker thread (dispatch.py) so slow work never starves the connection's heartbeats.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .sinks import JsonlSink
 from .topology import DEAD_EXCHANGE, Route, Subscription
 
 LOGGER = logging.getLogger(__name__)
+
 
 @dataclass
 class Outcome:
