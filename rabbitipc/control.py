@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 import pika
@@ -45,9 +46,9 @@ def listen(channel, group: str, on_command) -> None:
     channel.basic_consume(queue, deliver, auto_ack=True)
 
 
-def send(url: str, group: str, command: str) -> bool:
+def send(url: str, group: str, command: str, ca_file: str | None = None) -> bool:
     """Publish a command for a group; False when no receiver of that group is listening."""
-    connection = pika.BlockingConnection(parameters(url, "rabbitipc-ctl"))
+    connection = pika.BlockingConnection(parameters(url, "rabbitipc-ctl", ca_file))
     try:
         channel = connection.channel()
         channel.confirm_delivery()
@@ -69,12 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queue", required=True,
                         help="the group to address: the receivers' queue (or exchange, for exclusive queues)")
     parser.add_argument("--url", type=amqp_url, default=None, help="broker URL (env AMQP_URL)")
+    parser.add_argument("--ca-file", default=os.environ.get("RABBITIPC_CA_FILE"),
+                        help="CA to verify the broker with amqps:// (env RABBITIPC_CA_FILE)")
     args = parser.parse_args(argv)
-    import os
-
     url = args.url or os.environ.get("AMQP_URL") or DEFAULT_URL
     try:
-        delivered = send(url, args.queue, args.command)
+        delivered = send(url, args.queue, args.command, args.ca_file)
     except AUTH_ERRORS as exc:
         print(f"rabbitipc-ctl: error: the broker at {redact(url)} refused: {describe(exc)}", file=sys.stderr)
         return EXIT_AUTH

@@ -44,6 +44,7 @@ class RabbitHandler(logging.Handler):
         capacity: int = 10000,
         close_timeout: float = 10.0,
         level: int = logging.NOTSET,
+        ca_file: str | None = None,
     ) -> None:
         super().__init__(level)
         self.route = route or Route("work", queue)
@@ -57,7 +58,7 @@ class RabbitHandler(logging.Handler):
         self._host = socket.gethostname()
         self._seq = itertools.count(1)
         self._publisher = Publisher(url, self.route, Retry(timeout=0, backoff=Backoff(cap=5)), self._stop,
-                                    connection_name=f"rabbitipc-log-handler@{self._host}")
+                                    connection_name=f"rabbitipc-log-handler@{self._host}", ca_file=ca_file)
         self._thread = threading.Thread(target=self._run, name="rabbitipc-log-handler", daemon=True)
         self._thread.start()
 

@@ -43,12 +43,14 @@ class MessageQueue:
         queue_type: str = "classic",
         prefetch: int = 10,
         retry: Retry | None = None,
+        ca_file: str | None = None,
     ) -> None:
         self.url = url or os.environ.get("AMQP_URL") or DEFAULT_URL
         self.route = Route(pattern, name or "hello", queue_type, exchange, routing_key)
         self.subscription = Subscription(pattern, name, queue_type, exchange, bindings)
         self.prefetch = prefetch
         self.retry = retry or Retry()
+        self.ca_file = ca_file  # for amqps:// with a private CA
         self._stop = StopFlag()
         self._handler: Handler | None = None
         self._publisher: Publisher | None = None
@@ -65,7 +67,7 @@ class MessageQueue:
 
         if self._publisher is None:
             self._publisher = Publisher(self.url, self.route, self.retry, StopFlag(),
-                                        connection_name=f"rabbitipc-mq-publisher@{self._host}")
+                                        connection_name=f"rabbitipc-mq-publisher@{self._host}", ca_file=self.ca_file)
         text = payload if isinstance(payload, str) else json.dumps(payload)
         message = Message.new(next(self._seq), self._host, text)
         if not self._publisher.publish(message.body(), message.properties()):
@@ -79,7 +81,7 @@ class MessageQueue:
     def start(self) -> int:
         """Consume until stop() (from any thread); return how many messages were handled."""
         consumer = Consumer(self.url, self.subscription, self._handler, prefetch=self.prefetch,
-                            retry=self.retry, stop=self._stop,
+                            retry=self.retry, stop=self._stop, ca_file=self.ca_file,
                             connection_name=f"rabbitipc-mq-consumer@{self._host}")
         return consumer.run()
 

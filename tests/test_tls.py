@@ -67,3 +67,25 @@ def test_host_name_must_match_the_certificate(run, tls_broker):
     receiver = run("receiver", "--ca-file", str(ca), url=f"amqps://guest:guest@127.0.0.1:{port}/%2F")
     assert receiver.wait(30) == 7, receiver.output
     assert "mismatch" in receiver.output.lower()
+
+
+def test_library_api_over_tls(tls_broker, queue):
+    """MessageQueue(ca_file=...) publishes and consumes over amqps like the programs."""
+    import threading
+
+    from rabbitipc import MessageQueue
+    from support import wait_until
+
+    _, port, ca = tls_broker
+    url = f"amqps://guest:guest@localhost:{port}/%2F"
+    mq = MessageQueue(queue, url, ca_file=str(ca))
+    sent = mq.publish("over tls")
+    got = []
+    mq.register(lambda delivery: got.append(delivery.id))
+    thread = threading.Thread(target=mq.start)
+    thread.start()
+    wait_until(lambda: got, 30, "the message over TLS")
+    mq.stop()
+    thread.join(10)
+    mq.close()
+    assert got == [sent]

@@ -28,7 +28,6 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from pathlib import Path
 
 import yaml
 
@@ -192,8 +191,3 @@ class PodmanDriver:
     def signal_pod(self, timeout: int = 60) -> None:
         """Stop the Pod as Kubernetes does: SIGTERM to every container, SIGKILL after the grace period."""
         podman("pod", "stop", "--time", str(timeout), self.bundle.pod, timeout=timeout + 60)
-
-
-def load_documents(path: str | Path) -> list[dict]:
-    with open(path) as handle:
-        return [doc for doc in yaml.safe_load_all(handle) if doc]
