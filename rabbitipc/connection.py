@@ -11,7 +11,7 @@ import logging
 import ssl
 import time
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import pika
 import pika.exceptions as px
@@ -27,6 +27,16 @@ LOGGER = logging.getLogger(__name__)
 TRANSIENT = (px.AMQPConnectionError, OSError)
 #: Subclasses of AMQPConnectionError that retrying cannot fix.
 AUTH_ERRORS = (px.ProbableAuthenticationError, px.AuthenticationError, px.ProbableAccessDeniedError)
+#: A lost connection or channel in the middle of work: reconnect and carry on.
+RECONNECT = TRANSIENT + (px.ChannelWrongStateError,)
+#: Seconds a broker alarm may block publishing before pika gives up the connection.
+BLOCKED_TIMEOUT = 30.0
+
+
+def blocked_timeout(url: str) -> float:
+    """The blocked-connection timeout a URL asks for (?blocked_connection_timeout=S), else ours."""
+    values = parse_qs(urlsplit(url).query).get("blocked_connection_timeout")
+    return float(values[0]) if values else BLOCKED_TIMEOUT
 
 
 def redact(url: str) -> str:
@@ -51,9 +61,8 @@ def parameters(url: str, connection_name: str, ca_file: str | None = None) -> pi
         params.ssl_options = pika.SSLOptions(context, server_hostname=params.host)
     params.client_properties = {"connection_name": connection_name}
     params.connection_attempts = 1  # we retry ourselves, with logging and a stop check
-    if "blocked_connection_timeout" not in url:
-        # A broker alarm blocks publishers; after this long the sender says so and reconnects.
-        params.blocked_connection_timeout = 30
+    # A broker alarm blocks publishers; after this long the sender says so and reconnects.
+    params.blocked_connection_timeout = blocked_timeout(url)
     return params
 
 

@@ -20,14 +20,13 @@ import pika
 import pika.exceptions as px
 
 from . import control
-from .connection import Retry, connect
+from .connection import RECONNECT, Retry, connect
 from .dedupe import RecentIds
 from .dispatch import Dispatcher
 from .errors import AuthError, Stopped
 from .handlers import Delivery, Handler
 from .health import Health
 from .message import Message, NotOurMessage, describe_body, printable
-from .publisher import RECONNECT
 from .shutdown import StopFlag
 from .sinks import JsonlSink
 from .topology import DEAD_EXCHANGE, Route, Subscription

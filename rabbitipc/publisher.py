@@ -14,7 +14,7 @@ import time
 import pika
 import pika.exceptions as px
 
-from .connection import TRANSIENT, Retry, connect, parameters
+from .connection import RECONNECT, Retry, blocked_timeout, connect
 from .errors import AuthError, UndeliverableError
 from .health import Health
 from .shutdown import StopFlag
@@ -22,8 +22,6 @@ from .topology import Route
 
 LOGGER = logging.getLogger(__name__)
 
-#: Lost connection or channel: reconnect and publish the same message again.
-RECONNECT = TRANSIENT + (px.ChannelWrongStateError, px.ConnectionWrongStateError, px.StreamLostError)
 
 
 class Publisher:
@@ -113,8 +111,8 @@ class Publisher:
                 self._channel = None
             except px.ConnectionBlockedTimeout:
                 # pika runs the blocked callback only between calls, not during this wait.
-                LOGGER.warning("broker blocked publishing (memory or disk alarm) for %ss; reconnecting to wait",
-                               self._connection_blocked_timeout())
+                LOGGER.warning("broker blocked publishing (memory or disk alarm) for %.0fs; reconnecting to wait",
+                               blocked_timeout(self.url))
                 self._drop_connection()
                 continue
             except RECONNECT as exc:
@@ -126,9 +124,6 @@ class Publisher:
                 raise UndeliverableError(f"message {reason} {refusals} times; giving up")
             LOGGER.warning("message %s; retrying (%d/%d)", reason, refusals, self.max_refusals)
             self.stop.wait(min(refusals, 5))
-
-    def _connection_blocked_timeout(self) -> str:
-        return f"{parameters(self.url, self.connection_name).blocked_connection_timeout:.0f}"
 
     def idle(self, seconds: float) -> None:
         """Wait up to `seconds`, servicing heartbeats; returns early on a stop request."""
