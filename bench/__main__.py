@@ -1,17 +1,24 @@
 """Benchmark: the programs users run, against the baselines, on one private broker, in one run.
 
-    python -m bench [--quick] [--runs N] [--out DIR]
+    python -m bench [--quick] [--runs N] [--out DIR] [--count N] [--backlog N]
 
-Clients (each a separate publisher and consumer process, durable queue, persistent messages):
-  rabbitipc      sender/send.py --rate 0 and receiver/receive.py, as shipped (reliable mode:
-                 a confirm per publish, prefetch 10, an ack and a log line per message)
-  tutorial-pika  pika as the RabbitMQ tutorials write it (confirm per publish, prefetch 1)
-  amqplib        Node's amqplib with streamed confirms (window 1000), prefetch 1000, acks per
-                 100: the practical limit of this machine and broker
-For 100-byte and 64 KiB messages: end-to-end msgs/s and MB/s (first to last receive),
-p50/p99 latency (send time to handled time), CPU seconds of broker, publisher and consumer,
-and peak RSS of each client; the median of --runs runs. Writes results.json and
-throughput.png (matplotlib) to --out and prints the table.
+Clients (each a separate publisher and consumer process, durable queue):
+  rabbitipc       sender/send.py --rate 0 and receiver/receive.py as shipped, reliable mode:
+                  persistent messages, streamed confirms (window 1000), manual acks in batches
+                  after handling, a log line per message up to 100 a second, then summaries
+  rabbitipc-fast  the same with --transient: messages not written to disk by the broker
+  tutorial-pika   pika as the RabbitMQ tutorials write it (confirm per publish, prefetch 1)
+  amqplib         Node's amqplib, streamed confirms (window 1000), prefetch 1000, acks per
+                  100: the practical limit of this machine and broker
+Scenarios:
+  throughput  as fast as possible, 100 B and 64 KiB payloads: end-to-end msgs/s and MB/s
+              (first to last receive), p50/p99 latency (send time to handled time), CPU
+              seconds of broker, publisher and consumer, peak RSS of each client
+  paced       100 B at 1,000 msgs/s: the latency a steady stream sees
+  backlog     the rabbitipc receiver draining --backlog queued messages: its peak RSS
+Each configuration runs --runs times and the median is reported (rabbitipc's percentiles come
+from its receiver's histogram, 2% buckets). Writes results.json and throughput.png
+(matplotlib) to --out, prints the table, the ratios and the targets of issue 4.
 """
 
 from __future__ import annotations
@@ -28,16 +35,18 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime
 from pathlib import Path
 
 from rabbitipc.localbroker import LocalBroker
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_DIR = ROOT / "bench" / "node"
-SIZES = {"100B": 100, "64KiB": 65536}
+SIZES = (100, 65536)
+PACED_RATE = 1000
 TICKS = os.sysconf("SC_CLK_TCK")
-LATENCY = re.compile(r"latency_ms=([\d.]+)")
+DONE = re.compile(r"receiver done: (\d+) messages handled; first to last ([\d.]+)s .*"
+                  r"latency_ms p50=([\d.]+) p99=([\d.]+)")
+LIMIT = "amqplib"
 
 
 def broker_cpu(pid: int) -> float:
@@ -46,13 +55,15 @@ def broker_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def reap(proc: subprocess.Popen, timeout: float = 300) -> dict:
+def reap(proc: subprocess.Popen, timeout: float = 900) -> dict:
     """Wait for a child and return its CPU seconds and peak RSS (MiB) from wait4."""
     deadline = time.monotonic() + timeout
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             proc.returncode = os.waitstatus_to_exitcode(status)
+            if proc.returncode != 0:
+                raise RuntimeError(f"{' '.join(map(str, proc.args[:3]))} exited {proc.returncode}")
             return {"cpu_s": usage.ru_utime + usage.ru_stime, "rss_mib": usage.ru_maxrss / 1024}
         if time.monotonic() > deadline:
             proc.kill()
@@ -60,97 +71,150 @@ def reap(proc: subprocess.Popen, timeout: float = 300) -> dict:
         time.sleep(0.01)
 
 
-def log_time(line: str) -> float:
-    stamp = line.split()[0]
-    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=None).timestamp() - time.timezone
-
-
-def commands(client: str, url: str, queue: str, count: int, size: int) -> tuple[list[str], list[str]]:
+def commands(client: str, url: str, queue: str, count: int, size: int, rate: float = 0,
+             tuning: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
+    """(consumer, publisher) command lines; tuning: extra rabbitipc flags for the sweep."""
     python = sys.executable
-    if client == "rabbitipc":
+    if client.startswith("rabbitipc"):
         common = ["--url", url, "--queue", queue, "--retry-timeout", "10"]
-        return ([python, str(ROOT / "receiver" / "receive.py"), *common],
-                [python, str(ROOT / "sender" / "send.py"), *common, "--rate", "0", "--count", str(count),
-                 "--size", str(size)])
+        sender = [python, str(ROOT / "sender" / "send.py"), *common, "--rate", str(rate), "--count", str(count),
+                  "--size", str(size)]
+        receiver = [python, str(ROOT / "receiver" / "receive.py"), *common, "--count", str(count)]
+        if client == "rabbitipc-fast":
+            sender.append("--transient")
+        for flag, value in zip(tuning[::2], tuning[1::2]):
+            (sender if flag == "--window" else receiver).extend([flag, value])
+        return receiver, sender
     if client == "tutorial-pika":
         script = str(ROOT / "bench" / "tutorial.py")
-        return [python, script, "consume", url, queue, str(count)], [python, script, "publish", url, queue,
-                                                                      str(count), str(size)]
+        return ([python, script, "consume", url, queue, str(count)],
+                [python, script, "publish", url, queue, str(count), str(size), str(rate)])
     script = str(NODE_DIR / "amqp_bench.js")
-    return ["node", script, "consume", url, queue, str(count)], ["node", script, "publish", url, queue,
-                                                                 str(count), str(size)]
+    return (["node", script, "consume", url, queue, str(count)],
+            ["node", script, "publish", url, queue, str(count), str(size), str(rate)])
 
 
-def run_once(broker: LocalBroker, client: str, size: int, count: int) -> dict:
-    queue = f"bench-{client}-{size}-{uuid.uuid4().hex[:6]}"
-    consume_cmd, publish_cmd = commands(client, broker.url, queue, count, size)
+def start_consumer(command: list[str]) -> subprocess.Popen:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("AMQP_URL", None)
-    consumer = subprocess.Popen(consume_cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    ready = "consuming from queue" if client == "rabbitipc" else "ready"
+    consumer = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     for line in consumer.stdout:
-        if ready in line:
-            break
+        if "consuming from queue" in line or line.strip() == "ready":
+            return consumer
+    raise RuntimeError(f"consumer {command[:3]} exited before it was ready")
+
+
+def consumer_result(client: str, consumer: subprocess.Popen) -> tuple[float, float, float]:
+    """Read the consumer's output to the end: (first-to-last seconds, p50 ms, p99 ms)."""
+    if client.startswith("rabbitipc"):
+        for line in consumer.stdout:
+            match = DONE.search(line)
+            if match:
+                return float(match.group(2)), float(match.group(3)), float(match.group(4))
+        raise RuntimeError("the receiver ended without its 'receiver done' line")
+    result = {}
+    for line in consumer.stdout:
+        if line.startswith("{"):
+            result = json.loads(line)
+    latencies = sorted(result["latencies_ms"])
+    return (result["last_recv"] - result["first_recv"], latencies[len(latencies) // 2],
+            latencies[max(0, int(len(latencies) * 0.99) - 1)])
+
+
+def run_once(broker: LocalBroker, client: str, size: int, count: int, rate: float = 0,
+             tuning: tuple[str, ...] = ()) -> dict:
+    queue = f"bench-{client}-{size}-{uuid.uuid4().hex[:6]}"
+    consume_cmd, publish_cmd = commands(client, broker.url, queue, count, size, rate, tuning)
+    consumer = start_consumer(consume_cmd)
     cpu_before = broker_cpu(broker.pid())
-    started = time.time()
-    publisher = subprocess.Popen(publish_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    latencies: list[float] = []
-    if client == "rabbitipc":
-        first = last = 0.0
-        for line in consumer.stdout:
-            match = LATENCY.search(line)
-            if match and " received seq=" in line:
-                latencies.append(float(match.group(1)))
-                last = log_time(line)
-                first = first or last
-                if len(latencies) == count:
-                    break
-        consumer.send_signal(signal.SIGTERM)
-    else:
-        result = {}
-        for line in consumer.stdout:
-            if line.startswith("{"):
-                result = json.loads(line)
-        latencies, last = result["latencies_ms"], result["last_recv"]
+    publisher = subprocess.Popen(publish_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    span, p50, p99 = consumer_result(client, consumer)
     publisher_usage = reap(publisher)
     consumer_usage = reap(consumer)
-    broker_cpu_s = broker_cpu(broker.pid()) - cpu_before
-    first = first if client == "rabbitipc" else result["first_recv"]
-    elapsed = last - first  # steady state: first to last receive, no interpreter start-up
-    latencies.sort()
     return {
-        "client": client, "size": size, "count": count,
-        "msgs_per_s": (count - 1) / elapsed, "mb_per_s": (count - 1) * size / elapsed / 1e6,
-        "wall_s": last - started,
-        "p50_ms": latencies[len(latencies) // 2], "p99_ms": latencies[int(len(latencies) * 0.99) - 1],
-        "broker_cpu_s": broker_cpu_s, "publisher_cpu_s": publisher_usage["cpu_s"],
-        "consumer_cpu_s": consumer_usage["cpu_s"], "publisher_rss_mib": publisher_usage["rss_mib"],
-        "consumer_rss_mib": consumer_usage["rss_mib"],
+        "scenario": "paced" if rate else "throughput", "client": client, "tuning": " ".join(tuning), "size": size,
+        "count": count, "rate": rate, "msgs_per_s": (count - 1) / span, "mb_per_s": (count - 1) * size / span / 1e6,
+        "p50_ms": p50, "p99_ms": p99, "broker_cpu_s": broker_cpu(broker.pid()) - cpu_before,
+        "publisher_cpu_s": publisher_usage["cpu_s"], "consumer_cpu_s": consumer_usage["cpu_s"],
+        "publisher_rss_mib": publisher_usage["rss_mib"], "consumer_rss_mib": consumer_usage["rss_mib"],
     }
 
 
+def run_backlog(broker: LocalBroker, count: int) -> dict:
+    """Queue `count` messages first, then let one rabbitipc receiver drain them."""
+    queue = f"bench-backlog-{uuid.uuid4().hex[:6]}"
+    consume_cmd, publish_cmd = commands("rabbitipc", broker.url, queue, count, 100)
+    filled = time.monotonic()
+    reap(subprocess.Popen(publish_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), timeout=3600)
+    filled = time.monotonic() - filled
+    consumer = start_consumer(consume_cmd)
+    span, p50, p99 = consumer_result("rabbitipc", consumer)
+    usage = reap(consumer, timeout=3600)
+    return {"scenario": "backlog", "client": "rabbitipc", "size": 100, "count": count, "fill_s": filled,
+            "msgs_per_s": (count - 1) / span, "consumer_cpu_s": usage["cpu_s"], "consumer_rss_mib": usage["rss_mib"]}
+
+
 def median_run(runs: list[dict]) -> dict:
-    keys = [k for k, v in runs[0].items() if isinstance(v, float)]
+    keys = [k for k, v in runs[0].items() if isinstance(v, float) and k != "rate"]
     return {**runs[0], **{k: statistics.median(r[k] for r in runs) for k in keys}, "runs": len(runs)}
 
 
+def find(results: list[dict], scenario: str, client: str, size: int = 100) -> dict | None:
+    return next((r for r in results if r["scenario"] == scenario and r["client"] == client and r["size"] == size),
+                None)
+
+
 def table(results: list[dict]) -> str:
-    head = f"{'client':<14} {'size':>6} {'msgs/s':>9} {'MB/s':>8} {'p50 ms':>8} {'p99 ms':>8} " \
-           f"{'broker cpu':>10} {'pub cpu':>8} {'cons cpu':>8} {'pub MiB':>8} {'cons MiB':>8}"
+    head = (f"{'scenario':<10} {'client':<14} {'size':>6} {'msgs/s':>8} {'MB/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
+            f"{'broker cpu':>10} {'pub cpu':>7} {'cons cpu':>8} {'pub MiB':>7} {'cons MiB':>8}")
     lines = [head, "-" * len(head)]
     for r in results:
-        lines.append(f"{r['client']:<14} {r['size']:>6} {r['msgs_per_s']:>9.0f} {r['mb_per_s']:>8.1f} "
-                     f"{r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['broker_cpu_s']:>9.2f}s "
-                     f"{r['publisher_cpu_s']:>7.2f}s {r['consumer_cpu_s']:>7.2f}s "
-                     f"{r['publisher_rss_mib']:>8.1f} {r['consumer_rss_mib']:>8.1f}")
+        if r["scenario"] == "backlog":
+            continue
+        lines.append(f"{r['scenario']:<10} {r['client']:<14} {r['size']:>6} {r['msgs_per_s']:>8.0f} "
+                     f"{r['mb_per_s']:>7.1f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} {r['broker_cpu_s']:>9.2f}s "
+                     f"{r['publisher_cpu_s']:>6.2f}s {r['consumer_cpu_s']:>7.2f}s "
+                     f"{r['publisher_rss_mib']:>7.1f} {r['consumer_rss_mib']:>8.1f}")
+    for r in results:
+        if r["scenario"] == "backlog":
+            lines.append(f"\nbacklog: the receiver drained {r['count']} queued messages at {r['msgs_per_s']:.0f} "
+                         f"msgs/s with a peak RSS of {r['consumer_rss_mib']:.1f} MiB")
     lines.append("")
-    for size in sorted({r["size"] for r in results}):
-        by = {r["client"]: r for r in results if r["size"] == size}
-        if "rabbitipc" in by:
-            ratios = [f"{other}: {by['rabbitipc']['msgs_per_s'] / by[other]['msgs_per_s']:.2f}x"
-                      for other in by if other != "rabbitipc"]
-            lines.append(f"rabbitipc throughput at {size} B relative to " + ", ".join(ratios))
+    for size in SIZES:
+        ours = find(results, "throughput", "rabbitipc", size)
+        others = [r for r in results if r["scenario"] == "throughput" and r["size"] == size and r is not ours]
+        if ours and others:
+            lines.append(f"rabbitipc throughput at {size} B relative to " + ", ".join(
+                f"{r['client']}: {ours['msgs_per_s'] / r['msgs_per_s']:.2f}x" for r in others))
     return "\n".join(lines)
+
+
+def targets(results: list[dict]) -> list[tuple[str, str, bool]]:
+    """Issue 4's targets, as (what, measured, met) from this run's figures."""
+    out = []
+    ours, limit = find(results, "throughput", "rabbitipc"), find(results, "throughput", LIMIT)
+    tutorial = find(results, "throughput", "tutorial-pika")
+    if ours and limit:
+        ratio = ours["msgs_per_s"] / limit["msgs_per_s"]
+        out.append((f"100 B reliable throughput >= 80% of {LIMIT}", f"{ratio:.0%}", ratio >= 0.8))
+    if ours and tutorial:
+        ratio = ours["msgs_per_s"] / tutorial["msgs_per_s"]
+        out.append(("100 B reliable throughput >= 10x tutorial-pika", f"{ratio:.1f}x", ratio >= 10))
+    paced, paced_limit = find(results, "paced", "rabbitipc"), find(results, "paced", LIMIT)
+    if paced and paced_limit:
+        ratio = paced["p99_ms"] / paced_limit["p99_ms"]
+        out.append((f"p99 at {PACED_RATE} msgs/s <= 1.5x {LIMIT}'s",
+                    f"{paced['p99_ms']:.1f} ms vs {paced_limit['p99_ms']:.1f} ms ({ratio:.2f}x)", ratio <= 1.5))
+    backlog = find(results, "backlog", "rabbitipc")
+    if backlog and ours:
+        ratio = backlog["consumer_rss_mib"] / ours["consumer_rss_mib"]
+        out.append((f"receiver RSS bounded with {backlog['count']} queued",
+                    f"{backlog['consumer_rss_mib']:.1f} MiB vs {ours['consumer_rss_mib']:.1f} MiB", ratio <= 1.25))
+    big, big_limit = find(results, "throughput", "rabbitipc", 65536), find(results, "throughput", LIMIT, 65536)
+    if big and big_limit:
+        ratio = big["mb_per_s"] / big_limit["mb_per_s"]
+        out.append((f"64 KiB MB/s >= 80% of {LIMIT}", f"{ratio:.0%}", ratio >= 0.8))
+    return out
 
 
 def chart(results: list[dict], path: Path) -> bool:
@@ -161,15 +225,18 @@ def chart(results: list[dict], path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    sizes = sorted({r["size"] for r in results})
-    clients = list(dict.fromkeys(r["client"] for r in results))
-    fig, axes = plt.subplots(1, len(sizes), figsize=(5 * len(sizes), 4))
-    for ax, size in zip(axes if len(sizes) > 1 else [axes], sizes):
-        values = [next((r["msgs_per_s"] for r in results if r["client"] == c and r["size"] == size), 0)
-                  for c in clients]
-        ax.bar(clients, values, color=["#d94f30" if c == "rabbitipc" else "#8a8a8a" for c in clients])
-        ax.set_title(f"{size}-byte messages, durable, confirmed")
-        ax.set_ylabel("messages per second (end to end)")
+    panels = [("throughput", 100, "msgs_per_s", "messages per second, 100 B"),
+              ("throughput", 65536, "mb_per_s", "MB per second, 64 KiB"),
+              ("paced", 100, "p99_ms", f"p99 latency (ms) at {PACED_RATE} msgs/s")]
+    panels = [p for p in panels if any(r["scenario"] == p[0] and r["size"] == p[1] for r in results)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
+    for ax, (scenario, size, key, title) in zip(axes if len(panels) > 1 else [axes], panels):
+        rows = [r for r in results if r["scenario"] == scenario and r["size"] == size]
+        ax.bar([r["client"] for r in rows], [r[key] for r in rows],
+               color=["#d94f30" if r["client"].startswith("rabbitipc") else "#8a8a8a" for r in rows])
+        ax.set_title(title)
+        ax.tick_params(axis="x", labelrotation=20)
+    fig.suptitle("durable queue, confirmed publishes, acked deliveries (median of runs)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     return True
@@ -184,37 +251,75 @@ def ensure_node() -> bool:
     return True
 
 
+def sweep(count: int) -> int:
+    """Throughput of the reliable path by receiver prefetch and sender window: how the defaults were chosen."""
+    settings = [("--prefetch", p) for p in ("10", "50", "100", "250", "500", "1000", "2000")] + \
+               [("--window", w) for w in ("1", "10", "100", "500", "1000", "5000")]
+    with tempfile.TemporaryDirectory(prefix="rabbitipc-bench-") as node_dir:
+        broker = LocalBroker(node_dir)
+        broker.start()
+        try:
+            for flag, value in settings:
+                row = run_once(broker, "rabbitipc", 100, count, tuning=(flag, value))
+                print(f"{flag} {value:>5}: {row['msgs_per_s']:>7.0f} msgs/s  p50 {row['p50_ms']:>7.1f} ms  "
+                      f"receiver {row['consumer_cpu_s'] / count * 1e6:5.1f} us/msg, "
+                      f"sender {row['publisher_cpu_s'] / count * 1e6:5.1f} us/msg", flush=True)
+        finally:
+            broker.stop()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small counts, one run: under a minute")
     parser.add_argument("--runs", type=int, default=3, help="runs per configuration; the median is reported")
     parser.add_argument("--out", default="bench-results", help="directory for results.json and throughput.png")
     parser.add_argument("--count", type=int, help="messages per configuration (overrides the defaults)")
+    parser.add_argument("--backlog", type=int, help="messages queued before the receiver starts "
+                                                    "(default 1000000, --quick 20000)")
+    parser.add_argument("--sweep", action="store_true",
+                        help="instead: rabbitipc at 100 B across --prefetch and --window values (sizing the defaults)")
     args = parser.parse_args(argv)
+    if args.sweep:
+        return sweep(args.count or 20000)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the private broker is stopped
-    counts = {100: 2000, 65536: 200} if args.quick else {100: 20000, 65536: 2000}
+    counts = {100: 5000, 65536: 300, "paced": PACED_RATE} if args.quick else \
+        {100: 30000, 65536: 3000, "paced": 10 * PACED_RATE}
     if args.count:
         counts = dict.fromkeys(counts, args.count)
+    backlog = args.backlog or args.count or (20000 if args.quick else 1_000_000)
     runs = 1 if args.quick else args.runs
-    clients = ["rabbitipc", "tutorial-pika"] + (["amqplib"] if ensure_node() else [])
-    if "amqplib" not in clients:
+    clients = ["rabbitipc", "rabbitipc-fast", "tutorial-pika"] + ([LIMIT] if ensure_node() else [])
+    if LIMIT not in clients:
         print("node/npm not found: the amqplib limit is left out", file=sys.stderr)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
+
+    def measure(label: str, *how) -> None:
+        results.append(median_run([run_once(broker, *how) for _ in range(runs)]))
+        print(f"  {label}: {results[-1]['msgs_per_s']:.0f} msgs/s", file=sys.stderr)
+
     with tempfile.TemporaryDirectory(prefix="rabbitipc-bench-") as node_dir:
         broker = LocalBroker(node_dir)
         broker.start()
         try:
-            for size in SIZES.values():
+            for size in SIZES:
                 for client in clients:
-                    samples = [run_once(broker, client, size, counts[size]) for _ in range(runs)]
-                    results.append(median_run(samples))
-                    print(f"  {client} {size} B: {results[-1]['msgs_per_s']:.0f} msgs/s", file=sys.stderr)
+                    measure(f"{client} {size} B", client, size, counts[size])
+            for client in [c for c in clients if c != "rabbitipc-fast"]:
+                measure(f"{client} paced {PACED_RATE}/s", client, 100, counts["paced"], PACED_RATE)
+            results.append(run_backlog(broker, backlog))
+            print(f"  rabbitipc backlog of {backlog}: {results[-1]['consumer_rss_mib']:.1f} MiB", file=sys.stderr)
         finally:
             broker.stop()
-    (out / "results.json").write_text(json.dumps({"quick": args.quick, "results": results}, indent=2) + "\n")
+    checks = targets(results)
+    (out / "results.json").write_text(json.dumps({"quick": args.quick, "runs": runs, "results": results,
+                                                  "targets": checks}, indent=2) + "\n")
     print(table(results))
+    print("\ntargets (issue 4):")
+    for what, measured, met in checks:
+        print(f"  [{'met' if met else 'NOT met'}] {what}: {measured}")
     if chart(results, out / "throughput.png"):
         print(f"\nchart: {out / 'throughput.png'}; data: {out / 'results.json'}")
     return 0

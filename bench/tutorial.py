@@ -2,7 +2,7 @@
 
 BlockingConnection, confirm_delivery (each publish waits for its confirm), persistent
 messages, prefetch 1, one ack per message.
-    python bench/tutorial.py publish URL QUEUE COUNT SIZE
+    python bench/tutorial.py publish URL QUEUE COUNT SIZE [RATE]   (msgs/s; 0: as fast as confirms allow)
     python bench/tutorial.py consume URL QUEUE COUNT     (prints one JSON line of results)
 """
 
@@ -14,12 +14,15 @@ import time
 import pika
 
 
-def publish(url: str, queue: str, count: int, size: int) -> None:
+def publish(url: str, queue: str, count: int, size: int, rate: float = 0) -> None:
     connection = pika.BlockingConnection(pika.URLParameters(url))
     channel = connection.channel()
     channel.queue_declare(queue, durable=True)
     channel.confirm_delivery()
-    for _ in range(count):
+    start = time.time()
+    for n in range(count):
+        if rate:
+            connection.sleep(max(0.0, start + n / rate - time.time()))
         body = struct.pack("<d", time.time()).ljust(size, b"x")
         channel.basic_publish("", queue, body, pika.BasicProperties(delivery_mode=2), mandatory=True)
     connection.close()
@@ -51,6 +54,6 @@ def consume(url: str, queue: str, count: int) -> None:
 if __name__ == "__main__":
     mode, url, queue, count = sys.argv[1:5]
     if mode == "publish":
-        publish(url, queue, int(count), int(sys.argv[5]))
+        publish(url, queue, int(count), int(sys.argv[5]), float(sys.argv[6]) if len(sys.argv) > 6 else 0)
     else:
         consume(url, queue, int(count))

@@ -24,6 +24,7 @@ from .publisher import Publisher
 from .sending import Pacing, payloads, run_sender
 from .shutdown import StopFlag
 from .sinks import JsonlSink
+from .streaming import StreamPublisher
 from .topology import Route, Subscription
 
 LOGGER = logging.getLogger(__name__)
@@ -32,10 +33,12 @@ SEND_DESCRIPTION = """Publish messages to RabbitMQ with publisher confirms.
 
 By default it sends forever to the durable queue 'hello', sleeping a random interval between
 messages; each message is JSON (id, seq, sent_at, host, payload), persistent, and logged once
-the broker confirmed it. With --http it instead publishes what web clients POST to /messages.
-SIGTERM or Ctrl-C stops it cleanly after the message in flight."""
+the broker confirmed it. Up to --window messages stream ahead of their confirms; any not
+confirmed when a connection drops is published again (the receiver skips duplicates by id).
+With --http it instead publishes what web clients POST to /messages.
+SIGTERM or Ctrl-C stops it cleanly; messages in flight get up to 10 s to be confirmed."""
 
-RECEIVE_DESCRIPTION = """Consume messages from RabbitMQ and log one line each.
+RECEIVE_DESCRIPTION = """Consume messages from RabbitMQ and log one line each (up to --log-rate a second).
 
 Each message is acknowledged only after it was handled. Text that is not rabbitipc JSON is
 shown escaped and truncated; a message that cannot be handled goes to <queue>.dead with the
@@ -94,11 +97,12 @@ def send_main(argv: Sequence[str] | None = None) -> int:
             finally:
                 publisher.close()
             return
-        publisher = Publisher(args.url, route, setup.retry, setup.stop, setup.name, health=setup.health,
-                              ca_file=args.ca_file)
+        publisher = StreamPublisher(args.url, route, setup.retry, setup.stop, setup.name, window=args.window,
+                                    health=setup.health, ca_file=args.ca_file)
         pacing = Pacing(args.rate, args.min_interval, args.max_interval, args.seed)
         try:
-            run_sender(publisher, payloads(args.message, args.size), pacing.intervals(), args.count)
+            run_sender(publisher, payloads(args.message, args.size), pacing.intervals(), args.count,
+                       log_rate=args.log_rate, persistent=not args.transient)
         finally:
             publisher.close()
 
@@ -115,6 +119,7 @@ def _consumer(args: argparse.Namespace, role: str) -> Consumer:
         strict=args.strict, dedupe_window=args.dedupe_window, retry=setup.retry, stop=setup.stop,
         connection_name=setup.name, health=setup.health, forward_to=forward,
         sink=JsonlSink(args.jsonl) if args.jsonl else None, poison_pill=args.poison_pill, ca_file=args.ca_file,
+        count=args.count, log_rate=args.log_rate,
     )
 
 

@@ -155,6 +155,9 @@ COMMON = [
     Option("--health-file", "RABBITIPC_HEALTH_FILE", None, text,
            "keep this file fresh for liveness/readiness probes (python -m rabbitipc.health FILE)",
            "PATH", shown_default="none"),
+    Option("--log-rate", "RABBITIPC_LOG_RATE", 100.0, non_negative_float,
+           "at most N per-message log lines a second; the rest are counted in one summary line a "
+           "second (0: summaries only)", "N"),
 ]
 
 SENDER = [
@@ -177,12 +180,20 @@ SENDER = [
            "pad or cut generated payloads to N characters", "N", shown_default="natural size"),
     Option("--routing-key", "RABBITIPC_ROUTING_KEY", "hello", text,
            "routing key in the direct and topic patterns", "KEY"),
+    Option("--window", "RABBITIPC_WINDOW", 1000, positive_int,
+           "messages published ahead of their confirms; each stays held until confirmed "
+           "(1: wait for every confirm, as the tutorials do)", "N"),
+    Option("--transient", "RABBITIPC_TRANSIENT", False, boolean,
+           "fast mode: messages are not written to disk (still confirmed and acked, but a broker "
+           "restart loses those queued)", is_switch=True),
     Option("--http", "RABBITIPC_HTTP", None, host_port,
            "serve POST /messages on HOST:PORT and publish each JSON body, instead of sending on its own",
            "HOST:PORT", shown_default="off"),
 ]
 
 RECEIVER = [
+    Option("--count", "RABBITIPC_COUNT", None, positive_int,
+           "stop after handling N messages", "N", shown_default="forever"),
     Option("--prefetch", "RABBITIPC_PREFETCH", 10, positive_int,
            "unacked messages the broker may hand this receiver at once", "N"),
     Option("--max-size", "RABBITIPC_MAX_SIZE", 1024 * 1024, positive_int,

@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import pika
@@ -97,10 +99,12 @@ def root_cause(exc: BaseException) -> BaseException:
 
 def connect(
     url: str, connection_name: str, retry: Retry, stop: StopFlag, health: Health | None = None,
-    ca_file: str | None = None,
-) -> pika.BlockingConnection:
+    ca_file: str | None = None, opener: Callable[[pika.URLParameters], Any] = pika.BlockingConnection,
+) -> Any:
     """Open a connection, retrying transient failures within the retry budget.
 
+    `opener` makes one attempt: pika.BlockingConnection by default, or the streaming
+    publisher's SelectConnection opener, which raises the same errors.
     Raises AuthError at once for refused credentials, UnreachableError when the budget is
     spent, Stopped when a stop is requested while waiting.
     """
@@ -111,7 +115,7 @@ def connect(
         if stop.is_set():
             raise Stopped()
         try:
-            connection = pika.BlockingConnection(params)
+            connection = opener(params)
         except AUTH_ERRORS as exc:
             raise AuthError(
                 f"the broker at {safe_url} refused user {params.credentials.username!r}: {describe(exc)}"

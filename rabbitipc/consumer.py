@@ -26,6 +26,8 @@ from .dispatch import Dispatcher
 from .errors import AuthError, Stopped
 from .handlers import Delivery, Handler
 from .health import Health
+from .latency import Latencies
+from .loglines import LineBudget
 from .message import Message, NotOurMessage, describe_body, printable
 from .shutdown import StopFlag
 from .sinks import JsonlSink
@@ -72,6 +74,8 @@ class Consumer:
         listen_for_control: bool = True,
         finish_timeout: float = 25.0,
         ca_file: str | None = None,
+        count: int | None = None,
+        log_rate: float = 100,
     ) -> None:
         self.url = url
         self.subscription = subscription
@@ -92,7 +96,18 @@ class Consumer:
         self.stop = stop or StopFlag()
         self.connection_name = connection_name
         self.health = health or Health(None)
+        self.count = count
         self.handled = 0
+        self.lines = LineBudget(LOGGER, "received", log_rate, detail=self._summary_detail)
+        self.latency = Latencies()  # this summary interval's
+        self.latency_run = Latencies()  # the whole run's, for the last line
+        self._first_handled = self._last_handled = 0.0
+        # Acks are batched: the highest handled tag is acked with multiple=True every
+        # ack_batch messages and whenever pika's loop comes up for air (no more deliveries).
+        self.ack_batch = max(1, min(100, prefetch // 4))
+        self._ack_channel = None
+        self._ack_tag = 0
+        self._acks_pending = 0
         self._connection: pika.BlockingConnection | None = None
         self._confirm_channel = None
 
@@ -114,7 +129,11 @@ class Consumer:
                     self._close()
         except Stopped:
             pass
-        LOGGER.info("receiver done: %d messages handled%s", self.handled,
+        self.lines.summarise()
+        span = self._last_handled - self._first_handled
+        LOGGER.info("receiver done: %d messages handled%s%s", self.handled,
+                    f"; first to last {span:.3f}s ({(self.handled - 1) / span:.0f} msgs/s), "
+                    f"{self.latency_run.describe()}" if span > 0 else "",
                     f" (stopped by {self.stop.reason})" if self.stop.is_set() else "")
         return self.handled
 
@@ -132,20 +151,54 @@ class Consumer:
             # The same channel as the work: pika dispatches one channel's deliveries until none
             # are pending, so a busy work channel would starve a separate control channel.
             control.listen(channel, self.subscription.group, self._on_control)
-        dispatcher = Dispatcher(self._connection, self._decide, self._finish, self.stop.is_set)
+        self._ack_channel, self._ack_tag, self._acks_pending = channel, 0, 0
+        # Handlers and sinks may be slow: they get a worker thread. Without them, deciding is
+        # quick and never blocks, so it runs right in the delivery callback (no thread hop).
+        dispatcher = None
+        on_delivery = self._handle_inline
+        if self.handler is not None or self.sink is not None:
+            dispatcher = Dispatcher(self._connection, self._decide, self._finish, self.stop.is_set)
+            on_delivery = dispatcher.submit
         try:
-            tag = channel.basic_consume(self.queue, dispatcher.submit, auto_ack=False)
+            tag = channel.basic_consume(self.queue, on_delivery, auto_ack=False)
             LOGGER.info("consuming from queue %s (prefetch %d)", self.queue, self.prefetch)
             while not self.stop.is_set():
                 self.health.beat(connected=True)
                 self._connection.process_data_events(time_limit=0.2)
+                self._flush_acks()  # nothing more to dispatch right now
+                self.lines.tick()
             # Finish the message in hand (its ack needs this thread), then hand back the rest.
             deadline = time.monotonic() + self.finish_timeout
-            while dispatcher.busy.is_set() and time.monotonic() < deadline:
+            while dispatcher is not None and dispatcher.busy.is_set() and time.monotonic() < deadline:
                 self._connection.process_data_events(time_limit=0.1)
+            self._flush_acks()
             channel.basic_cancel(tag)
         finally:
-            dispatcher.close()
+            if dispatcher is not None:
+                dispatcher.close()
+
+    def _handle_inline(self, channel, method, properties, body: bytes) -> None:
+        """The delivery callback when there is no handler thread: decide and finish at once."""
+        if self.stop.is_set():
+            return  # stopping: left unacked, the broker requeues it when the channel closes
+        self._finish(channel, method, properties, body, self._decide(method, properties, body))
+
+    def _ack(self, channel, delivery_tag: int) -> None:
+        """Ack a handled message, in a batch: deliveries are finished in order on one channel."""
+        self._ack_channel, self._ack_tag = channel, delivery_tag
+        self._acks_pending += 1
+        if self._acks_pending >= self.ack_batch:
+            self._flush_acks()
+
+    def _flush_acks(self) -> None:
+        if self._acks_pending:
+            self._acks_pending = 0
+            self._ack_channel.basic_ack(self._ack_tag, multiple=True)
+
+    def _summary_detail(self) -> str:
+        detail = f"; {self.handled} in all, {self.latency.describe()}"
+        self.latency.reset()
+        return detail
 
     def _on_control(self, command: str) -> None:
         """A command from `rabbitipc-ctl` for this receiver's group (only "stop" exists)."""
@@ -199,11 +252,12 @@ class Consumer:
         if outcome.action == "dead":
             self._dead_letter(channel, method, properties, body, outcome.reason)
         elif outcome.action == "poison":
-            channel.basic_ack(method.delivery_tag)
+            self._ack(channel, method.delivery_tag)
+            self._flush_acks()
             LOGGER.info("poison pill received; stopping")
             self.stop.set("poison pill")
         elif outcome.action == "duplicate":
-            channel.basic_ack(method.delivery_tag)
+            self._ack(channel, method.delivery_tag)
             LOGGER.info("%s", outcome.note)
         else:
             delivery = outcome.delivery
@@ -212,8 +266,10 @@ class Consumer:
                     return
             # The log line is the default sink: written before the ack, like any other handling.
             self._log_received(delivery)
-            channel.basic_ack(method.delivery_tag)
+            self._ack(channel, method.delivery_tag)
             self.handled += 1
+            if self.count is not None and self.handled >= self.count:
+                self.stop.set(f"--count {self.count} reached")
 
     @staticmethod
     def _text(delivery: Delivery) -> str:
@@ -246,13 +302,21 @@ class Consumer:
         LOGGER.debug("forwarded id=%s as id=%s to %s", delivery.id, out.id, self.forward_to.describe)
         return True
 
-    @staticmethod
-    def _log_received(delivery: Delivery) -> None:
+    def _log_received(self, delivery: Delivery) -> None:
+        now = time.time()
+        self._first_handled = self._first_handled or now
+        self._last_handled = now
         message = delivery.message
+        latency = 0.0
+        if message is not None:
+            latency = (now - message.sent_at) * 1000
+            self.latency.add(latency)
+            self.latency_run.add(latency)
+        if not self.lines.allow():
+            return
         if message is not None:
             LOGGER.info("received seq=%d id=%s latency_ms=%.1f from=%s payload=%s",
-                        message.seq, message.id, (time.time() - message.sent_at) * 1000,
-                        printable(message.host, 60), printable(message.payload, 60))
+                        message.seq, message.id, latency, printable(message.host, 60), printable(message.payload, 60))
         else:
             LOGGER.info("received text id=%s bytes=%d body=%s",
                         delivery.id or "-", len(delivery.body), describe_body(delivery.body))

@@ -16,7 +16,7 @@ from .errors import EXIT_USAGE, FatalError
 from .message import Message
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Delivery:
     """One delivered message: raw body and properties, and our schema when it parsed."""
 

@@ -8,15 +8,17 @@ as text, escaped and truncated so one message is always one log line.
 from __future__ import annotations
 
 import json
+import os
 import time
-import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import pika
 
 CONTENT_TYPE = "application/json"
 APP_ID = "rabbitipc"
 PERSISTENT = pika.DeliveryMode.Persistent
+TRANSIENT = pika.DeliveryMode.Transient
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 SCHEMA_FIELDS = {"id": str, "seq": int, "sent_at": (int, float), "host": str, "payload": str}
 
 
@@ -24,7 +26,7 @@ class NotOurMessage(ValueError):
     """The body is not a rabbitipc JSON message; str() says why in a few words."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Message:
     """One message of ours: unique id, sender's sequence number, send time, host, payload."""
 
@@ -36,16 +38,21 @@ class Message:
 
     @classmethod
     def new(cls, seq: int, host: str, payload: str) -> Message:
-        return cls(id=uuid.uuid4().hex, seq=seq, sent_at=time.time(), host=host, payload=payload)
+        # 128 random bits as 32 hex digits, like uuid4().hex at a quarter of the cost.
+        return cls(id=os.urandom(16).hex(), seq=seq, sent_at=time.time(), host=host, payload=payload)
+
+    def as_dict(self) -> dict:
+        # A dict literal, not dataclasses.asdict (which deep-copies): this runs per message.
+        return {"id": self.id, "seq": self.seq, "sent_at": self.sent_at, "host": self.host, "payload": self.payload}
 
     def body(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False).encode()
+        return _ENCODE(self.as_dict()).encode()
 
-    def properties(self) -> pika.BasicProperties:
-        """AMQP properties: persistent, typed, with the id where management tools show it."""
+    def properties(self, persistent: bool = True) -> pika.BasicProperties:
+        """AMQP properties: persistent (unless asked not to), typed, with the id where management tools show it."""
         return pika.BasicProperties(
             content_type=CONTENT_TYPE,
-            delivery_mode=PERSISTENT,
+            delivery_mode=PERSISTENT if persistent else TRANSIENT,
             message_id=self.id,
             timestamp=int(self.sent_at),
             app_id=APP_ID,

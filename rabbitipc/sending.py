@@ -1,4 +1,4 @@
-"""The sender's loop: where payloads come from, how fast they go, one log line each."""
+"""The sender's loop: where payloads come from, how fast they go, a log line per confirmed message."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import logging
 import random
 import socket
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from .errors import Stopped
+from .loglines import LineBudget
 from .message import Message, printable
-from .publisher import Publisher
+from .streaming import StreamPublisher
 
 LOGGER = logging.getLogger(__name__)
 
@@ -55,40 +57,89 @@ def payloads(message: str | None, size: int | None, stdin=None) -> Iterator[str]
     return generated()
 
 
+class _Tally:
+    """Counts and logs what the broker confirmed or could not route, as the confirms come in."""
+
+    def __init__(self, route: str, lines: LineBudget) -> None:
+        self.route = route
+        self.lines = lines
+        self.sent = self.unrouted_count = 0
+        self.last: Message | None = None
+
+    def confirmed(self, message: Message) -> None:
+        self.sent += 1
+        self.last = message
+        if self.lines.allow():
+            LOGGER.info("sent seq=%d id=%s bytes=%d payload=%s", message.seq, message.id, len(message.payload),
+                        printable(message.payload, 60))
+
+    def unrouted(self, message: Message) -> None:
+        self.unrouted_count += 1
+        LOGGER.warning("unrouted seq=%d id=%s: no queue is bound to %s", message.seq, message.id, self.route)
+
+    def detail(self) -> str:
+        last = self.last
+        return f"; {self.sent} in all, last seq={last.seq} id={last.id}" if last else ""
+
+
 def run_sender(
-    publisher: Publisher,
+    publisher: StreamPublisher,
     texts: Iterable[str],
     intervals: Iterator[float],
     count: int | None = None,
     host: str | None = None,
+    *,
+    log_rate: float = 100,
+    persistent: bool = True,
+    stop_timeout: float = 10.0,
 ) -> int:
-    """Publish until count (accepted or unrouted), end of input or a stop; return how many were accepted."""
+    """Publish until count (confirmed or unrouted), end of input or a stop; return how many were confirmed.
+
+    Messages stream: each is logged ("sent ...") when its confirm arrives, up to log_rate
+    lines a second (then a summary line per second). Pacing keeps to a schedule, so the rate
+    holds whatever publishing costs; after a long pause (an outage) it does not burst to catch up.
+    On a stop, what is in flight gets stop_timeout seconds to be confirmed; what is not is listed.
+    """
     host = host or socket.gethostname()
     stop = publisher.stop
-    sent = unrouted = 0
-    first = True
-    for seq, text in enumerate(texts, start=1):
-        if count is not None and sent + unrouted >= count:
-            break
-        if not first:
-            publisher.idle(next(intervals))
-        first = False
-        if stop.is_set():
-            break
-        message = Message.new(seq, host, text)
-        try:
-            routed = publisher.publish(message.body(), message.properties())
-        except Stopped:
-            LOGGER.info("stopped before seq=%d id=%s was accepted; it was not sent", seq, message.id)
-            break
-        if not routed:
-            LOGGER.warning("unrouted seq=%d id=%s: no queue is bound to %s", seq, message.id,
-                           publisher.route.describe)
-            unrouted += 1
-            continue
-        sent += 1
-        LOGGER.info("sent seq=%d id=%s bytes=%d payload=%s", seq, message.id, len(text), printable(text, 60))
-    LOGGER.info("sender done: %d messages accepted by the broker%s%s", sent,
-                f", {unrouted} unrouted" if unrouted else "",
+    tally = _Tally(publisher.route.describe, LineBudget(LOGGER, "sent", log_rate))
+    tally.lines.detail = tally.detail
+    publisher.on_confirmed, publisher.on_unrouted = tally.confirmed, tally.unrouted
+    handed = 0
+    due = time.monotonic()
+    try:
+        for seq, text in enumerate(texts, start=1):
+            if count is not None and handed >= count:
+                break
+            if handed:
+                due = max(due + next(intervals), time.monotonic() - 1.0)
+                publisher.idle(due - time.monotonic())
+            if stop.is_set():
+                break
+            message = Message.new(seq, host, text)
+            publisher.publish(message.body(), message.properties(persistent), message)
+            handed += 1
+        publisher.flush(grace=stop_timeout)
+    except Stopped:
+        pass  # while reconnecting: what is in flight cannot be confirmed any more
+    if publisher.in_flight:
+        seqs = sorted(message.seq for message in publisher.unconfirmed())
+        LOGGER.warning("stopped with %d messages not confirmed by the broker (seq %s); they may not have "
+                       "been delivered", len(seqs), _ranges(seqs))
+    tally.lines.summarise()
+    LOGGER.info("sender done: %d messages accepted by the broker%s%s", tally.sent,
+                f", {tally.unrouted_count} unrouted" if tally.unrouted_count else "",
                 f" (stopped by {stop.reason})" if stop.is_set() else "")
-    return sent
+    return tally.sent
+
+
+def _ranges(numbers: list[int], limit: int = 5) -> str:
+    """1,2,3,7,9,10 -> '1-3,7,9-10' (the first `limit` runs)."""
+    runs: list[list[int]] = []
+    for number in numbers:
+        if runs and number == runs[-1][1] + 1:
+            runs[-1][1] = number
+        else:
+            runs.append([number, number])
+    text = ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs[:limit])
+    return text + (",..." if len(runs) > limit else "")

@@ -48,7 +48,7 @@ class JsonlSink:
         if delivery.id is not None and delivery.id in self.ids:
             return False
         if delivery.message is not None:
-            record = {**delivery.message.__dict__}
+            record = delivery.message.as_dict()
         else:
             record = {"id": delivery.id, "text": delivery.body.decode("utf-8", errors="replace")}
         record["received_at"] = time.time()

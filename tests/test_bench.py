@@ -7,14 +7,20 @@ import sys
 from support import ROOT
 
 
-def test_bench_produces_a_row_per_client_and_size(tmp_path):
-    """python -m bench with tiny counts: every client and size measured, table and JSON written."""
+def test_bench_measures_every_client_scenario_and_target(tmp_path):
+    """python -m bench with tiny counts: each client, size and scenario measured; table, targets, JSON."""
     result = subprocess.run([sys.executable, "-m", "bench", "--quick", "--count", "100", "--out", str(tmp_path)],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = json.loads((tmp_path / "results.json").read_text())["results"]
-    clients = {row["client"] for row in rows}
-    assert {"rabbitipc", "tutorial-pika"} <= clients
-    assert {row["size"] for row in rows} == {100, 65536}
-    assert all(row["msgs_per_s"] > 0 and row["p99_ms"] >= row["p50_ms"] >= 0 for row in rows)
-    assert "rabbitipc throughput at 100 B relative to tutorial-pika" in result.stdout
+    data = json.loads((tmp_path / "results.json").read_text())
+    rows = data["results"]
+    throughput = [row for row in rows if row["scenario"] == "throughput"]
+    assert {"rabbitipc", "rabbitipc-fast", "tutorial-pika"} <= {row["client"] for row in throughput}
+    assert {row["size"] for row in throughput} == {100, 65536}
+    assert all(row["msgs_per_s"] > 0 and row["p99_ms"] >= row["p50_ms"] for row in throughput)
+    assert {"rabbitipc", "tutorial-pika"} <= {row["client"] for row in rows if row["scenario"] == "paced"}
+    backlog = [row for row in rows if row["scenario"] == "backlog"]
+    assert backlog and backlog[0]["consumer_rss_mib"] > 0
+    assert "rabbitipc throughput at 100 B relative to" in result.stdout and "tutorial-pika: " in result.stdout
+    assert "targets (issue 4):" in result.stdout
+    assert any("10x tutorial-pika" in what for what, _measured, _met in data["targets"])

@@ -76,3 +76,14 @@ def test_quorum_queue_type_is_created_and_used(run, broker, queue):
     listing = broker.ctl("list_queues", "name", "type", "durable").stdout
     types = dict(line.split()[:2] for line in listing.splitlines() if line.startswith(queue))
     assert types == {queue: "quorum", queue + ".dead": "quorum"}
+
+
+def test_receiver_count_stops_after_n_and_leaves_the_rest_queued(run, broker, queue):
+    """--count 30 on the receiver: it handles 30, exits 0, the other 20 wait in the queue."""
+    sender = run("sender", "--count", "50", "--rate", "0")
+    assert sender.wait() == 0, sender.output
+    receiver = run("receiver", "--count", "30", "--prefetch", "50")
+    assert receiver.wait(30) == 0, receiver.output
+    assert len(receiver.ids(RECEIVED)) == 30
+    assert "stopped by --count 30 reached" in receiver.output
+    wait_until(lambda: queue_depth(broker.url, queue) == 20, 10, "the 20 unhandled messages back in the queue")

@@ -64,7 +64,8 @@ def test_receiver_survives_arbitrary_messages(run, broker, queue):
     assert receiver.proc.poll() is None
 
 
-OPTIONS = config.COMMON + config.SENDER + config.RECEIVER
+# Both programs have --count: one parser takes each flag once.
+OPTIONS = list({o.flag: o for o in config.COMMON + config.SENDER + config.RECEIVER}.values())
 
 
 @settings(max_examples=300, deadline=None)

@@ -38,3 +38,18 @@ def test_sender_stops_cleanly_and_every_accepted_message_arrives(run, broker, qu
     receiver = run("receiver")
     receiver.wait_count(RECEIVED, len(accepted))
     assert sorted(receiver.ids(RECEIVED)) == sorted(accepted)
+
+
+def test_batched_acks_are_sent_before_a_stopped_receiver_closes(run, broker, queue):
+    """A receiver stopped mid-stream acks what it handled: the next one gets the rest, none twice."""
+    sender = run("sender", "--count", "3000", "--rate", "0")
+    assert sender.wait(60) == 0, sender.output
+    first = run("receiver", "--prefetch", "1000")
+    first.wait_count(RECEIVED, 500)
+    first.signal(signal.SIGTERM)
+    assert first.wait(10) == 0, first.output[-2000:]
+    second = run("receiver", "--prefetch", "1000")
+    handled_first = first.ids(RECEIVED)
+    second.wait_count(RECEIVED, 3000 - len(handled_first))
+    both = handled_first + second.ids(RECEIVED)
+    assert len(both) == len(set(both)) == 3000 == len(set(sender.ids(SENT)))

@@ -1,22 +1,28 @@
 // The non-Python limit for the benchmark: amqplib with streamed publisher confirms
 // (a window of 1000 in flight), prefetch 1000 and acks in batches of 100.
-//   node amqp_bench.js publish URL QUEUE COUNT SIZE
-//   node amqp_bench.js consume URL QUEUE COUNT      (prints one JSON line of results)
+//   node amqp_bench.js publish URL QUEUE COUNT SIZE [RATE]   (RATE msgs/s, 0 = as fast as possible)
+//   node amqp_bench.js consume URL QUEUE COUNT               (prints one JSON line of results)
 'use strict';
 const amqp = require('amqplib');
+const { performance } = require('perf_hooks');
 
-async function publish(url, queue, count, size) {
+const nowSeconds = () => (performance.timeOrigin + performance.now()) / 1000;
+const sleepUntil = (t) => new Promise((resolve) => setTimeout(resolve, Math.max(0, (t - nowSeconds()) * 1000)));
+
+async function publish(url, queue, count, size, rate) {
   const conn = await amqp.connect(url);
   const ch = await conn.createConfirmChannel();
   await ch.assertQueue(queue, { durable: true });
   const window = 1000;
   let inFlight = 0;
-  let waiters = [];
+  const waiters = [];
   const done = () => { inFlight--; if (inFlight < window && waiters.length) waiters.shift()(); };
+  const start = nowSeconds();
   for (let i = 0; i < count; i++) {
+    if (rate > 0) await sleepUntil(start + i / rate);
     while (inFlight >= window) await new Promise((resolve) => waiters.push(resolve));
     const body = Buffer.alloc(size);
-    body.writeDoubleLE(Date.now() / 1000, 0);
+    body.writeDoubleLE(nowSeconds(), 0);
     inFlight++;
     ch.publish('', queue, body, { persistent: true, mandatory: true }, (err) => {
       if (err) { console.error('nacked'); process.exit(1); }
@@ -38,7 +44,7 @@ async function consume(url, queue, count) {
   let unacked = 0;
   await new Promise((resolve) => {
     ch.consume(queue, (msg) => {
-      const now = Date.now() / 1000;
+      const now = nowSeconds();
       if (!first) first = now;
       last = now;
       latencies.push((now - msg.content.readDoubleLE(0)) * 1000);
@@ -52,6 +58,6 @@ async function consume(url, queue, count) {
   await conn.close();
 }
 
-const [mode, url, queue, count, size] = process.argv.slice(2);
-(mode === 'publish' ? publish(url, queue, +count, +size) : consume(url, queue, +count))
+const [mode, url, queue, count, size, rate] = process.argv.slice(2);
+(mode === 'publish' ? publish(url, queue, +count, +size, +(rate || 0)) : consume(url, queue, +count))
   .catch((err) => { console.error(String(err)); process.exit(1); });
