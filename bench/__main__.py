@@ -12,8 +12,8 @@ Clients (each a separate publisher and consumer process, durable queue):
                   100: the practical limit of this machine and broker
 Scenarios:
   throughput  as fast as possible, 100 B and 64 KiB payloads: end-to-end msgs/s and MB/s
-              (first to last receive), p50/p99 latency (send time to handled time), CPU
-              seconds of broker, publisher and consumer, peak RSS of each client
+              (first to last receive), p50/p99 latency (send time to handled time), CPU per
+              message of broker, publisher and consumer (process start included), peak RSS
   paced       100 B at 1,000 msgs/s: the latency a steady stream sees
   backlog     the rabbitipc receiver draining --backlog queued messages: its peak RSS
 Each configuration runs --runs times and the median is reported (rabbitipc's percentiles come
@@ -166,15 +166,16 @@ def find(results: list[dict], scenario: str, client: str, size: int = 100) -> di
 
 def table(results: list[dict]) -> str:
     head = (f"{'scenario':<10} {'client':<14} {'size':>6} {'msgs/s':>8} {'MB/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
-            f"{'broker cpu':>10} {'pub cpu':>7} {'cons cpu':>8} {'pub MiB':>7} {'cons MiB':>8}")
+            f"{'CPU us/msg: broker':>18} {'pub':>5} {'cons':>5} {'RSS MiB: pub':>12} {'cons':>5}")
     lines = [head, "-" * len(head)]
     for r in results:
         if r["scenario"] == "backlog":
             continue
+        per = 1e6 / r["count"]
         lines.append(f"{r['scenario']:<10} {r['client']:<14} {r['size']:>6} {r['msgs_per_s']:>8.0f} "
-                     f"{r['mb_per_s']:>7.1f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} {r['broker_cpu_s']:>9.2f}s "
-                     f"{r['publisher_cpu_s']:>6.2f}s {r['consumer_cpu_s']:>7.2f}s "
-                     f"{r['publisher_rss_mib']:>7.1f} {r['consumer_rss_mib']:>8.1f}")
+                     f"{r['mb_per_s']:>7.1f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} {r['broker_cpu_s'] * per:>18.0f} "
+                     f"{r['publisher_cpu_s'] * per:>5.0f} {r['consumer_cpu_s'] * per:>5.0f} "
+                     f"{r['publisher_rss_mib']:>12.1f} {r['consumer_rss_mib']:>5.1f}")
     for r in results:
         if r["scenario"] == "backlog":
             lines.append(f"\nbacklog: the receiver drained {r['count']} queued messages at {r['msgs_per_s']:.0f} "

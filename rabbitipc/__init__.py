@@ -1,7 +1,7 @@
 """rabbitipc: Python processes talking through RabbitMQ, without losing a message.
 
 The public API (imported lazily, so `python3 -m rabbitipc.localbroker` needs no pika):
-MessageQueue, RabbitHandler, Publisher, Consumer, Route, Subscription, QueueSpec, Message,
+MessageQueue, RabbitHandler, Publisher, StreamPublisher, Consumer, Route, Subscription, QueueSpec, Message,
 Delivery, Retry, Backoff, StopFlag.
 """
 
@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Publisher": "publisher",
+    "StreamPublisher": "streaming",
     "Consumer": "consumer",
     "QueueSpec": "topology",
     "Message": "message",

@@ -194,8 +194,9 @@ SENDER = [
 RECEIVER = [
     Option("--count", "RABBITIPC_COUNT", None, positive_int,
            "stop after handling N messages", "N", shown_default="forever"),
-    Option("--prefetch", "RABBITIPC_PREFETCH", 10, positive_int,
-           "unacked messages the broker may hand this receiver at once", "N"),
+    Option("--prefetch", "RABBITIPC_PREFETCH", 250, positive_int,
+           "unacked messages the broker may hand this receiver at once (acked in batches of a quarter, "
+           "at most 100); lower it to 1-10 when each message takes long and receivers share a queue", "N"),
     Option("--max-size", "RABBITIPC_MAX_SIZE", 1024 * 1024, positive_int,
            "bodies larger than N bytes go to the dead-letter queue", "N"),
     Option("--strict", "RABBITIPC_STRICT", False, boolean,

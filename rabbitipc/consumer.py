@@ -60,7 +60,7 @@ class Consumer:
         subscription: Subscription,
         handler: Handler | None = None,
         *,
-        prefetch: int = 10,
+        prefetch: int = 250,
         max_size: int = 1024 * 1024,
         strict: bool = False,
         dedupe_window: int = 10000,
@@ -99,8 +99,8 @@ class Consumer:
         self.count = count
         self.handled = 0
         self.lines = LineBudget(LOGGER, "received", log_rate, detail=self._summary_detail)
-        self.latency = Latencies()  # this summary interval's
-        self.latency_run = Latencies()  # the whole run's, for the last line
+        self.latency = Latencies()  # the whole run's; summaries report the part since the last one
+        self._latency_mark = Latencies()
         self._first_handled = self._last_handled = 0.0
         # Acks are batched: the highest handled tag is acked with multiple=True every
         # ack_batch messages and whenever pika's loop comes up for air (no more deliveries).
@@ -133,7 +133,7 @@ class Consumer:
         span = self._last_handled - self._first_handled
         LOGGER.info("receiver done: %d messages handled%s%s", self.handled,
                     f"; first to last {span:.3f}s ({(self.handled - 1) / span:.0f} msgs/s), "
-                    f"{self.latency_run.describe()}" if span > 0 else "",
+                    f"{self.latency.describe()}" if span > 0 else "",
                     f" (stopped by {self.stop.reason})" if self.stop.is_set() else "")
         return self.handled
 
@@ -196,9 +196,9 @@ class Consumer:
             self._ack_channel.basic_ack(self._ack_tag, multiple=True)
 
     def _summary_detail(self) -> str:
-        detail = f"; {self.handled} in all, {self.latency.describe()}"
-        self.latency.reset()
-        return detail
+        interval = self.latency.since(self._latency_mark)
+        self._latency_mark = self.latency.copy()
+        return f"; {self.handled} in all, {interval.describe()}"
 
     def _on_control(self, command: str) -> None:
         """A command from `rabbitipc-ctl` for this receiver's group (only "stop" exists)."""
@@ -311,7 +311,6 @@ class Consumer:
         if message is not None:
             latency = (now - message.sent_at) * 1000
             self.latency.add(latency)
-            self.latency_run.add(latency)
         if not self.lines.allow():
             return
         if message is not None:

@@ -12,6 +12,7 @@ import math
 RATIO = 1.02
 LOWEST_MS = 0.001
 _LOG_RATIO = math.log(RATIO)
+_SCALE = 1 / _LOG_RATIO
 _BUCKETS = int(math.log(3_600_000 / LOWEST_MS) / _LOG_RATIO) + 2
 
 
@@ -24,7 +25,7 @@ class Latencies:
         self.max = 0.0
 
     def add(self, ms: float) -> None:
-        index = int(math.log(ms / LOWEST_MS) / _LOG_RATIO) + 1 if ms > LOWEST_MS else 0
+        index = int(math.log(ms / LOWEST_MS) * _SCALE) + 1 if ms > LOWEST_MS else 0
         self.counts[min(index, _BUCKETS - 1)] += 1
         self.total += 1
         if ms > self.max:
@@ -48,7 +49,16 @@ class Latencies:
         return (f"latency_ms p50={self.percentile(50):.1f} p99={self.percentile(99):.1f} "
                 f"max={self.max:.1f}")
 
-    def reset(self) -> None:
-        self.counts = [0] * _BUCKETS
-        self.total = 0
-        self.max = 0.0
+    def copy(self) -> Latencies:
+        other = Latencies()
+        other.counts, other.total, other.max = list(self.counts), self.total, self.max
+        return other
+
+    def since(self, earlier: Latencies) -> Latencies:
+        """The samples added after `earlier` was copied from this one (max: to a bucket's width)."""
+        other = Latencies()
+        other.counts = [now - then for now, then in zip(self.counts, earlier.counts)]
+        other.total = self.total - earlier.total
+        top = max((index for index, count in enumerate(other.counts) if count), default=None)
+        other.max = 0.0 if top is None else min(LOWEST_MS * RATIO ** top, self.max)
+        return other

@@ -19,6 +19,7 @@ APP_ID = "rabbitipc"
 PERSISTENT = pika.DeliveryMode.Persistent
 TRANSIENT = pika.DeliveryMode.Transient
 _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_RAW_DECODE = json.JSONDecoder().raw_decode
 SCHEMA_FIELDS = {"id": str, "seq": int, "sent_at": (int, float), "host": str, "payload": str}
 
 
@@ -62,7 +63,7 @@ class Message:
     def parse(cls, body: bytes) -> Message:
         """Decode a body of ours, or raise NotOurMessage saying what is wrong with it."""
         try:
-            data = json.loads(body)
+            data = _loads(body)
         except (UnicodeDecodeError, ValueError) as exc:
             raise NotOurMessage(f"not JSON ({exc.__class__.__name__})") from None
         if not isinstance(data, dict):
@@ -71,7 +72,19 @@ class Message:
             value = data.get(name)
             if not isinstance(value, kind) or isinstance(value, bool):
                 raise NotOurMessage(f"field {name!r} missing or not {getattr(kind, '__name__', 'a number')}")
-        return cls(**{name: data[name] for name in SCHEMA_FIELDS})
+        return cls(data["id"], data["seq"], data["sent_at"], data["host"], data["payload"])
+
+
+def _loads(body: bytes) -> object:
+    """json.loads, with a quicker path for what our sender writes (UTF-8, nothing around the object)."""
+    try:
+        text = body.decode()
+        data, end = _RAW_DECODE(text)
+        if end == len(text):
+            return data
+    except ValueError:  # not UTF-8, not JSON, or space around it: json.loads decides (and explains)
+        pass
+    return json.loads(body)
 
 
 def printable(text: str, limit: int = 120) -> str:

@@ -41,7 +41,7 @@ class MessageQueue:
         routing_key: str = "hello",
         bindings: tuple[str, ...] = (),
         queue_type: str = "classic",
-        prefetch: int = 10,
+        prefetch: int = 250,
         retry: Retry | None = None,
         ca_file: str | None = None,
     ) -> None:

@@ -112,8 +112,10 @@ def run_sender(
             if count is not None and handed >= count:
                 break
             if handed:
-                due = max(due + next(intervals), time.monotonic() - 1.0)
-                publisher.idle(due - time.monotonic())
+                interval = next(intervals)
+                if interval:  # --rate 0: no pause, and no clock reading either
+                    due = max(due + interval, time.monotonic() - 1.0)
+                    publisher.idle(due - time.monotonic())
             if stop.is_set():
                 break
             message = Message.new(seq, host, text)

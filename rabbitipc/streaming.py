@@ -136,6 +136,7 @@ class StreamPublisher:
         self._returned: set[object] = set()
         self._redeclare = False
         self._since_turn = 0
+        self._exchange, self._key = route.exchange_name, route.key  # looked up once, used per message
 
     @property
     def in_flight(self) -> int:
@@ -220,9 +221,10 @@ class StreamPublisher:
         if self._redeclare:  # a message came back from the work queue: is the queue gone?
             self._redeclare = False
             self.route.declare(_Waiting(self))
-        again, self._again = self._again, deque()
-        for outgoing in again:
-            self._send(outgoing)
+        if self._again:
+            again, self._again = self._again, deque()
+            for outgoing in again:
+                self._send(outgoing)
 
     def _open(self, params: pika.URLParameters) -> CoalescingConnection:
         """One connection attempt for connect(): raises what pika.BlockingConnection would."""
@@ -324,8 +326,8 @@ class StreamPublisher:
             self._again.append(outgoing)  # the link is gone: it goes on the next one
             return
         try:
-            self._channel.basic_publish(self.route.exchange_name, self.route.key, outgoing.body,
-                                        outgoing.properties, mandatory=True)
+            self._channel.basic_publish(self._exchange, self._key, outgoing.body, outgoing.properties,
+                                        mandatory=True)
         except (px.ChannelWrongStateError, px.ConnectionWrongStateError) as exc:
             self._lost = self._lost or exc
             self._again.append(outgoing)

@@ -94,3 +94,16 @@ def test_latency_percentiles_within_two_percent(samples):
         true = exact[int(len(exact) * p / 100) - 1]
         assert true <= latencies.percentile(p) <= true * 1.02 + 1e-9
     assert latencies.max == max(samples)
+
+
+def test_latency_since_a_mark_covers_only_the_newer_samples():
+    latencies = Latencies()
+    for sample in (100.0, 200.0):
+        latencies.add(sample)
+    mark = latencies.copy()
+    for sample in (1.0, 2.0, 3.0):
+        latencies.add(sample)
+    recent = latencies.since(mark)
+    assert recent.total == 3
+    assert 3.0 <= recent.max <= 3.06 and 2.0 <= recent.percentile(50) <= 2.04
+    assert latencies.total == 5 and latencies.max == 200.0

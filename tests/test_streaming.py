@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from support import RECEIVED, SENT, queue_depth, wait_until
+from support import FAULT_MATRIX, RECEIVED, SENT, queue_depth, wait_until
 
 
 def test_full_speed_stream_arrives_complete_once_and_in_order(run):
@@ -61,5 +61,8 @@ def test_broker_killed_with_a_full_window_loses_nothing(run, broker, queue, tmp_
     wait_until(lambda: accepted <= set(handled()), 120, "every accepted message in the ledger",
                lambda: receiver.output[-3000:])
     counts = handled()
-    assert max(counts.values()) == 1, "a message was handled twice"
+    duplicated = sum(count - 1 for count in counts.values())
+    FAULT_MATRIX.append(("broker SIGKILL, window of 1000", len(accepted), len(counts),
+                         len(accepted - set(counts)), duplicated, len(set(counts) - accepted)))
+    assert duplicated == 0, "a message was handled twice"
     assert "published again" in sender.output or "connection lost" in sender.output
