@@ -40,6 +40,16 @@ bench: ## benchmark against tutorial-style pika and amqplib (3 runs each, a few 
 bench-quick: ## the same, small and once: under a minute
 	$(MAKE) bench BENCH_ARGS=--quick
 
+.PHONY: bench-sweep
+bench-sweep: ## throughput by receiver --prefetch and sender --window (how the defaults were sized)
+	$(MAKE) bench BENCH_ARGS=--sweep
+
+.PHONY: profile
+profile: ## where the CPU goes: sender and receiver under py-spy, grouped by component
+	./run-tests.sh --version >/dev/null
+	.venv/bin/python -m pip install -q -e '.[bench]'
+	.venv/bin/python -m bench.profile $(PROFILE_ARGS)
+
 .PHONY: deploy
 deploy: ## build the images into minikube and deploy the bundle
 	./deploy-local-minikube.sh

@@ -228,9 +228,10 @@ class Consumer:
             return Outcome("dead", reason=f"not a rabbitipc message: {error}")
         if self.poison_pill is not None and self._text(delivery) == self.poison_pill:
             return Outcome("poison")
-        seq = message.seq if message else "-"
-        if delivery.id is not None and delivery.id in self.recent:
-            return Outcome("duplicate", note=f"duplicate seq={seq} id={delivery.id} already handled; acked again")
+        message_id = delivery.id
+        if message_id is not None and message_id in self.recent:
+            seq = message.seq if message else "-"
+            return Outcome("duplicate", note=f"duplicate seq={seq} id={message_id} already handled; acked again")
         try:
             result = self.handler(delivery) if self.handler is not None else None
         except Exception as exc:  # noqa: BLE001 - any handler failure dead-letters the message
@@ -241,10 +242,11 @@ class Consumer:
             except OSError as exc:
                 return Outcome("dead", reason=f"sink failed: {exc}")
             if not written:
-                return Outcome("duplicate", note=f"duplicate seq={seq} id={delivery.id} already in "
+                seq = message.seq if message else "-"
+                return Outcome("duplicate", note=f"duplicate seq={seq} id={message_id} already in "
                                                  f"{self.sink.path}; acked again")
-        if delivery.id is not None:
-            self.recent.add(delivery.id)  # handled: a redelivery after a lost ack is a duplicate
+        if message_id is not None:
+            self.recent.add(message_id)  # handled: a redelivery after a lost ack is a duplicate
         return Outcome("ack", delivery=delivery, result=result)
 
     def _finish(self, channel, method, properties, body: bytes, outcome: Outcome) -> None:

@@ -21,7 +21,10 @@ class RecentIds:
     def add(self, message_id: str) -> None:
         if self.size <= 0:
             return
-        self._ids[message_id] = None
-        self._ids.move_to_end(message_id)
-        while len(self._ids) > self.size:
-            self._ids.popitem(last=False)
+        ids = self._ids
+        if message_id in ids:
+            ids.move_to_end(message_id)
+            return
+        ids[message_id] = None
+        if len(ids) > self.size:
+            ids.popitem(last=False)

@@ -33,7 +33,7 @@ from .topology import Route
 LOGGER = logging.getLogger(__name__)
 
 #: Publishes between two turns of the I/O loop, which send the buffer and read confirms.
-PUBLISHES_PER_TURN = 64
+PUBLISHES_PER_TURN = 256
 #: The longest one turn of the loop waits, so stop requests and deadlines are seen.
 TURN = 0.2
 #: How long a channel operation (open, confirm.select, declare) may take before we reconnect.

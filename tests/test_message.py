@@ -1,6 +1,10 @@
 """The message schema and how any body is rendered on one log line."""
 
+import json
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rabbitipc.dedupe import RecentIds
 from rabbitipc.message import Message, NotOurMessage, describe_body, printable
@@ -38,3 +42,14 @@ def test_recent_ids_forget_the_oldest():
     for key in ("a", "b", "c"):
         recent.add(key)
     assert "a" not in recent and "b" in recent and "c" in recent and len(recent) == 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(seq=st.integers(min_value=0, max_value=2**63), host=st.text(), payload=st.text(),
+       message_id=st.text(), sent_at=st.floats(allow_nan=False, allow_infinity=False) | st.integers(0, 2**40))
+def test_body_is_exactly_what_json_dumps_writes(seq, host, payload, message_id, sent_at):
+    """The hand-built body is byte for byte json.dumps(compact, UTF-8), and parses back."""
+    message = Message(message_id, seq, sent_at, host, payload)
+    expected = json.dumps(message.as_dict(), separators=(",", ":"), ensure_ascii=False).encode()
+    assert message.body() == expected
+    assert Message.parse(message.body()) == message

@@ -1,0 +1,100 @@
+"""Where the CPU goes: the sender and the receiver under py-spy, grouped by who spends it.
+
+    python -m bench.profile [--count N] [--out DIR]
+
+The sender fills a queue with N 100-byte messages, then the receiver drains it, each sampled by
+py-spy (in the bench extra; needs ptrace, as root or with CAP_SYS_PTRACE). Samples are grouped
+by the innermost Python frame: pika's frame encoding and decoding and its callback machinery,
+the socket calls pika makes, rabbitipc's own code, json, logging, the rest. Alongside, the
+CPU per message of each process from its rusage (start-up included). Writes the raw py-spy
+stacks to --out for flame graphs (e.g. speedscope.app, or flamegraph.pl on the raw files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+from rabbitipc.localbroker import LocalBroker
+
+from .__main__ import ROOT, reap
+
+SOCKET_CALLS = {"_sigint_safe_send", "_sigint_safe_recv", "poll"}
+
+
+def group(frame: str) -> str:
+    """'function (path/file.py:line)' -> who spends the time."""
+    function, _, where = frame.partition(" (")
+    if function in SOCKET_CALLS:
+        return "socket calls (kernel time of send/recv/poll)"
+    if "/pika/" in where:
+        if "frame.py" in where or "spec.py" in where or "data.py" in where:
+            return "pika: AMQP frame encoding/decoding"
+        return "pika: connection, channel and callback machinery"
+    if "/rabbitipc/" in where or "receive.py" in where or "send.py" in where:
+        return "rabbitipc"
+    if "json/" in where:
+        return "json"
+    if "logging/" in where:
+        return "logging"
+    if "importlib" in where or "<frozen" in where:
+        return "start-up (imports)"
+    return "other (stdlib, uuid, threading...)"
+
+
+def breakdown(raw: Path) -> list[tuple[str, float]]:
+    counts: collections.Counter[str] = collections.Counter()
+    for line in raw.read_text().splitlines():
+        stack, _, samples = line.rpartition(" ")
+        counts[group(stack.split(";")[-1])] += int(samples)
+    total = sum(counts.values()) or 1
+    return [(name, 100 * n / total) for name, n in counts.most_common()]
+
+
+def profiled(py_spy: str, out: Path, name: str, command: list[str], count: int) -> tuple[float, Path]:
+    raw = out / f"{name}.txt"
+    proc = subprocess.Popen([py_spy, "record", "--rate", "500", "--format", "raw", "--output", str(raw),
+                             "--subprocesses", "--", *command],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    usage = reap(proc, timeout=1800)
+    return usage["cpu_s"] / count * 1e6, raw
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.split("\n")[0])
+    parser.add_argument("--count", type=int, default=100000, help="messages (default 100000)")
+    parser.add_argument("--out", default="bench-results/profile", help="directory for the raw py-spy stacks")
+    args = parser.parse_args(argv)
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(py_spy).exists():
+        print("py-spy not found: pip install -e '.[bench]'", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    queue = f"profile-{uuid.uuid4().hex[:6]}"
+    with tempfile.TemporaryDirectory(prefix="rabbitipc-profile-") as node_dir:
+        broker = LocalBroker(node_dir)
+        broker.start()
+        try:
+            common = ["--url", broker.url, "--queue", queue, "--count", str(args.count), "--log-rate", "100"]
+            sender = [sys.executable, str(ROOT / "sender" / "send.py"), *common, "--rate", "0", "--size", "100"]
+            receiver = [sys.executable, str(ROOT / "receiver" / "receive.py"), *common]
+            results = [("sender", *profiled(py_spy, out, "sender", sender, args.count)),
+                       ("receiver", *profiled(py_spy, out, "receiver", receiver, args.count))]
+        finally:
+            broker.stop()
+    for name, us_per_msg, raw in results:
+        print(f"\n{name}: {us_per_msg:.1f} us of CPU per message (py-spy attached; stacks in {raw})")
+        for what, share in breakdown(raw):
+            print(f"  {share:5.1f}%  {what}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
