@@ -31,13 +31,13 @@ SOCKET_CALLS = {"_sigint_safe_send", "_sigint_safe_recv", "poll"}
 def group(frame: str) -> str:
     """'function (path/file.py:line)' -> who spends the time."""
     function, _, where = frame.partition(" (")
-    if function in SOCKET_CALLS:
+    if function.rsplit(".", 1)[-1] in SOCKET_CALLS:
         return "socket calls (kernel time of send/recv/poll)"
-    if "/pika/" in where:
+    if "pika/" in where:
         if "frame.py" in where or "spec.py" in where or "data.py" in where:
             return "pika: AMQP frame encoding/decoding"
         return "pika: connection, channel and callback machinery"
-    if "/rabbitipc/" in where or "receive.py" in where or "send.py" in where:
+    if "rabbitipc/" in where or "receive.py" in where or "send.py" in where:
         return "rabbitipc"
     if "json/" in where:
         return "json"
@@ -57,13 +57,17 @@ def breakdown(raw: Path) -> list[tuple[str, float]]:
     return [(name, 100 * n / total) for name, n in counts.most_common()]
 
 
-def profiled(py_spy: str, out: Path, name: str, command: list[str], count: int) -> tuple[float, Path]:
-    raw = out / f"{name}.txt"
+def cpu_per_message(command: list[str], count: int) -> float:
+    """Microseconds of CPU per message of one unprofiled run (start-up included)."""
+    usage = reap(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), timeout=1800)
+    return usage["cpu_s"] / count * 1e6
+
+
+def profiled(py_spy: str, raw: Path, command: list[str]) -> Path:
     proc = subprocess.Popen([py_spy, "record", "--rate", "500", "--format", "raw", "--output", str(raw),
-                             "--subprocesses", "--", *command],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    usage = reap(proc, timeout=1800)
-    return usage["cpu_s"] / count * 1e6, raw
+                             "--", *command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    reap(proc, timeout=1800)
+    return raw
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,20 +81,26 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    queue = f"profile-{uuid.uuid4().hex[:6]}"
+    results = []
     with tempfile.TemporaryDirectory(prefix="rabbitipc-profile-") as node_dir:
         broker = LocalBroker(node_dir)
         broker.start()
         try:
-            common = ["--url", broker.url, "--queue", queue, "--count", str(args.count), "--log-rate", "100"]
-            sender = [sys.executable, str(ROOT / "sender" / "send.py"), *common, "--rate", "0", "--size", "100"]
-            receiver = [sys.executable, str(ROOT / "receiver" / "receive.py"), *common]
-            results = [("sender", *profiled(py_spy, out, "sender", sender, args.count)),
-                       ("receiver", *profiled(py_spy, out, "receiver", receiver, args.count))]
+            for profile in (False, True):  # first the CPU figures, then the samples (py-spy costs CPU too)
+                queue = f"profile-{uuid.uuid4().hex[:6]}"
+                common = ["--url", broker.url, "--queue", queue, "--count", str(args.count), "--log-rate", "100"]
+                sender = [sys.executable, str(ROOT / "sender" / "send.py"), *common, "--rate", "0", "--size", "100"]
+                receiver = [sys.executable, str(ROOT / "receiver" / "receive.py"), *common]
+                for name, command in (("sender", sender), ("receiver", receiver)):
+                    if profile:
+                        profiled(py_spy, out / f"{name}.txt", command)
+                    else:
+                        results.append((name, cpu_per_message(command, args.count), out / f"{name}.txt"))
         finally:
             broker.stop()
     for name, us_per_msg, raw in results:
-        print(f"\n{name}: {us_per_msg:.1f} us of CPU per message (py-spy attached; stacks in {raw})")
+        print(f"\n{name} ({'filling' if name == 'sender' else 'draining'} a queue alone): {us_per_msg:.1f} us of "
+              f"CPU per message; py-spy samples by component (stacks in {raw}):")
         for what, share in breakdown(raw):
             print(f"  {share:5.1f}%  {what}")
     return 0
