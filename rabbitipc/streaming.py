@@ -2,7 +2,7 @@
 
 The tutorials' publisher waits for each confirm, one round trip per message. As in pika's
 asynchronous publisher example, this one keeps publishing while earlier confirms are on their
-way, up to `window` unconfirmed messages, on a SelectConnection whose I/O loop it turns
+way, up to `window` unconfirmed messages (and 16 MiB), on a SelectConnection whose I/O loop it turns
 itself (pika's poll/process_timeouts extension API), so callers keep a plain blocking API.
 
 Every message stays in the window until the broker acks it. A nacked message, or one returned
@@ -32,8 +32,11 @@ from .topology import Route
 
 LOGGER = logging.getLogger(__name__)
 
-#: Publishes between two turns of the I/O loop, which send the buffer and read confirms.
+#: Publishes (or bytes) between two turns of the I/O loop, which send the buffer and read confirms.
 PUBLISHES_PER_TURN = 256
+BYTES_PER_TURN = 1 << 20
+#: Unconfirmed bytes at most, whatever the window: 1000 messages of 64 KiB would be 64 MiB held.
+WINDOW_BYTES = 16 << 20
 #: The longest one turn of the loop waits, so stop requests and deadlines are seen.
 TURN = 0.2
 #: How long a channel operation (open, confirm.select, declare) may take before we reconnect.
@@ -135,7 +138,8 @@ class StreamPublisher:
         self._again: deque[Outgoing] = deque()  # to publish (again) before anything new
         self._returned: set[object] = set()
         self._redeclare = False
-        self._since_turn = 0
+        self._since_turn = self._bytes_since_turn = 0
+        self._unconfirmed_bytes = 0
         self._exchange, self._key = route.exchange_name, route.key  # looked up once, used per message
 
     @property
@@ -154,14 +158,16 @@ class StreamPublisher:
         """
         while True:
             self._ensure_link()
-            if len(self._unconfirmed) < self.window:
+            if len(self._unconfirmed) < self.window and (self._unconfirmed_bytes < WINDOW_BYTES
+                                                         or not self._unconfirmed):
                 break
             if self.stop.is_set():
                 raise Stopped()
             self._turn(TURN)
         self._send(Outgoing(body, properties, item))
         self._since_turn += 1
-        if self._since_turn >= PUBLISHES_PER_TURN:
+        self._bytes_since_turn += len(body)
+        if self._since_turn >= PUBLISHES_PER_TURN or self._bytes_since_turn >= BYTES_PER_TURN:
             self._turn(0)
 
     def flush(self, grace: float = 10.0) -> bool:
@@ -265,6 +271,7 @@ class StreamPublisher:
             raise AuthError(f"not allowed to publish to {self.route.describe}: {reason.reply_text}")
         unconfirmed = list(self._unconfirmed.values())
         self._unconfirmed.clear()
+        self._unconfirmed_bytes = 0
         self._returned.clear()
         self._again = deque([*unconfirmed, *self._again])
         if isinstance(reason, px.ConnectionBlockedTimeout):
@@ -300,7 +307,7 @@ class StreamPublisher:
             ioloop.remove_timeout(timer)
 
     def _turn(self, timeout: float) -> None:
-        self._since_turn = 0
+        self._since_turn = self._bytes_since_turn = 0
         if self._connection is not None:
             self._poll(self._connection, timeout)
         self.health.beat(connected=self._lost is None)
@@ -334,6 +341,7 @@ class StreamPublisher:
             return
         self._next_tag += 1
         self._unconfirmed[self._next_tag] = outgoing
+        self._unconfirmed_bytes += len(outgoing.body)
 
     # -- pika's callbacks (run inside _turn) ------------------------------------------
     def _on_confirm(self, frame) -> None:
@@ -356,6 +364,7 @@ class StreamPublisher:
                 self._settle(outgoing, acked)
 
     def _settle(self, outgoing: Outgoing, acked: bool) -> None:
+        self._unconfirmed_bytes -= len(outgoing.body)
         returned = bool(self._returned) and outgoing.key in self._returned
         if returned:
             self._returned.discard(outgoing.key)
