@@ -181,11 +181,11 @@ SENDER = [
     Option("--routing-key", "RABBITIPC_ROUTING_KEY", "hello", text,
            "routing key in the direct and topic patterns", "KEY"),
     Option("--window", "RABBITIPC_WINDOW", 1000, positive_int,
-           "messages published ahead of their confirms; each stays held until confirmed "
-           "(1: wait for every confirm, as the tutorials do)", "N"),
+           "messages published ahead of their confirms (and 16 MiB at most); each stays held until "
+           "confirmed (1: wait for every confirm, as the tutorials do; --http confirms each request)", "N"),
     Option("--transient", "RABBITIPC_TRANSIENT", False, boolean,
            "fast mode: messages are not written to disk (still confirmed and acked, but a broker "
-           "restart loses those queued)", is_switch=True),
+           "restart loses those queued; not with --http)", is_switch=True),
     Option("--http", "RABBITIPC_HTTP", None, host_port,
            "serve POST /messages on HOST:PORT and publish each JSON body, instead of sending on its own",
            "HOST:PORT", shown_default="off"),
