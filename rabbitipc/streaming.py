@@ -212,21 +212,21 @@ class StreamPublisher:
     # -- the link: connection, confirm channel, topology ------------------------------
     def _ensure_link(self) -> None:
         """Connect (again) if needed, then publish what waits to go again."""
-        while self._connection is None or self._lost is not None:
-            if self._lost is not None:
-                self._reset_link()
-            self._connection = connect(self.url, self.connection_name, self.retry, self.stop, self.health,
-                                       self.ca_file, opener=self._open)
+        while self._connection is None or self._lost is not None or self._redeclare:
+            if self._connection is None or self._lost is not None:
+                if self._lost is not None:
+                    self._reset_link()
+                self._connection = connect(self.url, self.connection_name, self.retry, self.stop, self.health,
+                                           self.ca_file, opener=self._open)
             try:
-                self._open_channel()
+                if self._channel is None:
+                    self._open_channel()
+                # Declared on every new link, and again when the work queue returned a message.
                 self.route.declare(_Waiting(self))
                 self._redeclare = False
             except (LinkLost, px.ChannelClosedByBroker) as exc:
                 self._lost = self._lost or exc
                 self.stop.wait(1)  # the broker took the connection but not our setup: do not spin
-        if self._redeclare:  # a message came back from the work queue: is the queue gone?
-            self._redeclare = False
-            self.route.declare(_Waiting(self))
         if self._again:
             again, self._again = self._again, deque()
             for outgoing in again:

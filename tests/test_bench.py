@@ -24,3 +24,18 @@ def test_bench_measures_every_client_scenario_and_target(tmp_path):
     assert "rabbitipc throughput at 100 B relative to" in result.stdout and "tutorial-pika: " in result.stdout
     assert "targets (issue 4):" in result.stdout
     assert any("10x tutorial-pika" in what for what, _measured, _met in data["targets"])
+
+
+def test_profile_groups_samples_by_who_spends_them(tmp_path):
+    """bench.profile's breakdown: py-spy's raw stacks summed by their innermost frame's owner."""
+    from bench.profile import breakdown
+
+    raw = tmp_path / "stacks.txt"
+    raw.write_text(
+        "process 1:\"\";<module> (send.py:13);Connection._send_message (pika/connection.py:2381);"
+        "Frame._marshal (pika/frame.py:60) 6\n"
+        "process 1:\"\";<module> (send.py:13);_AsyncTransportBase._sigint_safe_send "
+        "(pika/adapters/utils/io_services_utils.py:907) 2\n"
+        "process 1:\"\";<module> (send.py:13);Message.body (rabbitipc/message.py:55) 2\n")
+    assert breakdown(raw) == [("pika: AMQP frame encoding/decoding", 60.0),
+                              ("socket calls (kernel time of send/recv/poll)", 20.0), ("rabbitipc", 20.0)]
