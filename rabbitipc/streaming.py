@@ -189,6 +189,8 @@ class StreamPublisher:
     def idle(self, seconds: float) -> None:
         """Wait up to `seconds`, reading confirms and keeping the connection alive; ends early on a stop."""
         deadline = time.monotonic() + seconds
+        if self._since_turn and self._connection is not None:
+            self._turn(0)  # what was published goes out now, even when the pause is already over
         while not self.stop.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
