@@ -41,6 +41,19 @@ def blocked_timeout(url: str) -> float:
     return float(values[0]) if values else BLOCKED_TIMEOUT
 
 
+def watch_alarms(connection) -> None:
+    """Log when the broker blocks and unblocks publishing (memory or disk alarm), on any pika connection."""
+
+    def blocked(_connection, method) -> None:
+        LOGGER.warning("broker blocked publishing (%s); waiting", getattr(method.method, "reason", "alarm"))
+
+    def unblocked(_connection, _method) -> None:
+        LOGGER.info("broker unblocked publishing; resuming")
+
+    connection.add_on_connection_blocked_callback(blocked)
+    connection.add_on_connection_unblocked_callback(unblocked)
+
+
 def redact(url: str) -> str:
     """The URL with its password replaced by ***, safe to log."""
     parts = urlsplit(url)

@@ -14,7 +14,7 @@ import time
 import pika
 import pika.exceptions as px
 
-from .connection import RECONNECT, Retry, blocked_timeout, connect
+from .connection import RECONNECT, Retry, blocked_timeout, connect, watch_alarms
 from .errors import AuthError, UndeliverableError
 from .health import Health
 from .shutdown import StopFlag
@@ -55,22 +55,12 @@ class Publisher:
         if self._connection is None or not self._connection.is_open:
             self._connection = connect(self.url, self.connection_name, self.retry, self.stop, self.health,
                                        self.ca_file)
-            self._connection.add_on_connection_blocked_callback(self._on_blocked)
-            self._connection.add_on_connection_unblocked_callback(self._on_unblocked)
+            watch_alarms(self._connection)
         self._channel = self._connection.channel()
         self._channel.confirm_delivery()
         self.route.declare(self._channel)
         return self._channel
 
-    @staticmethod
-    def _on_blocked(_connection, method) -> None:
-        """pika calls this when the broker blocks publishers (memory or disk alarm)."""
-        LOGGER.warning("broker blocked publishing (%s); waiting", getattr(method.method, "reason", "alarm"))
-
-    @staticmethod
-    def _on_unblocked(_connection, _method) -> None:
-        """pika calls this when the alarm clears."""
-        LOGGER.info("broker unblocked publishing; resuming")
 
     def _drop_connection(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None

@@ -24,7 +24,7 @@ import pika
 import pika.exceptions as px
 from pika.adapters.utils import connection_workflow as workflow
 
-from .connection import Retry, blocked_timeout, connect, describe
+from .connection import Retry, blocked_timeout, connect, describe, watch_alarms
 from .errors import AuthError, Stopped, UndeliverableError
 from .health import Health
 from .shutdown import StopFlag
@@ -249,8 +249,7 @@ class StreamPublisher:
         if "error" in state:
             connection.ioloop.close()
             raise _unwrap(state["error"])
-        connection.add_on_connection_blocked_callback(self._on_blocked)
-        connection.add_on_connection_unblocked_callback(self._on_unblocked)
+        watch_alarms(connection)
         return connection
 
     def _open_channel(self) -> None:
@@ -396,14 +395,6 @@ class StreamPublisher:
     def _on_channel_closed(self, channel, reason: BaseException) -> None:
         if channel is self._channel:
             self._lost = self._lost or reason
-
-    @staticmethod
-    def _on_blocked(_connection, method) -> None:
-        LOGGER.warning("broker blocked publishing (%s); waiting", getattr(method.method, "reason", "alarm"))
-
-    @staticmethod
-    def _on_unblocked(_connection, _method) -> None:
-        LOGGER.info("broker unblocked publishing; resuming")
 
 
 class _Waiting:
