@@ -7,6 +7,7 @@ as text, escaped and truncated so one message is always one log line.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -21,8 +22,10 @@ TRANSIENT = pika.DeliveryMode.Transient
 _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _RAW_DECODE = json.JSONDecoder().raw_decode
 _QUOTE = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) quotes strings with
-_VALID_TYPES = {(str, int, sent_at, str, str) for sent_at in (float, int)}
 SCHEMA_FIELDS = {"id": str, "seq": int, "sent_at": (int, float), "host": str, "payload": str}
+#: Every combination of exact field types the schema allows (bool, an int subclass, is not one).
+_VALID_TYPES = set(itertools.product(*(kind if isinstance(kind, tuple) else (kind,)
+                                        for kind in SCHEMA_FIELDS.values())))
 
 
 class NotOurMessage(ValueError):
@@ -85,7 +88,7 @@ class Message:
             value = data.get(name)
             if not isinstance(value, kind) or isinstance(value, bool):
                 raise NotOurMessage(f"field {name!r} missing or not {getattr(kind, '__name__', 'a number')}")
-        return cls(data["id"], data["seq"], data["sent_at"], data["host"], data["payload"])
+        return cls(*fields)
 
 
 def _loads(body: bytes) -> object:

@@ -60,9 +60,9 @@ def payloads(message: str | None, size: int | None, stdin=None) -> Iterator[str]
 class _Tally:
     """Counts and logs what the broker confirmed or could not route, as the confirms come in."""
 
-    def __init__(self, route: str, lines: LineBudget) -> None:
+    def __init__(self, route: str, log_rate: float) -> None:
         self.route = route
-        self.lines = lines
+        self.lines = LineBudget(LOGGER, "sent", log_rate, detail=self.detail)
         self.sent = self.unrouted_count = 0
         self.last: Message | None = None
 
@@ -102,8 +102,7 @@ def run_sender(
     """
     host = host or socket.gethostname()
     stop = publisher.stop
-    tally = _Tally(publisher.route.describe, LineBudget(LOGGER, "sent", log_rate))
-    tally.lines.detail = tally.detail
+    tally = _Tally(publisher.route.describe, log_rate)
     publisher.on_confirmed, publisher.on_unrouted = tally.confirmed, tally.unrouted
     handed = 0
     due = time.monotonic()
