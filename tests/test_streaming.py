@@ -7,9 +7,11 @@ The receiver-side ledger (--jsonl, fsynced before each ack) shows what arrived; 
 from __future__ import annotations
 
 import json
+import re
+import signal
 from collections import Counter
 
-from support import FAULT_MATRIX, RECEIVED, SENT, queue_depth, wait_until
+from support import FAULT_MATRIX, RECEIVED, SENT, get_all, queue_depth, wait_until
 
 
 def test_full_speed_stream_arrives_complete_once_and_in_order(run):
@@ -66,3 +68,37 @@ def test_broker_killed_with_a_full_window_loses_nothing(run, broker, queue, tmp_
                          len(accepted - set(counts)), duplicated, len(set(counts) - accepted)))
     assert duplicated == 0, "a message was handled twice"
     assert "published again" in sender.output or "connection lost" in sender.output
+
+
+def test_transient_mode_marks_messages_non_persistent(run, broker, queue):
+    """--transient sends delivery mode 1; without it every message is persistent (mode 2)."""
+    transient = run("sender", "--count", "5", "--rate", "0", "--transient")
+    assert transient.wait(60) == 0, transient.output
+    assert {props.delivery_mode for props, _ in get_all(broker.url, queue)} == {1}
+    persistent = run("sender", "--count", "5", "--rate", "0")
+    assert persistent.wait(60) == 0, persistent.output
+    assert {props.delivery_mode for props, _ in get_all(broker.url, queue)} == {2}
+
+
+UNCONFIRMED = re.compile(r"stopped with (\d+) messages not confirmed by the broker \(seq ([\d,.-]+)\)")
+
+
+def test_stop_while_the_broker_is_down_names_the_unconfirmed_messages(run, broker, queue):
+    """SIGTERM while reconnecting: exit 0, and the messages the broker never confirmed are listed by seq.
+
+    The broker is killed: a clean shutdown confirms what it has before closing connections.
+    """
+    sender = run("sender", "--rate", "0", "--retry-timeout", "0")
+    sender.wait_count(SENT, 500, timeout=60)
+    broker.kill()
+    try:
+        sender.wait_for_line("connection lost while publishing")
+        sender.signal(signal.SIGTERM)
+        assert sender.wait(20) == 0, sender.output[-3000:]
+    finally:
+        broker.start()
+    match = UNCONFIRMED.search(sender.output)
+    assert match, sender.output[-3000:]
+    confirmed = {int(seq) for seq, _ in sender.matches(SENT)}
+    first_named = int(re.split(r"[-,]", match.group(2))[0])
+    assert int(match.group(1)) >= 1 and first_named not in confirmed
