@@ -8,7 +8,7 @@ set -euo pipefail
 . "$(dirname "$0")/scripts/lib.sh"
 cd "$ROOT"
 
-ensure_venv
+ensure_venv runtime   # the run needs no test tools: ./run-tests.sh adds them
 ./start-local-docker-rabbitmq.sh
 # The sender and the receiver each get their own user (see start-local-docker-rabbitmq.sh).
 # shellcheck source=/dev/null

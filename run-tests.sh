@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Run the test suite on a fresh Debian/Ubuntu machine: installs rabbitmq-server (apt-get) and the
-# project virtualenv if missing, then pytest. Extra arguments go to pytest (e.g. -k restart).
-# The podman end-to-end tests run when podman is installed (./scripts/install-podman.sh).
+# project virtualenv with the test extra if missing, then pytest. Extra arguments go to pytest
+# (e.g. -k restart). Tests that need another tool (podman, shellcheck, ...) skip with the package to
+# install, except under CI=true, where a skip fails the run: .ci/run installs every package of
+# scripts/system-packages.txt first (scripts/system-packages.sh install all).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/scripts/lib.sh"
 cd "$ROOT"
 
-[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || apt_install rabbitmq-server
-ensure_venv
+"$ROOT/scripts/system-packages.sh" install run
+ensure_venv test
 export PATH="$VENV/bin:$PATH"
 exec "$VENV/bin/python" -m pytest "$@"

@@ -31,8 +31,21 @@ apt_install() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# ensure_venv: the project virtualenv with rabbitipc and its test extra, rebuilt when pyproject changes.
+# have_program PROGRAM: true when PROGRAM (a name on PATH, or an absolute path or glob) exists.
+have_program() {
+  case $1 in
+    /*) compgen -G "$1" >/dev/null ;;
+    *) command -v "$1" >/dev/null 2>&1 ;;
+  esac
+}
+
+# ensure_venv runtime|EXTRA: the project virtualenv with rabbitipc and its dependencies, plus the
+# named extra (e.g. test), reinstalled when pyproject.toml changes. `runtime` installs only the
+# runtime dependencies (the local run needs no test tools); a venv with the test extra serves a
+# runtime request as it is.
 ensure_venv() {
+  local extra=$1
+  [ "$extra" = runtime ] && extra=""
   local python=${PYTHON:-python3}
   command -v "$python" >/dev/null 2>&1 || apt_install python3
   "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -44,14 +57,14 @@ ensure_venv() {
       "$python" -m venv "$VENV"
     fi
   fi
-  local stamp="$VENV/.rabbitipc-installed"
-  local want
+  local want stamp
   want=$(cksum <"$ROOT/pyproject.toml")
-  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    log "installing rabbitipc and its dependencies into $VENV"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "${ROOT}[test]"
-    printf '%s' "$want" >"$stamp"
-  fi
+  for stamp in "$VENV/.rabbitipc-installed-${extra:-runtime}" "$VENV/.rabbitipc-installed-test"; do
+    [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && return 0
+  done
+  log "installing rabbitipc and its ${extra:+$extra }dependencies into $VENV"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "${ROOT}${extra:+[$extra]}"
+  printf '%s' "$want" >"$VENV/.rabbitipc-installed-${extra:-runtime}"
 }
 
 # wait_for DESCRIPTION SECONDS CMD...: poll CMD until it succeeds, at most SECONDS.
