@@ -20,7 +20,7 @@ Scenarios:
   backlog     the rabbitipc receiver draining --backlog queued messages: its peak RSS
 Each configuration runs --runs times and the median is reported (rabbitipc's percentiles come
 from its receiver's histogram, 2% buckets). Writes results.json and throughput.png
-(matplotlib) to --out, prints the table, the ratios and the targets of issue 4.
+(matplotlib) to --out, prints the table, the ratios and the targets.
 """
 
 from __future__ import annotations
@@ -201,7 +201,7 @@ def limit_client(results: list[dict]) -> str | None:
 
 
 def targets(results: list[dict]) -> list[tuple[str, str, bool]]:
-    """Issue 4's targets, as (what, measured, met) from this run's figures."""
+    """The targets, as (what, measured, met) from this run's figures."""
     out = []
     limit_name = limit_client(results)
     ours, limit = find(results, "throughput", "rabbitipc"), find(results, "throughput", limit_name)
@@ -349,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / "results.json").write_text(json.dumps({"quick": args.quick, "runs": runs, "results": results,
                                                   "targets": checks}, indent=2) + "\n")
     print(table(results))
-    print("\ntargets (issue 4):")
+    print("\ntargets:")
     for what, measured, met in checks:
         print(f"  [{'met' if met else 'NOT met'}] {what}: {measured}")
     if chart(results, out / "throughput.png"):
