@@ -1,6 +1,6 @@
 """rabbitipc: Python processes talking through RabbitMQ, without losing a message.
 
-The public API (imported lazily, so `python3 -m rabbitipc.localbroker` needs no pika):
+The public API (imported lazily, so `python3 -m rabbitipc.definitions` needs no pika):
 MessageQueue, RabbitHandler, Publisher, StreamPublisher, Consumer, Route, Subscription, QueueSpec, Message,
 Delivery, Retry, Backoff, StopFlag.
 """

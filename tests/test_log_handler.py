@@ -4,7 +4,7 @@ import json
 import logging
 import time
 
-from rabbitipc.localbroker import free_port
+from devtools.localbroker import free_port
 from rabbitipc.log_handler import RabbitHandler
 from support import get_all, queue_depth, wait_until
 

@@ -1,4 +1,4 @@
-"""`rabbitipc-smoke` / `python -m rabbitipc.smoke`: run the smoke scenario, print a report, exit 0 or 1."""
+"""`python -m devtools.smoke`: run the smoke scenario, print a report, exit 0 or 1."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from .scenario import smoke
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rabbitipc-smoke", description=__doc__.split(":")[0])
+    parser = argparse.ArgumentParser(prog="python -m devtools.smoke", description=__doc__.split(":")[0])
     sub = parser.add_subparsers(dest="target", required=True)
     kube = sub.add_parser("kubernetes", help="the Deployment in the cluster of the current kubeconfig")
     kube.add_argument("--namespace", default="default")
