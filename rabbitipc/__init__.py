@@ -12,12 +12,12 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Publisher": "publisher",
-    "StreamPublisher": "streaming",
-    "Consumer": "consumer",
+    "Publisher": "publish.blocking",
+    "StreamPublisher": "publish.engine",
+    "Consumer": "consume.consumer",
     "QueueSpec": "topology",
     "Message": "message",
-    "Delivery": "handlers",
+    "Delivery": "consume.handlers",
     "Retry": "connection",
     "Backoff": "backoff",
     "StopFlag": "shutdown",

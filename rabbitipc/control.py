@@ -17,9 +17,9 @@ import sys
 import pika
 import pika.exceptions as px
 
-from .config import DEFAULT_URL, amqp_url
 from .connection import AUTH_ERRORS, TRANSIENT, describe, parameters, redact
 from .errors import EXIT_AUTH, EXIT_UNREACHABLE
+from .programs.options import DEFAULT_URL, amqp_url
 from .topology import CONTROL_EXCHANGE
 
 LOGGER = logging.getLogger(__name__)

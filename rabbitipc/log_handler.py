@@ -21,11 +21,11 @@ import threading
 from queue import Empty, Full, Queue
 
 from .backoff import Backoff
-from .config import DEFAULT_URL
 from .connection import Retry
 from .errors import FatalError, Stopped
 from .message import Message
-from .publisher import Publisher
+from .programs.options import DEFAULT_URL
+from .publish.blocking import Publisher
 from .shutdown import StopFlag
 from .topology import Route
 

@@ -18,12 +18,12 @@ import os
 import socket
 from typing import Any
 
-from .config import DEFAULT_URL
 from .connection import Retry
-from .consumer import Consumer
-from .handlers import Handler
+from .consume.consumer import Consumer
+from .consume.handlers import Handler
 from .message import Message
-from .publisher import Publisher
+from .programs.options import DEFAULT_URL
+from .publish.blocking import Publisher
 from .shutdown import StopFlag
 from .topology import Route, Subscription
 

@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from rabbitipc import config
 from rabbitipc.connection import redact
+from rabbitipc.programs import options as config
 from support import RECEIVER, ROOT, SENDER, program_env
 
 

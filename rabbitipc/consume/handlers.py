@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import pika
 
-from .errors import EXIT_USAGE, FatalError
-from .message import Message
+from ..errors import EXIT_USAGE, FatalError
+from ..message import Message
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,9 +16,9 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from .errors import FatalError, Stopped
-from .message import Message
-from .publisher import Publisher
+from ..errors import FatalError, Stopped
+from ..message import Message
+from ..publish.blocking import Publisher
 
 LOGGER = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 
 import pika
 
-from .errors import EXIT_USAGE, exit_codes_help
-from .topology import PATTERNS, QUEUE_TYPES
+from ..errors import EXIT_USAGE, exit_codes_help
+from ..topology import PATTERNS, QUEUE_TYPES
 
 DEFAULT_URL = "amqp://guest:guest@localhost:5672/%2F"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")

@@ -13,19 +13,19 @@ import sys
 from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
-from . import config
-from .backoff import Backoff
-from .connection import Retry, redact
-from .consumer import Consumer
-from .errors import EXIT_OK, EXIT_USAGE, FatalError
-from .handlers import load_handler
-from .health import Health
-from .publisher import Publisher
-from .sending import Pacing, payloads, run_sender
-from .shutdown import StopFlag
-from .sinks import JsonlSink
-from .streaming import StreamPublisher
-from .topology import Route, Subscription
+from ..backoff import Backoff
+from ..connection import Retry, redact
+from ..consume.consumer import Consumer
+from ..consume.handlers import load_handler
+from ..consume.sinks import JsonlSink
+from ..errors import EXIT_OK, EXIT_USAGE, FatalError
+from ..health import Health
+from ..publish.blocking import Publisher
+from ..publish.engine import StreamPublisher
+from ..shutdown import StopFlag
+from ..topology import Route, Subscription
+from . import options as config
+from .sender import Pacing, payloads, run_sender
 
 LOGGER = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def send_main(argv: Sequence[str] | None = None) -> int:
         setup = Setup(args, "sender")
         route = Route(args.pattern, setup.queue or "hello", args.queue_type, args.exchange, args.routing_key)
         if args.http:
-            from .http_producer import serve
+            from .http_front import serve
 
             http_retry = Retry(timeout=min(args.retry_timeout or 3, 3), backoff=Backoff(step=0.5, cap=1))
             publisher = Publisher(args.url, route, http_retry, setup.stop, setup.name, health=setup.health,

@@ -24,11 +24,11 @@ import pika
 import pika.exceptions as px
 from pika.adapters.utils import connection_workflow as workflow
 
-from .connection import Retry, blocked_timeout, connect, describe, watch_alarms
-from .errors import AuthError, Stopped, UndeliverableError
-from .health import Health
-from .shutdown import StopFlag
-from .topology import Route
+from ..connection import Retry, blocked_timeout, connect, describe, watch_alarms
+from ..errors import AuthError, Stopped, UndeliverableError
+from ..health import Health
+from ..shutdown import StopFlag
+from ..topology import Route
 
 LOGGER = logging.getLogger(__name__)
 

@@ -19,19 +19,19 @@ from dataclasses import dataclass
 import pika
 import pika.exceptions as px
 
-from . import control
-from .connection import RECONNECT, Retry, connect
+from .. import control
+from ..connection import RECONNECT, Retry, connect
+from ..errors import AuthError, Stopped
+from ..health import Health
+from ..loglines import LineBudget
+from ..message import Message, NotOurMessage, describe_body, printable
+from ..shutdown import StopFlag
+from ..topology import DEAD_EXCHANGE, Route, Subscription
 from .dedupe import RecentIds
 from .dispatch import Dispatcher
-from .errors import AuthError, Stopped
 from .handlers import Delivery, Handler
-from .health import Health
 from .latency import Latencies
-from .loglines import LineBudget
-from .message import Message, NotOurMessage, describe_body, printable
-from .shutdown import StopFlag
 from .sinks import JsonlSink
-from .topology import DEAD_EXCHANGE, Route, Subscription
 
 LOGGER = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from .errors import Stopped
-from .loglines import LineBudget
-from .message import Message, printable
-from .streaming import StreamPublisher
+from ..errors import Stopped
+from ..loglines import LineBudget
+from ..message import Message, printable
+from ..publish.engine import StreamPublisher
 
 LOGGER = logging.getLogger(__name__)
 

@@ -14,11 +14,11 @@ import time
 import pika
 import pika.exceptions as px
 
-from .connection import RECONNECT, Retry, blocked_timeout, connect, watch_alarms
-from .errors import AuthError, UndeliverableError
-from .health import Health
-from .shutdown import StopFlag
-from .topology import Route
+from ..connection import RECONNECT, Retry, blocked_timeout, connect, watch_alarms
+from ..errors import AuthError, UndeliverableError
+from ..health import Health
+from ..shutdown import StopFlag
+from ..topology import Route
 
 LOGGER = logging.getLogger(__name__)
 
