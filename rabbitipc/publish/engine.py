@@ -29,6 +29,7 @@ from ..errors import AuthError, Stopped, UndeliverableError
 from ..health import Health
 from ..shutdown import StopFlag
 from ..topology import Route
+from .pika_frames import CoalescingConnection
 
 LOGGER = logging.getLogger(__name__)
 
@@ -76,28 +77,6 @@ def _unwrap(error: BaseException) -> BaseException:
     if isinstance(error, (px.AMQPError, OSError)):
         return error
     return px.AMQPConnectionError(error)
-
-
-class CoalescingConnection(pika.SelectConnection):
-    """A SelectConnection that sends what was written between two turns of the loop in one go.
-
-    pika hands each frame to the socket on its own, three per message (method, header, body):
-    those send() calls were a third of the publisher's time. Here frames are held, and written
-    as one buffer by release(), which the publisher calls just before the loop waits.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._held: list[bytes] = []
-        super().__init__(*args, **kwargs)
-
-    def _adapter_emit_data(self, data: bytes) -> None:
-        self._held.append(data)
-
-    def release(self) -> None:
-        if self._held:
-            data = b"".join(self._held)
-            self._held.clear()
-            super()._adapter_emit_data(data)
 
 
 class StreamPublisher:
