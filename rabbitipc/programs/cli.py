@@ -17,6 +17,7 @@ from ..backoff import Backoff
 from ..connection import Retry, redact
 from ..consume.consumer import Consumer
 from ..consume.handlers import load_handler
+from ..consume.settings import ConsumerSettings
 from ..consume.sinks import JsonlSink
 from ..errors import EXIT_OK, EXIT_USAGE, FatalError
 from ..health import Health
@@ -114,13 +115,13 @@ def _consumer(args: argparse.Namespace, role: str) -> Consumer:
     setup = Setup(args, role)
     subscription = Subscription(args.pattern, setup.queue, args.queue_type, args.exchange, args.bind)
     forward = Route("work", args.forward_to, args.queue_type) if args.forward_to else None
-    return Consumer(
-        args.url, subscription, handler, prefetch=args.prefetch, max_size=args.max_size,
-        strict=args.strict, dedupe_window=args.dedupe_window, retry=setup.retry, stop=setup.stop,
-        connection_name=setup.name, health=setup.health, forward_to=forward,
-        sink=JsonlSink(args.jsonl) if args.jsonl else None, poison_pill=args.poison_pill, ca_file=args.ca_file,
-        count=args.count, log_rate=args.log_rate,
+    settings = ConsumerSettings(
+        prefetch=args.prefetch, max_size=args.max_size, strict=args.strict, dedupe_window=args.dedupe_window,
+        connection_name=setup.name, forward_to=forward, sink=JsonlSink(args.jsonl) if args.jsonl else None,
+        poison_pill=args.poison_pill, ca_file=args.ca_file, count=args.count, log_rate=args.log_rate,
     )
+    return Consumer(args.url, subscription, handler, settings, retry=setup.retry, stop=setup.stop,
+                    health=setup.health)
 
 
 def receive_main(argv: Sequence[str] | None = None) -> int:
