@@ -7,6 +7,8 @@ import logging
 import subprocess
 import sys
 
+from rabbitipc import defaults
+
 from .scenario import smoke
 
 
@@ -23,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     for p in (kube, pod):
         p.add_argument("--min-messages", type=int, default=5, help="received lines required (default 5)")
         p.add_argument("--timeout", type=float, default=300, help="seconds per wait (default 300)")
-        p.add_argument("--queue", default="hello")
+        p.add_argument("--queue", default=defaults.QUEUE)
         p.add_argument("--restart-broker", action="store_true",
                        help="also restart RabbitMQ and check nothing accepted is lost")
     args = parser.parse_args(argv)

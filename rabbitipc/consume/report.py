@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 
-from ..loglines import LineBudget
+from ..loglines import RECEIVED_LINE, RECEIVED_TEXT_LINE, LineBudget
 from ..message import describe_body, printable
 from .handlers import Delivery
 from .latency import Latencies
@@ -37,10 +37,10 @@ class Report:
             self.latency.add(latency)
         if self.lines.allow():  # a summary line, when one is due, counts the messages before this one
             if message is not None:
-                LOGGER.info("received seq=%d id=%s latency_ms=%.1f from=%s payload=%s", message.seq, message.id,
+                LOGGER.info(RECEIVED_LINE, message.seq, message.id,
                             latency, printable(message.host, 60), printable(message.payload, 60))
             else:
-                LOGGER.info("received text id=%s bytes=%d body=%s",
+                LOGGER.info(RECEIVED_TEXT_LINE,
                             delivery.id or "-", len(delivery.body), describe_body(delivery.body))
         self.handled += 1
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .. import defaults
 from ..topology import Route
 from .sinks import JsonlSink
 
@@ -12,10 +13,10 @@ from .sinks import JsonlSink
 class ConsumerSettings:
     """Everything a Consumer needs besides the broker URL, the subscription and the handler."""
 
-    prefetch: int = 250
-    max_size: int = 1024 * 1024  # bytes; a bigger body is dead-lettered unread
+    prefetch: int = defaults.PREFETCH
+    max_size: int = defaults.MAX_SIZE  # bytes; a bigger body is dead-lettered unread
     strict: bool = False  # dead-letter bodies that are not rabbitipc messages
-    dedupe_window: int = 10000  # ids remembered to skip redelivered duplicates
+    dedupe_window: int = defaults.DEDUPE_WINDOW  # ids remembered to skip redelivered duplicates
     connection_name: str = "rabbitipc-receiver"
     forward_to: Route | None = None  # a stage: where the handler's result goes
     sink: JsonlSink | None = None
@@ -24,7 +25,7 @@ class ConsumerSettings:
     finish_timeout: float = 25.0  # on stop, how long the message in hand may take
     ca_file: str | None = None
     count: int | None = None  # stop after this many handled
-    log_rate: float = 100  # "received" lines a second at most, then a summary per second
+    log_rate: float = defaults.LOG_RATE  # "received" lines a second at most, then a summary per second
 
     @property
     def ack_batch(self) -> int:

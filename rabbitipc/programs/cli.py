@@ -11,10 +11,10 @@ import logging
 import socket
 import sys
 from collections.abc import Callable, Sequence
-from urllib.parse import urlsplit
 
+from .. import defaults
 from ..backoff import Backoff
-from ..connection import Retry, redact
+from ..connection import Broker, Retry, has_password
 from ..consume.consumer import Consumer
 from ..consume.handlers import load_handler
 from ..consume.settings import ConsumerSettings
@@ -30,9 +30,9 @@ from .sender import Pacing, payloads, run_sender
 
 LOGGER = logging.getLogger(__name__)
 
-SEND_DESCRIPTION = """Publish messages to RabbitMQ with publisher confirms.
+SEND_DESCRIPTION = f"""Publish messages to RabbitMQ with publisher confirms.
 
-By default it sends forever to the durable queue 'hello', sleeping a random interval between
+By default it sends forever to the durable queue '{defaults.QUEUE}', sleeping a random interval between
 messages; each message is JSON (id, seq, sent_at, host, payload), persistent, and logged once
 the broker confirmed it. Up to --window messages stream ahead of their confirms; any not
 confirmed when a connection drops is published again (the receiver skips duplicates by id).
@@ -60,13 +60,15 @@ class Setup:
         config.setup_logging(args.log_level)
         self.stop = StopFlag()
         self.stop.install_signal_handlers()
-        self.retry = Retry(timeout=args.retry_timeout, backoff=Backoff(step=1.0, cap=args.max_retry_delay))
+        # Built once from the flags and environment; everything below connects through it.
+        self.broker = Broker(args.url, args.ca_file,
+                             Retry(timeout=args.retry_timeout, backoff=Backoff(step=1.0, cap=args.max_retry_delay)))
         self.name = f"rabbitipc-{role}@{socket.gethostname()}"
         self.health = Health(args.health_file)
         self.queue = args.queue
         target = f"queue {args.queue}" if args.pattern == "work" else f"{args.pattern} exchange"
-        LOGGER.info("%s starting: broker %s, %s", role, redact(args.url), target)
-        if "url" in args.from_flags and urlsplit(args.url).password:
+        LOGGER.info("%s starting: broker %s, %s", role, self.broker.redacted, target)
+        if "url" in args.from_flags and has_password(args.url):
             LOGGER.warning("the password in --url is visible to every user of this machine (ps); "
                            "prefer the AMQP_URL environment variable")
 
@@ -86,20 +88,20 @@ def send_main(argv: Sequence[str] | None = None) -> int:
 
     def body() -> None:
         setup = Setup(args, "sender")
-        route = Route(args.pattern, setup.queue or "hello", args.queue_type, args.exchange, args.routing_key)
+        route = Route(args.pattern, setup.queue or defaults.QUEUE, args.queue_type, args.exchange, args.routing_key)
         if args.http:
             from .http_front import serve
 
             http_retry = Retry(timeout=min(args.retry_timeout or 3, 3), backoff=Backoff(step=0.5, cap=1))
-            publisher = Publisher(args.url, route, http_retry, setup.stop, setup.name, health=setup.health,
-                                  ca_file=args.ca_file)
+            publisher = Publisher(setup.broker.url, route, http_retry, setup.stop, setup.name, health=setup.health,
+                                  ca_file=setup.broker.ca_file)
             try:
                 serve(publisher, args.http)
             finally:
                 publisher.close()
             return
-        publisher = StreamPublisher(args.url, route, setup.retry, setup.stop, setup.name, window=args.window,
-                                    health=setup.health, ca_file=args.ca_file)
+        publisher = StreamPublisher(setup.broker.url, route, setup.broker.retry, setup.stop, setup.name,
+                                    window=args.window, health=setup.health, ca_file=setup.broker.ca_file)
         pacing = Pacing(args.rate, args.min_interval, args.max_interval, args.seed)
         try:
             run_sender(publisher, payloads(args.message, args.size), pacing.intervals(), args.count,
@@ -118,9 +120,9 @@ def _consumer(args: argparse.Namespace, role: str) -> Consumer:
     settings = ConsumerSettings(
         prefetch=args.prefetch, max_size=args.max_size, strict=args.strict, dedupe_window=args.dedupe_window,
         connection_name=setup.name, forward_to=forward, sink=JsonlSink(args.jsonl) if args.jsonl else None,
-        poison_pill=args.poison_pill, ca_file=args.ca_file, count=args.count, log_rate=args.log_rate,
+        poison_pill=args.poison_pill, ca_file=setup.broker.ca_file, count=args.count, log_rate=args.log_rate,
     )
-    return Consumer(args.url, subscription, handler, settings, retry=setup.retry, stop=setup.stop,
+    return Consumer(setup.broker.url, subscription, handler, settings, retry=setup.broker.retry, stop=setup.stop,
                     health=setup.health)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pika
 
+from .. import defaults
 from ..connection import Retry
 from ..errors import Stopped
 from ..health import Health
@@ -33,7 +34,7 @@ class Publisher:
         retry: Retry | None = None,
         stop: StopFlag | None = None,
         connection_name: str = "rabbitipc-sender",
-        max_refusals: int = 5,
+        max_refusals: int = defaults.MAX_REFUSALS,
         health: Health | None = None,
         ca_file: str | None = None,
     ) -> None:

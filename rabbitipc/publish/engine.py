@@ -24,6 +24,7 @@ import pika
 import pika.exceptions as px
 from pika.adapters.utils import connection_workflow as workflow
 
+from .. import defaults
 from ..connection import Retry, blocked_timeout, connect, describe, watch_alarms
 from ..errors import AuthError, Stopped, UndeliverableError
 from ..health import Health
@@ -90,8 +91,8 @@ class StreamPublisher:
         stop: StopFlag | None = None,
         connection_name: str = "rabbitipc-sender",
         *,
-        window: int = 1000,
-        max_refusals: int = 5,
+        window: int = defaults.WINDOW,
+        max_refusals: int = defaults.MAX_REFUSALS,
         health: Health | None = None,
         ca_file: str | None = None,
         on_confirmed: Callable[[Any], None] | None = None,
