@@ -41,18 +41,9 @@ class Consumer:
     stage.py (forwarding a stage's result); report.py writes the log lines.
     """
 
-    def __init__(
-        self,
-        url: str,
-        subscription: Subscription,
-        handler: Handler | None = None,
-        settings: ConsumerSettings | None = None,
-        *,
-        retry: Retry | None = None,
-        stop: StopFlag | None = None,
-        health: Health | None = None,
-        **options,
-    ) -> None:
+    def __init__(self, url: str, subscription: Subscription, handler: Handler | None = None,
+                 settings: ConsumerSettings | None = None, *, retry: Retry | None = None,
+                 stop: StopFlag | None = None, health: Health | None = None, **options) -> None:
         """`options` override single fields of `settings` (ConsumerSettings), e.g. prefetch=50."""
         self.settings = dataclasses.replace(settings or ConsumerSettings(), **options)
         self.url = url

@@ -10,12 +10,12 @@ is fatal; a broker alarm is logged and waited out.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pika
 
-from .. import defaults
 from ..connection import Retry
 from ..errors import Stopped
-from ..health import Health
 from ..shutdown import StopFlag
 from ..topology import Route
 from .engine import StreamPublisher
@@ -27,21 +27,12 @@ STOP_GRACE = 10.0
 class Publisher:
     """A confirmed publisher to one route, one message at a time."""
 
-    def __init__(
-        self,
-        url: str,
-        route: Route,
-        retry: Retry | None = None,
-        stop: StopFlag | None = None,
-        connection_name: str = "rabbitipc-sender",
-        max_refusals: int = defaults.MAX_REFUSALS,
-        health: Health | None = None,
-        ca_file: str | None = None,
-    ) -> None:
+    def __init__(self, url: str, route: Route, retry: Retry | None = None, stop: StopFlag | None = None,
+                 connection_name: str = "rabbitipc-sender", **options: Any) -> None:
+        """`options`: the engine's max_refusals, health and ca_file (see StreamPublisher)."""
         self._engine = StreamPublisher(url, route, retry, stop, connection_name, window=1,
-                                       max_refusals=max_refusals, health=health, ca_file=ca_file,
                                        on_confirmed=lambda _item: self._settle(True),
-                                       on_unrouted=lambda _item: self._settle(False))
+                                       on_unrouted=lambda _item: self._settle(False), **options)
         self._routed: bool | None = None  # how the message in hand was settled
 
     @property
