@@ -1,4 +1,4 @@
-"""The programs' entry points: parse config, build library objects, run, exit.
+"""The programs' entry points: parse the options, build library objects, run, exit.
 
 `python sender/send.py`, `python receiver/receive.py`, `python stage/stage.py` and the console
 scripts `rabbitipc-send`, `rabbitipc-receive`, `rabbitipc-stage` all land here.
@@ -25,7 +25,7 @@ from ..publish.blocking import Publisher
 from ..publish.engine import StreamPublisher
 from ..shutdown import StopFlag
 from ..topology import Route, Subscription
-from . import options as config
+from . import options
 from .sender import Pacing, payloads, run_sender
 
 LOGGER = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class Setup:
     """What both programs build from the common options."""
 
     def __init__(self, args: argparse.Namespace, role: str) -> None:
-        config.setup_logging(args.log_level)
+        options.setup_logging(args.log_level)
         self.stop = StopFlag()
         self.stop.install_signal_handlers()
         # Built once from the flags and environment; everything below connects through it.
@@ -84,7 +84,7 @@ def _run(prog: str, body: Callable[[], None]) -> int:
 
 def send_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the sender."""
-    args = config.parse(SEND_DESCRIPTION, config.COMMON + config.SENDER, argv)
+    args = options.parse(SEND_DESCRIPTION, options.COMMON + options.SENDER, argv)
 
     def body() -> None:
         setup = Setup(args, "sender")
@@ -128,13 +128,13 @@ def _consumer(args: argparse.Namespace, role: str) -> Consumer:
 
 def receive_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the receiver."""
-    args = config.parse(RECEIVE_DESCRIPTION, config.COMMON + config.RECEIVER, argv)
+    args = options.parse(RECEIVE_DESCRIPTION, options.COMMON + options.RECEIVER, argv)
     return _run("receiver", lambda: _consumer(args, "receiver").run())
 
 
 def stage_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of a pipeline stage: a receiver that must have --handler and --forward-to."""
-    args = config.parse(STAGE_DESCRIPTION, config.COMMON + config.RECEIVER, argv)
+    args = options.parse(STAGE_DESCRIPTION, options.COMMON + options.RECEIVER, argv)
     missing = [flag for flag, value in (("--handler", args.handler), ("--forward-to", args.forward_to)) if not value]
     if missing:
         print(f"stage: error: {' and '.join(missing)} required (see --help)", file=sys.stderr)
