@@ -7,7 +7,7 @@ import pytest
 
 from rabbitipc import defaults
 from rabbitipc.connection import redact
-from rabbitipc.programs import options as config  # the programs' options
+from rabbitipc.programs import options as config
 from support import RECEIVER, ROOT, SENDER, program_env
 
 
