@@ -60,7 +60,7 @@ undeploy: ## remove the bundle from minikube
 
 .PHONY: smoke
 smoke: ## check a deployed bundle (current kubeconfig)
-	.venv/bin/python -m rabbitipc.smoke kubernetes
+	.venv/bin/python -m devtools.smoke kubernetes
 
 .PHONY: clean
 clean: ## remove the virtualenv, the local node and caches

@@ -68,6 +68,6 @@ rabbitipc is running in namespace $NAMESPACE. Watch the traffic:
   $logs
 Management UI (user and password: kubectl get secret -l app.kubernetes.io/part-of=rabbitipc -o yaml):
   ${ui:-kubectl port-forward service/rabbitipc-rabbitmq 15672, then http://localhost:15672/}
-Smoke test:  .venv/bin/python -m rabbitipc.smoke kubernetes --namespace $NAMESPACE
+Smoke test:  .venv/bin/python -m devtools.smoke kubernetes --namespace $NAMESPACE
 Remove:      ./deploy-local-minikube.sh --delete
 INFO

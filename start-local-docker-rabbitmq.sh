@@ -88,7 +88,7 @@ docker_broker() {
 
 local_broker() {
   if [ "$ACTION" != start ]; then
-    [ -d "$NODE_DIR" ] && python3 -m rabbitipc.localbroker stop --dir "$NODE_DIR"
+    [ -d "$NODE_DIR" ] && python3 -m devtools.localbroker stop --dir "$NODE_DIR"
     log "stopped the local node in $NODE_DIR"
     return
   fi
@@ -96,7 +96,7 @@ local_broker() {
   [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || apt_install rabbitmq-server
   credentials
   # Ports: 5672/15672 when free, else free ones the node keeps from then on.
-  (cd "$ROOT" && python3 -m rabbitipc.localbroker start --dir "$NODE_DIR" \
+  (cd "$ROOT" && python3 -m devtools.localbroker start --dir "$NODE_DIR" \
     --config "$NODE_DIR/definitions/rabbitmq.conf" \
     ${RABBITIPC_AMQP_PORT:+--amqp-port "$RABBITIPC_AMQP_PORT"} \
     ${RABBITIPC_UI_PORT:+--management-port "$RABBITIPC_UI_PORT"} >/dev/null)

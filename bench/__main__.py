@@ -39,7 +39,7 @@ import time
 import uuid
 from pathlib import Path
 
-from rabbitipc.localbroker import LocalBroker
+from devtools.localbroker import LocalBroker
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_DIR = ROOT / "bench" / "node"

@@ -21,7 +21,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from rabbitipc.localbroker import LocalBroker
+from devtools.localbroker import LocalBroker
 
 from .__main__ import ROOT, reap
 

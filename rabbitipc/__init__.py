@@ -1,6 +1,6 @@
 """rabbitipc: Python processes talking through RabbitMQ, without losing a message.
 
-The public API (imported lazily, so `python3 -m rabbitipc.localbroker` needs no pika):
+The public API (imported lazily, so `python3 -m rabbitipc.definitions` needs no pika):
 MessageQueue, RabbitHandler, Publisher, StreamPublisher, Consumer, Route, Subscription, QueueSpec, Message,
 Delivery, Retry, Backoff, StopFlag.
 """
@@ -12,12 +12,12 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Publisher": "publisher",
-    "StreamPublisher": "streaming",
-    "Consumer": "consumer",
+    "Publisher": "publish.blocking",
+    "StreamPublisher": "publish.engine",
+    "Consumer": "consume.consumer",
     "QueueSpec": "topology",
     "Message": "message",
-    "Delivery": "handlers",
+    "Delivery": "consume.handlers",
     "Retry": "connection",
     "Backoff": "backoff",
     "StopFlag": "shutdown",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from . import defaults
+
 
 class Backoff:
     """Delays for successive reconnect attempts; reset() after a successful connection.
@@ -9,7 +11,7 @@ class Backoff:
     With cap=0 every delay is zero, which tests use to reconnect without waiting.
     """
 
-    def __init__(self, step: float = 1.0, cap: float = 30.0) -> None:
+    def __init__(self, step: float = 1.0, cap: float = defaults.MAX_RETRY_DELAY) -> None:
         self.step = step
         self.cap = cap
         self.failures = 0

@@ -8,6 +8,7 @@ credentials, a vhost we may not use. The retry budget is a time limit per outage
 from __future__ import annotations
 
 import logging
+import os
 import ssl
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 import pika
 import pika.exceptions as px
 
+from . import defaults
 from .backoff import Backoff
 from .errors import AuthError, Stopped, TlsError, UnreachableError
 from .health import Health
@@ -33,6 +35,26 @@ AUTH_ERRORS = (px.ProbableAuthenticationError, px.AuthenticationError, px.Probab
 RECONNECT = TRANSIENT + (px.ChannelWrongStateError,)
 #: Seconds a broker alarm may block publishing before pika gives up the connection.
 BLOCKED_TIMEOUT = 30.0
+
+
+# -- the broker URL: read, checked and shown here, nowhere else ------------------------------
+def check_url(text: str) -> str:
+    """The URL if it is one pika can use (amqp:// or amqps://, a host, a valid port), else ValueError."""
+    parts = urlsplit(text)
+    if parts.scheme not in ("amqp", "amqps"):
+        raise ValueError("must start with amqp:// or amqps://")
+    if not parts.hostname:
+        raise ValueError("has no host")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+        pika.URLParameters(text)
+    except ValueError as exc:
+        raise ValueError(str(exc).split("\n")[0]) from None
+    return text
+
+
+def has_password(url: str) -> bool:
+    return bool(urlsplit(url).password)
 
 
 def blocked_timeout(url: str) -> float:
@@ -85,7 +107,7 @@ def parameters(url: str, connection_name: str, ca_file: str | None = None) -> pi
 class Retry:
     """How long to keep trying during one outage, and the delays between tries."""
 
-    timeout: float = 300.0  # seconds; 0 means forever
+    timeout: float = defaults.RETRY_TIMEOUT  # seconds; 0 means forever
     backoff: Backoff = field(default_factory=Backoff)
 
     def next_delay(self, outage_started: float) -> float | None:
@@ -94,6 +116,26 @@ class Retry:
         if self.timeout > 0 and time.monotonic() + delay > outage_started + self.timeout:
             return None
         return delay
+
+
+@dataclass(frozen=True)
+class Broker:
+    """Where the broker is and how to reach it, built once: by the programs from their flags and
+    environment, by the library from AMQP_URL. An explicit URL beats AMQP_URL, which beats
+    the localhost default."""
+
+    url: str = defaults.URL
+    ca_file: str | None = None  # for amqps:// with a private CA; else the system's trusted CAs
+    retry: Retry = field(default_factory=Retry)
+
+    @classmethod
+    def from_env(cls, url: str | None = None, ca_file: str | None = None, retry: Retry | None = None) -> Broker:
+        return cls(url or os.environ.get("AMQP_URL") or defaults.URL, ca_file, retry or Retry())
+
+    @property
+    def redacted(self) -> str:
+        """The URL without its password, safe to log."""
+        return redact(self.url)
 
 
 def describe(exc: BaseException) -> str:

@@ -17,8 +17,7 @@ import sys
 import pika
 import pika.exceptions as px
 
-from .config import DEFAULT_URL, amqp_url
-from .connection import AUTH_ERRORS, TRANSIENT, describe, parameters, redact
+from .connection import AUTH_ERRORS, TRANSIENT, Broker, check_url, describe, parameters, redact
 from .errors import EXIT_AUTH, EXIT_UNREACHABLE
 from .topology import CONTROL_EXCHANGE
 
@@ -69,11 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=COMMANDS)
     parser.add_argument("--queue", required=True,
                         help="the group to address: the receivers' queue (or exchange, for exclusive queues)")
-    parser.add_argument("--url", type=amqp_url, default=None, help="broker URL (env AMQP_URL)")
+    parser.add_argument("--url", type=check_url, default=None, help="broker URL (env AMQP_URL)")
     parser.add_argument("--ca-file", default=os.environ.get("RABBITIPC_CA_FILE"),
                         help="CA to verify the broker with amqps:// (env RABBITIPC_CA_FILE)")
     args = parser.parse_args(argv)
-    url = args.url or os.environ.get("AMQP_URL") or DEFAULT_URL
+    url = Broker.from_env(args.url).url
     try:
         delivered = send(url, args.queue, args.command, args.ca_file)
     except AUTH_ERRORS as exc:

@@ -24,6 +24,7 @@ import re
 import sys
 from pathlib import Path
 
+from . import defaults
 from .names import CONTROL_EXCHANGE, DEAD_EXCHANGE, DEAD_SUFFIX
 
 ROLES = ("sender", "receiver", "admin")
@@ -51,7 +52,7 @@ def permissions(role: str, queue: str) -> dict[str, str]:
     return {"configure": ".*", "write": ".*", "read": ".*"}
 
 
-def definitions(users: dict[str, tuple[str, str]], queue: str = "hello", vhost: str = "/") -> dict:
+def definitions(users: dict[str, tuple[str, str]], queue: str = defaults.QUEUE, vhost: str = "/") -> dict:
     """Definitions for users {role: (name, password)}."""
     return {
         "vhosts": [{"name": vhost}],
@@ -67,7 +68,7 @@ def definitions(users: dict[str, tuple[str, str]], queue: str = "hello", vhost: 
     }
 
 
-def write(directory: str | os.PathLike, users: dict[str, tuple[str, str]], queue: str = "hello",
+def write(directory: str | os.PathLike, users: dict[str, tuple[str, str]], queue: str = defaults.QUEUE,
           seen_as: str | None = None) -> Path:
     """Write definitions.json and a rabbitmq.conf that loads it; return the conf's path.
 
@@ -88,7 +89,7 @@ def write(directory: str | os.PathLike, users: dict[str, tuple[str, str]], queue
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rabbitipc.definitions", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="directory for definitions.json and rabbitmq.conf")
-    parser.add_argument("--queue", default=os.environ.get("RABBITIPC_QUEUE", "hello"))
+    parser.add_argument("--queue", default=os.environ.get("RABBITIPC_QUEUE", defaults.QUEUE))
     parser.add_argument("--seen-as", help="the --out directory's path inside the broker's container")
     args = parser.parse_args(argv)
     users = {}

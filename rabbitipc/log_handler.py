@@ -1,6 +1,6 @@
 """A logging.Handler that ships log records through RabbitMQ without blocking the application.
 
-    handler = RabbitHandler("amqp://...", queue="logs")
+    handler = RabbitHandler(queue="logs")     # the broker of AMQP_URL (or pass url=...)
     logging.getLogger().addHandler(handler)
 
 emit() only puts the formatted record into a bounded buffer; a background thread publishes
@@ -13,7 +13,6 @@ receiver shows it and `--jsonl` stores it.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import socket
 import sys
@@ -21,11 +20,10 @@ import threading
 from queue import Empty, Full, Queue
 
 from .backoff import Backoff
-from .config import DEFAULT_URL
-from .connection import Retry
+from .connection import Broker, Retry
 from .errors import FatalError, Stopped
-from .message import Message
-from .publisher import Publisher
+from .message import Stamper
+from .publish.blocking import Publisher
 from .shutdown import StopFlag
 from .topology import Route
 
@@ -37,7 +35,7 @@ class RabbitHandler(logging.Handler):
 
     def __init__(
         self,
-        url: str = DEFAULT_URL,
+        url: str | None = None,
         queue: str = "logs",
         *,
         route: Route | None = None,
@@ -56,9 +54,11 @@ class RabbitHandler(logging.Handler):
         self._stop = StopFlag()
         self._closed = False
         self._host = socket.gethostname()
-        self._seq = itertools.count(1)
-        self._publisher = Publisher(url, self.route, Retry(timeout=0, backoff=Backoff(cap=5)), self._stop,
-                                    connection_name=f"rabbitipc-log-handler@{self._host}", ca_file=ca_file)
+        self._stamp = Stamper(self._host)
+        # url, else AMQP_URL, else localhost; retried forever: the application must not stop for its logs.
+        broker = Broker.from_env(url, ca_file, Retry(timeout=0, backoff=Backoff(cap=5)))
+        self._publisher = Publisher(broker.url, self.route, broker.retry, self._stop,
+                                    connection_name=f"rabbitipc-log-handler@{self._host}", ca_file=broker.ca_file)
         self._thread = threading.Thread(target=self._run, name="rabbitipc-log-handler", daemon=True)
         self._thread.start()
 
@@ -83,7 +83,7 @@ class RabbitHandler(logging.Handler):
                 continue
             if item is _CLOSE:
                 return
-            message = Message.new(next(self._seq), self._host, item)
+            message = self._stamp(item)
             try:
                 self._publisher.publish(message.body(), message.properties())
             except Stopped:

@@ -9,8 +9,23 @@ get their own line; the rest are counted and reported in one summary line at the
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
+
+# -- the per-message lines, and the patterns that read them back (tests, smoke scenario, benchmark) --
+#: The sender's line per confirmed message.
+SENT_LINE = "sent seq=%d id=%s bytes=%d payload=%s"
+#: The HTTP front's line per accepted request.
+SENT_VIA_HTTP_LINE = "sent seq=%d id=%s bytes=%d via HTTP"
+#: The receiver's line per handled rabbitipc message, and per handled foreign (non-rabbitipc) body.
+RECEIVED_LINE = "received seq=%d id=%s latency_ms=%.1f from=%s payload=%s"
+RECEIVED_TEXT_LINE = "received text id=%s bytes=%d body=%s"
+#: (seq, id) of each sent / received line.
+SENT = re.compile(r"\bsent seq=(\d+) id=(\S+)")
+RECEIVED = re.compile(r"\breceived seq=(\d+) id=(\S+)")
+#: A line no healthy run writes.
+PROBLEM = re.compile(r" (ERROR|CRITICAL) |Traceback \(most recent call last\)")
 
 
 class LineBudget:

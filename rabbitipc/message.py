@@ -11,6 +11,7 @@ import itertools
 import json
 import math
 import os
+import socket
 import time
 from dataclasses import dataclass
 
@@ -122,3 +123,14 @@ def printable(text: str, limit: int = 120) -> str:
 def describe_body(body: bytes, limit: int = 120) -> str:
     """A one-line, escaped, truncated rendering of any body, text or binary."""
     return printable(body.decode("utf-8", errors="replace"), limit)
+
+
+class Stamper:
+    """Makes one process's messages: numbered from 1 in the order made, stamped with the host name."""
+
+    def __init__(self, host: str | None = None) -> None:
+        self.host = host or socket.gethostname()
+        self._seq = itertools.count(1)
+
+    def __call__(self, payload: str) -> Message:
+        return Message.new(next(self._seq), self.host, payload)

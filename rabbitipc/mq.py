@@ -12,18 +12,16 @@ handler, both reconnect after a broker restart; stop() may be called from any th
 
 from __future__ import annotations
 
-import itertools
 import json
-import os
 import socket
 from typing import Any
 
-from .config import DEFAULT_URL
-from .connection import Retry
-from .consumer import Consumer
-from .handlers import Handler
-from .message import Message
-from .publisher import Publisher
+from . import defaults
+from .connection import Broker, Retry
+from .consume.consumer import Consumer
+from .consume.handlers import Handler
+from .message import Stamper
+from .publish.blocking import Publisher
 from .shutdown import StopFlag
 from .topology import Route, Subscription
 
@@ -33,29 +31,28 @@ class MessageQueue:
 
     def __init__(
         self,
-        name: str | None = "hello",
+        name: str | None = defaults.QUEUE,
         url: str | None = None,
         *,
         pattern: str = "work",
         exchange: str | None = None,
-        routing_key: str = "hello",
+        routing_key: str = defaults.QUEUE,
         bindings: tuple[str, ...] = (),
         queue_type: str = "classic",
-        prefetch: int = 250,
+        prefetch: int = defaults.PREFETCH,
         retry: Retry | None = None,
         ca_file: str | None = None,
     ) -> None:
-        self.url = url or os.environ.get("AMQP_URL") or DEFAULT_URL
-        self.route = Route(pattern, name or "hello", queue_type, exchange, routing_key)
+        self.broker = Broker.from_env(url, ca_file, retry)  # url, else AMQP_URL, else localhost
+        self.url = self.broker.url
+        self.route = Route(pattern, name or defaults.QUEUE, queue_type, exchange, routing_key)
         self.subscription = Subscription(pattern, name, queue_type, exchange, bindings)
         self.prefetch = prefetch
-        self.retry = retry or Retry()
-        self.ca_file = ca_file  # for amqps:// with a private CA
         self._stop = StopFlag()
         self._handler: Handler | None = None
         self._publisher: Publisher | None = None
-        self._seq = itertools.count(1)
         self._host = socket.gethostname()
+        self._stamp = Stamper(self._host)
 
     def publish(self, payload: Any) -> str:
         """Send one message (text, or anything JSON can encode); return its id once confirmed.
@@ -66,10 +63,11 @@ class MessageQueue:
         from .errors import UndeliverableError
 
         if self._publisher is None:
-            self._publisher = Publisher(self.url, self.route, self.retry, StopFlag(),
-                                        connection_name=f"rabbitipc-mq-publisher@{self._host}", ca_file=self.ca_file)
+            self._publisher = Publisher(self.url, self.route, self.broker.retry, StopFlag(),
+                                        connection_name=f"rabbitipc-mq-publisher@{self._host}",
+                                        ca_file=self.broker.ca_file)
         text = payload if isinstance(payload, str) else json.dumps(payload)
-        message = Message.new(next(self._seq), self._host, text)
+        message = self._stamp(text)
         if not self._publisher.publish(message.body(), message.properties()):
             raise UndeliverableError(f"no queue is bound to {self.route.describe}")
         return message.id
@@ -81,7 +79,7 @@ class MessageQueue:
     def start(self) -> int:
         """Consume until stop() (from any thread); return how many messages were handled."""
         consumer = Consumer(self.url, self.subscription, self._handler, prefetch=self.prefetch,
-                            retry=self.retry, stop=self._stop, ca_file=self.ca_file,
+                            retry=self.broker.retry, stop=self._stop, ca_file=self.broker.ca_file,
                             connection_name=f"rabbitipc-mq-consumer@{self._host}")
         return consumer.run()
 

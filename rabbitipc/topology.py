@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import pika.exceptions as px
 
+from . import defaults
 from .errors import AuthError, TopologyError
 from .names import CONTROL_EXCHANGE, DEAD_EXCHANGE, DEAD_SUFFIX  # noqa: F401 - re-exported
 
@@ -23,7 +24,7 @@ QUEUE_TYPES = ("classic", "quorum")
 class QueueSpec:
     """A durable queue of a given type with a dead-letter queue beside it."""
 
-    name: str = "hello"
+    name: str = defaults.QUEUE
     queue_type: str = "classic"
 
     @property
@@ -85,7 +86,7 @@ class Route:
     """
 
     pattern: str = "work"
-    queue: str = "hello"
+    queue: str = defaults.QUEUE
     queue_type: str = "classic"
     exchange: str | None = None
     routing_key: str = ""
@@ -122,7 +123,7 @@ class Subscription:
     """
 
     pattern: str = "work"
-    queue: str | None = "hello"
+    queue: str | None = defaults.QUEUE
     queue_type: str = "classic"
     exchange: str | None = None
     bindings: tuple[str, ...] = ()
@@ -142,7 +143,7 @@ class Subscription:
             return ("",)
         if self.bindings:
             return self.bindings
-        return ("#",) if self.pattern == "topic" else ("hello",)
+        return ("#",) if self.pattern == "topic" else (defaults.QUEUE,)
 
     def declare(self, channel) -> tuple[str, str]:
         """Declare queue, exchange and bindings; return (queue to consume, dead-letter queue)."""

@@ -4,10 +4,10 @@ import sys
 from pathlib import Path
 
 try:
-    from rabbitipc.cli import send_main
+    from rabbitipc.programs.cli import send_main
 except ImportError:  # run from a checkout without installing: use the package beside us
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from rabbitipc.cli import send_main
+    from rabbitipc.programs.cli import send_main
 
 if __name__ == "__main__":
     sys.exit(send_main())

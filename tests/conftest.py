@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from rabbitipc.localbroker import LocalBroker, available
+from devtools.localbroker import LocalBroker, available
 from support import RECEIVER, SENDER, STAGE, Program, program_env
 
 

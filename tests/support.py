@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pika
 
+from rabbitipc.loglines import RECEIVED, SENT  # noqa: F401 - the tests import them from here
+
 ROOT = Path(__file__).resolve().parent.parent
 SENDER = ROOT / "sender" / "send.py"
 RECEIVER = ROOT / "receiver" / "receive.py"
@@ -21,8 +23,6 @@ STAGE = ROOT / "stage" / "stage.py"
 #: Rows (fault, accepted, handled, lost, duplicated, extra) of the fault matrix, printed at the end.
 FAULT_MATRIX: list[tuple[str, int, int, int, int, int]] = []
 
-SENT = re.compile(r"\bsent seq=(\d+) id=(\S+)")
-RECEIVED = re.compile(r"\breceived seq=(\d+) id=(\S+)")
 
 
 def wait_until(condition: Callable[[], object], timeout: float = 30, what: str = "condition",

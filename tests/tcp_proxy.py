@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 
-from rabbitipc.localbroker import free_port
+from devtools.localbroker import free_port
 
 
 class TcpProxy:

@@ -7,8 +7,8 @@ import urllib.request
 
 import pytest
 
+from devtools.localbroker import LocalBroker
 from rabbitipc import definitions
-from rabbitipc.localbroker import LocalBroker
 from support import RECEIVED, SENT
 
 QUEUE = "hello"

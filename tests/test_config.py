@@ -5,8 +5,9 @@ import sys
 
 import pytest
 
-from rabbitipc import config
+from rabbitipc import defaults
 from rabbitipc.connection import redact
+from rabbitipc.programs import options as config
 from support import RECEIVER, ROOT, SENDER, program_env
 
 
@@ -53,7 +54,7 @@ def test_flag_beats_environment_beats_default():
     """A flag overrides its environment variable, which overrides the built-in default."""
     options = config.COMMON + config.SENDER
     args = config.parse("d", options, [], {})
-    assert (args.queue, args.rate, args.url) == ("hello", None, config.DEFAULT_URL)
+    assert (args.queue, args.rate, args.url) == ("hello", None, defaults.URL)
     args = config.parse("d", options, [], {"RABBITIPC_QUEUE": "from-env", "RABBITIPC_RATE": "5"})
     assert (args.queue, args.rate) == ("from-env", 5.0)
     args = config.parse("d", options, ["--queue", "from-flag"], {"RABBITIPC_QUEUE": "from-env"})

@@ -2,7 +2,7 @@
 
 import pika
 
-from rabbitipc.localbroker import free_port
+from devtools.localbroker import free_port
 
 
 def _error_lines(program):

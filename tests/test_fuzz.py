@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rabbitipc import config
+from rabbitipc.programs import options as config
 from support import get_all, queue_depth, wait_until
 
 header_values = st.one_of(st.text(max_size=40), st.integers(-(2**31), 2**31 - 1), st.booleans(), st.none(),

@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from rabbitipc.localbroker import free_port
+from devtools.localbroker import free_port
 from support import wait_until
 
 

@@ -4,7 +4,7 @@ import json
 import urllib.error
 import urllib.request
 
-from rabbitipc.localbroker import free_port
+from devtools.localbroker import free_port
 from support import RECEIVED, wait_until
 
 

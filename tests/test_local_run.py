@@ -3,7 +3,7 @@
 import os
 import signal
 
-from rabbitipc.localbroker import LocalBroker
+from devtools.localbroker import LocalBroker
 from support import ROOT, Program, wait_until
 
 

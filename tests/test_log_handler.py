@@ -4,7 +4,7 @@ import json
 import logging
 import time
 
-from rabbitipc.localbroker import free_port
+from devtools.localbroker import free_port
 from rabbitipc.log_handler import RabbitHandler
 from support import get_all, queue_depth, wait_until
 
@@ -61,3 +61,13 @@ def test_records_buffered_during_an_outage_are_sent_when_the_broker_returns(brok
     handler.close()
     assert handler.dropped == 0
     assert queue_depth(broker.url, queue) == 6
+
+
+def test_broker_url_comes_from_amqp_url_when_not_given(broker, queue, monkeypatch):
+    """RabbitHandler(queue=...) without a URL ships to the broker of AMQP_URL, as MessageQueue does."""
+    monkeypatch.setenv("AMQP_URL", broker.url)
+    handler = RabbitHandler(queue=queue)
+    make_logger(handler, "env").info("from the environment")
+    handler.close()
+    assert handler.sent == 1
+    assert [json.loads(body)["payload"] for _, body in get_all(broker.url, queue)] == ["from the environment"]

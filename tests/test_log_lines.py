@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from rabbitipc.latency import Latencies
+from rabbitipc.consume.latency import Latencies
 from rabbitipc.loglines import LineBudget
 from support import RECEIVED, SENT
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rabbitipc.dedupe import RecentIds
+from rabbitipc.consume.dedupe import RecentIds
 from rabbitipc.message import Message, NotOurMessage, describe_body, printable
 
 

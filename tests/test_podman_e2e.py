@@ -10,8 +10,8 @@ import subprocess
 import pytest
 import yaml
 
-from rabbitipc.smoke.podman import PodmanBundle, PodmanDriver, podman
-from rabbitipc.smoke.scenario import RECEIVED, SENT, ids, smoke
+from devtools.smoke.podman import PodmanBundle, PodmanDriver, podman
+from devtools.smoke.scenario import RECEIVED, SENT, ids, smoke
 from support import ROOT, wait_until
 
 pytestmark = [

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from rabbitipc.localbroker import LocalBroker, free_port
+from devtools.localbroker import LocalBroker, free_port
 from support import RECEIVED, SENT
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is needed to make a test CA")

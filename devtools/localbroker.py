@@ -6,8 +6,8 @@ and every port is chosen free unless given, so it never collides with a broker t
 already runs. The node runs as the current user via /usr/lib/rabbitmq/bin (the /usr/sbin
 wrappers switch to the rabbitmq user, who cannot write to our directory).
 
-    python3 -m rabbitipc.localbroker start --dir .rabbitmq   # prints the AMQP URL
-    python3 -m rabbitipc.localbroker stop --dir .rabbitmq
+    python3 -m devtools.localbroker start --dir .rabbitmq   # prints the AMQP URL
+    python3 -m devtools.localbroker stop --dir .rabbitmq
 """
 
 from __future__ import annotations
@@ -260,7 +260,7 @@ class LocalBroker:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python3 -m rabbitipc.localbroker",
+        prog="python3 -m devtools.localbroker",
         description="Run a private RabbitMQ node from the system's rabbitmq-server.",
     )
     parser.add_argument("action", choices=["start", "stop", "status", "url"])

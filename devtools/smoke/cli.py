@@ -1,4 +1,4 @@
-"""`rabbitipc-smoke` / `python -m rabbitipc.smoke`: run the smoke scenario, print a report, exit 0 or 1."""
+"""`python -m devtools.smoke`: run the smoke scenario, print a report, exit 0 or 1."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import logging
 import subprocess
 import sys
 
+from rabbitipc import defaults
+
 from .scenario import smoke
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rabbitipc-smoke", description=__doc__.split(":")[0])
+    parser = argparse.ArgumentParser(prog="python -m devtools.smoke", description=__doc__.split(":")[0])
     sub = parser.add_subparsers(dest="target", required=True)
     kube = sub.add_parser("kubernetes", help="the Deployment in the cluster of the current kubeconfig")
     kube.add_argument("--namespace", default="default")
@@ -23,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     for p in (kube, pod):
         p.add_argument("--min-messages", type=int, default=5, help="received lines required (default 5)")
         p.add_argument("--timeout", type=float, default=300, help="seconds per wait (default 300)")
-        p.add_argument("--queue", default="hello")
+        p.add_argument("--queue", default=defaults.QUEUE)
         p.add_argument("--restart-broker", action="store_true",
                        help="also restart RabbitMQ and check nothing accepted is lost")
     args = parser.parse_args(argv)

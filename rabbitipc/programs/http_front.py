@@ -9,16 +9,15 @@ shared under a lock, heartbeats serviced between requests.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
-import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from .errors import FatalError, Stopped
-from .message import Message
-from .publisher import Publisher
+from ..errors import FatalError, Stopped
+from ..loglines import SENT_VIA_HTTP_LINE
+from ..message import Stamper
+from ..publish.blocking import Publisher
 
 LOGGER = logging.getLogger(__name__)
 
@@ -33,13 +32,12 @@ class MessageServer(ThreadingHTTPServer):
         self.publisher = publisher
         self.max_size = max_size
         self.lock = threading.Lock()
-        self.seq = itertools.count(1)
-        self.host = socket.gethostname()
+        self.stamp = Stamper()
 
     def publish(self, payload: str) -> tuple[int, dict]:
         """Publish one payload; return (HTTP status, JSON answer)."""
         with self.lock:
-            message = Message.new(next(self.seq), self.host, payload)
+            message = self.stamp(payload)
             try:
                 routed = self.publisher.publish(message.body(), message.properties())
             except (FatalError, Stopped) as exc:
@@ -47,7 +45,7 @@ class MessageServer(ThreadingHTTPServer):
                 return 503, {"error": f"the broker cannot take messages now: {exc or 'stopping'}; retry later"}
         if not routed:
             return 503, {"error": f"no queue is bound to {self.publisher.route.describe}; retry later"}
-        LOGGER.info("sent seq=%d id=%s bytes=%d via HTTP", message.seq, message.id, len(payload))
+        LOGGER.info(SENT_VIA_HTTP_LINE, message.seq, message.id, len(payload))
         return 202, {"id": message.id, "seq": message.seq}
 
 

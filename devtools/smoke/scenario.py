@@ -8,11 +8,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from rabbitipc import defaults
+from rabbitipc.loglines import PROBLEM, RECEIVED, SENT
+
 LOGGER = logging.getLogger(__name__)
 
-SENT = re.compile(r"\bsent seq=(\d+) id=(\S+)")
-RECEIVED = re.compile(r"\breceived seq=(\d+) id=(\S+)")
-PROBLEM = re.compile(r" (ERROR|CRITICAL) |Traceback \(most recent call last\)")
 
 
 class Driver(Protocol):
@@ -73,7 +73,7 @@ def smoke(
     driver: Driver,
     min_messages: int = 5,
     timeout: float = 300,
-    queue: str = "hello",
+    queue: str = defaults.QUEUE,
     max_backlog: int = 100,
     restart_broker: bool = False,
 ) -> Report:

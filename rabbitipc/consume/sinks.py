@@ -12,7 +12,7 @@ import logging
 import os
 import time
 
-from .errors import EXIT_USAGE, FatalError
+from ..errors import EXIT_USAGE, FatalError
 from .handlers import Delivery
 
 LOGGER = logging.getLogger(__name__)

@@ -11,10 +11,10 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from .errors import Stopped
-from .loglines import LineBudget
-from .message import Message, printable
-from .streaming import StreamPublisher
+from ..errors import Stopped
+from ..loglines import SENT_LINE, LineBudget
+from ..message import Message, Stamper, printable
+from ..publish.engine import StreamPublisher
 
 LOGGER = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class _Tally:
         self.sent += 1
         self.last = message
         if self.lines.allow():
-            LOGGER.info("sent seq=%d id=%s bytes=%d payload=%s", message.seq, message.id, len(message.payload),
+            LOGGER.info(SENT_LINE, message.seq, message.id, len(message.payload),
                         printable(message.payload, 60))
 
     def unrouted(self, message: Message) -> None:
@@ -107,7 +107,8 @@ def run_sender(
     handed = 0
     due = time.monotonic()
     try:
-        for seq, text in enumerate(texts, start=1):
+        stamp = Stamper(host)
+        for text in texts:
             if count is not None and handed >= count:
                 break
             if handed:
@@ -117,7 +118,7 @@ def run_sender(
                     publisher.idle(due - time.monotonic())
             if stop.is_set():
                 break
-            message = Message.new(seq, host, text)
+            message = stamp(text)
             publisher.publish(message.body(), message.properties(persistent), message)
             handed += 1
         publisher.flush(grace=stop_timeout)

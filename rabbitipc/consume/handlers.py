@@ -1,7 +1,9 @@
 """What the receiver does with each message, and loading a user's handler by name.
 
 A handler is any callable taking a Delivery. It returns when the message is handled; an
-exception means "cannot be handled" and sends the message to the dead-letter queue.
+exception means "cannot be handled" and sends the message to the dead-letter queue. What it
+returns is the result: a pipeline stage forwards it to the next queue (text as is, anything
+else as JSON; None forwards nothing); a plain receiver ignores it.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from dataclasses import dataclass
 
 import pika
 
-from .errors import EXIT_USAGE, FatalError
-from .message import Message
+from ..errors import EXIT_USAGE, FatalError
+from ..message import Message
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +34,8 @@ class Delivery:
         return self.message.id if self.message else self.properties.message_id
 
 
-Handler = Callable[[Delivery], None]
+#: Takes a Delivery; may return a value, which a stage forwards.
+Handler = Callable[[Delivery], object]
 
 
 def load_handler(spec: str) -> Handler:

@@ -15,32 +15,16 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
-import pika
+from .. import defaults
+from ..connection import check_url
+from ..errors import EXIT_USAGE, exit_codes_help
+from ..topology import PATTERNS, QUEUE_TYPES
 
-from .errors import EXIT_USAGE, exit_codes_help
-from .topology import PATTERNS, QUEUE_TYPES
-
-DEFAULT_URL = "amqp://guest:guest@localhost:5672/%2F"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 # -- validators: each takes the raw text and returns the value or raises ValueError ----------
-def amqp_url(text: str) -> str:
-    parts = urlsplit(text)
-    if parts.scheme not in ("amqp", "amqps"):
-        raise ValueError("must start with amqp:// or amqps://")
-    if not parts.hostname:
-        raise ValueError("has no host")
-    try:
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-        pika.URLParameters(text)
-    except ValueError as exc:
-        raise ValueError(str(exc).split("\n")[0]) from None
-    return text
-
-
 def queue_name(text: str) -> str:
     if not text or len(text.encode()) > 250:
         raise ValueError("must be 1 to 250 bytes")
@@ -131,14 +115,14 @@ class Option:
 
 
 COMMON = [
-    Option("--url", "AMQP_URL", DEFAULT_URL, amqp_url,
+    Option("--url", "AMQP_URL", defaults.URL, check_url,
            "broker URL, amqp:// or amqps:// (the password is never logged)", "URL"),
     Option("--pattern", "RABBITIPC_PATTERN", "work", choice(PATTERNS),
            "work (one queue, receivers share it), broadcast (fanout), direct or topic (routing keys)",
            "PATTERN"),
     Option("--queue", "RABBITIPC_QUEUE", None, queue_name,
            "durable queue; in the exchange patterns a receiver without one gets an exclusive queue",
-           "NAME", shown_default="hello in the work pattern"),
+           "NAME", shown_default=f"{defaults.QUEUE} in the work pattern"),
     Option("--exchange", "RABBITIPC_EXCHANGE", None, text,
            "exchange of the broadcast/direct/topic patterns", "NAME", shown_default="rabbitipc.PATTERN"),
     Option("--queue-type", "RABBITIPC_QUEUE_TYPE", "classic", choice(QUEUE_TYPES),
@@ -146,16 +130,16 @@ COMMON = [
     Option("--ca-file", "RABBITIPC_CA_FILE", None, readable_file,
            "CA certificate(s) to verify the broker with amqps:// (PEM)", "PATH",
            shown_default="the system's trusted CAs"),
-    Option("--retry-timeout", "RABBITIPC_RETRY_TIMEOUT", 300.0, non_negative_float,
+    Option("--retry-timeout", "RABBITIPC_RETRY_TIMEOUT", defaults.RETRY_TIMEOUT, non_negative_float,
            "seconds to keep retrying an unreachable broker before exiting 4 (0: forever)", "S"),
-    Option("--max-retry-delay", "RABBITIPC_MAX_RETRY_DELAY", 30.0, non_negative_float,
+    Option("--max-retry-delay", "RABBITIPC_MAX_RETRY_DELAY", defaults.MAX_RETRY_DELAY, non_negative_float,
            "cap of the reconnect delay, which grows 1 s per failed try", "S"),
     Option("--log-level", "RABBITIPC_LOG_LEVEL", "INFO", choice(LOG_LEVELS, upper=True),
            "DEBUG, INFO, WARNING or ERROR", "LEVEL"),
     Option("--health-file", "RABBITIPC_HEALTH_FILE", None, text,
            "keep this file fresh for liveness/readiness probes (python -m rabbitipc.health FILE)",
            "PATH", shown_default="none"),
-    Option("--log-rate", "RABBITIPC_LOG_RATE", 100.0, non_negative_float,
+    Option("--log-rate", "RABBITIPC_LOG_RATE", defaults.LOG_RATE, non_negative_float,
            "at most N per-message log lines a second; the rest are counted in one summary line a "
            "second (0: summaries only)", "N"),
 ]
@@ -178,9 +162,9 @@ SENDER = [
            "TEXT", shown_default="generated 'hello N'"),
     Option("--size", "RABBITIPC_SIZE", None, positive_int,
            "pad or cut generated payloads to N characters", "N", shown_default="natural size"),
-    Option("--routing-key", "RABBITIPC_ROUTING_KEY", "hello", text,
+    Option("--routing-key", "RABBITIPC_ROUTING_KEY", defaults.QUEUE, text,
            "routing key in the direct and topic patterns", "KEY"),
-    Option("--window", "RABBITIPC_WINDOW", 1000, positive_int,
+    Option("--window", "RABBITIPC_WINDOW", defaults.WINDOW, positive_int,
            "messages published ahead of their confirms (and 16 MiB at most); each stays held until "
            "confirmed (1: wait for every confirm, as the tutorials do; --http confirms each request)", "N"),
     Option("--transient", "RABBITIPC_TRANSIENT", False, boolean,
@@ -194,22 +178,22 @@ SENDER = [
 RECEIVER = [
     Option("--count", "RABBITIPC_COUNT", None, positive_int,
            "stop after handling N messages", "N", shown_default="forever"),
-    Option("--prefetch", "RABBITIPC_PREFETCH", 250, positive_int,
+    Option("--prefetch", "RABBITIPC_PREFETCH", defaults.PREFETCH, positive_int,
            "unacked messages the broker may hand this receiver at once (acked in batches of a quarter, "
            "at most 100); lower it to 1-10 when each message takes long and receivers share a queue", "N"),
-    Option("--max-size", "RABBITIPC_MAX_SIZE", 1024 * 1024, positive_int,
+    Option("--max-size", "RABBITIPC_MAX_SIZE", defaults.MAX_SIZE, positive_int,
            "bodies larger than N bytes go to the dead-letter queue", "N"),
     Option("--strict", "RABBITIPC_STRICT", False, boolean,
            "dead-letter bodies that are not rabbitipc JSON instead of showing them as text",
            is_switch=True),
-    Option("--dedupe-window", "RABBITIPC_DEDUPE_WINDOW", 10000, non_negative_int,
+    Option("--dedupe-window", "RABBITIPC_DEDUPE_WINDOW", defaults.DEDUPE_WINDOW, non_negative_int,
            "remember the last N message ids to skip redelivered duplicates (0: off)", "N"),
     Option("--handler", "RABBITIPC_HANDLER", None, text,
            "module:function called with each delivery; an exception dead-letters it",
            "MOD:FUNC", shown_default="log only"),
     Option("--bind", "RABBITIPC_BIND", (), key_list,
            "binding keys, comma-separated, in the direct and topic patterns (topic: * one word, # any)",
-           "KEYS", shown_default="hello (direct), # (topic)"),
+           "KEYS", shown_default=f"{defaults.QUEUE} (direct), # (topic)"),
     Option("--forward-to", "RABBITIPC_FORWARD_TO", None, queue_name,
            "pipeline stage: publish the handler's result to this queue before acking the input",
            "QUEUE", shown_default="off"),
@@ -236,7 +220,7 @@ def build_parser(prog: str | None, description: str, options: Sequence[Option]) 
     for opt in options:
         shown = opt.shown_default if opt.shown_default is not None else opt.default
         if opt.env == "AMQP_URL":
-            shown = DEFAULT_URL.replace(":guest@", ":***@")
+            shown = defaults.URL.replace(":guest@", ":***@")
         help_text = f"{opt.help} (env {opt.env}; default: {shown})".replace("%", "%%")
         if opt.is_switch:
             parser.add_argument(opt.flag, action="store_true", default=None, help=help_text)
@@ -280,7 +264,7 @@ def parse(
         except ValueError as exc:
             parser.error(f"environment variable {opt.env}: {exc}")
     if args.queue is None and args.pattern == "work":
-        args.queue = "hello"
+        args.queue = defaults.QUEUE
     if getattr(args, "min_interval", 0) > getattr(args, "max_interval", float("inf")):
         parser.error(f"--min-interval {args.min_interval} is larger than --max-interval {args.max_interval}")
     return args

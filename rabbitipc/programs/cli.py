@@ -1,4 +1,4 @@
-"""The programs' entry points: parse config, build library objects, run, exit.
+"""The programs' entry points: parse the options, build library objects, run, exit.
 
 `python sender/send.py`, `python receiver/receive.py`, `python stage/stage.py` and the console
 scripts `rabbitipc-send`, `rabbitipc-receive`, `rabbitipc-stage` all land here.
@@ -11,27 +11,28 @@ import logging
 import socket
 import sys
 from collections.abc import Callable, Sequence
-from urllib.parse import urlsplit
 
-from . import config
-from .backoff import Backoff
-from .connection import Retry, redact
-from .consumer import Consumer
-from .errors import EXIT_OK, EXIT_USAGE, FatalError
-from .handlers import load_handler
-from .health import Health
-from .publisher import Publisher
-from .sending import Pacing, payloads, run_sender
-from .shutdown import StopFlag
-from .sinks import JsonlSink
-from .streaming import StreamPublisher
-from .topology import Route, Subscription
+from .. import defaults
+from ..backoff import Backoff
+from ..connection import Broker, Retry, has_password
+from ..consume.consumer import Consumer
+from ..consume.handlers import load_handler
+from ..consume.settings import ConsumerSettings
+from ..consume.sinks import JsonlSink
+from ..errors import EXIT_OK, EXIT_USAGE, FatalError
+from ..health import Health
+from ..publish.blocking import Publisher
+from ..publish.engine import StreamPublisher
+from ..shutdown import StopFlag
+from ..topology import Route, Subscription
+from . import options
+from .sender import Pacing, payloads, run_sender
 
 LOGGER = logging.getLogger(__name__)
 
-SEND_DESCRIPTION = """Publish messages to RabbitMQ with publisher confirms.
+SEND_DESCRIPTION = f"""Publish messages to RabbitMQ with publisher confirms.
 
-By default it sends forever to the durable queue 'hello', sleeping a random interval between
+By default it sends forever to the durable queue '{defaults.QUEUE}', sleeping a random interval between
 messages; each message is JSON (id, seq, sent_at, host, payload), persistent, and logged once
 the broker confirmed it. Up to --window messages stream ahead of their confirms; any not
 confirmed when a connection drops is published again (the receiver skips duplicates by id).
@@ -56,16 +57,18 @@ class Setup:
     """What both programs build from the common options."""
 
     def __init__(self, args: argparse.Namespace, role: str) -> None:
-        config.setup_logging(args.log_level)
+        options.setup_logging(args.log_level)
         self.stop = StopFlag()
         self.stop.install_signal_handlers()
-        self.retry = Retry(timeout=args.retry_timeout, backoff=Backoff(step=1.0, cap=args.max_retry_delay))
+        # Built once from the flags and environment; everything below connects through it.
+        self.broker = Broker(args.url, args.ca_file,
+                             Retry(timeout=args.retry_timeout, backoff=Backoff(step=1.0, cap=args.max_retry_delay)))
         self.name = f"rabbitipc-{role}@{socket.gethostname()}"
         self.health = Health(args.health_file)
         self.queue = args.queue
         target = f"queue {args.queue}" if args.pattern == "work" else f"{args.pattern} exchange"
-        LOGGER.info("%s starting: broker %s, %s", role, redact(args.url), target)
-        if "url" in args.from_flags and urlsplit(args.url).password:
+        LOGGER.info("%s starting: broker %s, %s", role, self.broker.redacted, target)
+        if "url" in args.from_flags and has_password(args.url):
             LOGGER.warning("the password in --url is visible to every user of this machine (ps); "
                            "prefer the AMQP_URL environment variable")
 
@@ -81,24 +84,24 @@ def _run(prog: str, body: Callable[[], None]) -> int:
 
 def send_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the sender."""
-    args = config.parse(SEND_DESCRIPTION, config.COMMON + config.SENDER, argv)
+    args = options.parse(SEND_DESCRIPTION, options.COMMON + options.SENDER, argv)
 
     def body() -> None:
         setup = Setup(args, "sender")
-        route = Route(args.pattern, setup.queue or "hello", args.queue_type, args.exchange, args.routing_key)
+        route = Route(args.pattern, setup.queue or defaults.QUEUE, args.queue_type, args.exchange, args.routing_key)
         if args.http:
-            from .http_producer import serve
+            from .http_front import serve
 
             http_retry = Retry(timeout=min(args.retry_timeout or 3, 3), backoff=Backoff(step=0.5, cap=1))
-            publisher = Publisher(args.url, route, http_retry, setup.stop, setup.name, health=setup.health,
-                                  ca_file=args.ca_file)
+            publisher = Publisher(setup.broker.url, route, http_retry, setup.stop, setup.name, health=setup.health,
+                                  ca_file=setup.broker.ca_file)
             try:
                 serve(publisher, args.http)
             finally:
                 publisher.close()
             return
-        publisher = StreamPublisher(args.url, route, setup.retry, setup.stop, setup.name, window=args.window,
-                                    health=setup.health, ca_file=args.ca_file)
+        publisher = StreamPublisher(setup.broker.url, route, setup.broker.retry, setup.stop, setup.name,
+                                    window=args.window, health=setup.health, ca_file=setup.broker.ca_file)
         pacing = Pacing(args.rate, args.min_interval, args.max_interval, args.seed)
         try:
             run_sender(publisher, payloads(args.message, args.size), pacing.intervals(), args.count,
@@ -114,24 +117,24 @@ def _consumer(args: argparse.Namespace, role: str) -> Consumer:
     setup = Setup(args, role)
     subscription = Subscription(args.pattern, setup.queue, args.queue_type, args.exchange, args.bind)
     forward = Route("work", args.forward_to, args.queue_type) if args.forward_to else None
-    return Consumer(
-        args.url, subscription, handler, prefetch=args.prefetch, max_size=args.max_size,
-        strict=args.strict, dedupe_window=args.dedupe_window, retry=setup.retry, stop=setup.stop,
-        connection_name=setup.name, health=setup.health, forward_to=forward,
-        sink=JsonlSink(args.jsonl) if args.jsonl else None, poison_pill=args.poison_pill, ca_file=args.ca_file,
-        count=args.count, log_rate=args.log_rate,
+    settings = ConsumerSettings(
+        prefetch=args.prefetch, max_size=args.max_size, strict=args.strict, dedupe_window=args.dedupe_window,
+        connection_name=setup.name, forward_to=forward, sink=JsonlSink(args.jsonl) if args.jsonl else None,
+        poison_pill=args.poison_pill, ca_file=setup.broker.ca_file, count=args.count, log_rate=args.log_rate,
     )
+    return Consumer(setup.broker.url, subscription, handler, settings, retry=setup.broker.retry, stop=setup.stop,
+                    health=setup.health)
 
 
 def receive_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the receiver."""
-    args = config.parse(RECEIVE_DESCRIPTION, config.COMMON + config.RECEIVER, argv)
+    args = options.parse(RECEIVE_DESCRIPTION, options.COMMON + options.RECEIVER, argv)
     return _run("receiver", lambda: _consumer(args, "receiver").run())
 
 
 def stage_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of a pipeline stage: a receiver that must have --handler and --forward-to."""
-    args = config.parse(STAGE_DESCRIPTION, config.COMMON + config.RECEIVER, argv)
+    args = options.parse(STAGE_DESCRIPTION, options.COMMON + options.RECEIVER, argv)
     missing = [flag for flag, value in (("--handler", args.handler), ("--forward-to", args.forward_to)) if not value]
     if missing:
         print(f"stage: error: {' and '.join(missing)} required (see --help)", file=sys.stderr)

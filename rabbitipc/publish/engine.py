@@ -24,11 +24,13 @@ import pika
 import pika.exceptions as px
 from pika.adapters.utils import connection_workflow as workflow
 
-from .connection import Retry, blocked_timeout, connect, describe, watch_alarms
-from .errors import AuthError, Stopped, UndeliverableError
-from .health import Health
-from .shutdown import StopFlag
-from .topology import Route
+from .. import defaults
+from ..connection import Retry, blocked_timeout, connect, describe, watch_alarms
+from ..errors import AuthError, Stopped, UndeliverableError
+from ..health import Health
+from ..shutdown import StopFlag
+from ..topology import Route
+from .pika_frames import CoalescingConnection
 
 LOGGER = logging.getLogger(__name__)
 
@@ -78,28 +80,6 @@ def _unwrap(error: BaseException) -> BaseException:
     return px.AMQPConnectionError(error)
 
 
-class CoalescingConnection(pika.SelectConnection):
-    """A SelectConnection that sends what was written between two turns of the loop in one go.
-
-    pika hands each frame to the socket on its own, three per message (method, header, body):
-    those send() calls were a third of the publisher's time. Here frames are held, and written
-    as one buffer by release(), which the publisher calls just before the loop waits.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._held: list[bytes] = []
-        super().__init__(*args, **kwargs)
-
-    def _adapter_emit_data(self, data: bytes) -> None:
-        self._held.append(data)
-
-    def release(self) -> None:
-        if self._held:
-            data = b"".join(self._held)
-            self._held.clear()
-            super()._adapter_emit_data(data)
-
-
 class StreamPublisher:
     """A confirmed publisher to one route with up to `window` messages awaiting confirms."""
 
@@ -111,8 +91,8 @@ class StreamPublisher:
         stop: StopFlag | None = None,
         connection_name: str = "rabbitipc-sender",
         *,
-        window: int = 1000,
-        max_refusals: int = 5,
+        window: int = defaults.WINDOW,
+        max_refusals: int = defaults.MAX_REFUSALS,
         health: Health | None = None,
         ca_file: str | None = None,
         on_confirmed: Callable[[Any], None] | None = None,

@@ -1,0 +1,182 @@
+"""Consuming with manual acks: a message is acked only after it was handled.
+
+Settings from the RabbitMQ work-queue tutorial (durable queue, prefetch, ack after work),
+plus what the tutorial leaves out: reconnect after a broker restart, a dead-letter queue
+with the reason for anything that cannot be handled, duplicates (same id) skipped within
+a bounded window, and a clean stop on SIGTERM that finishes the message in hand. Handlers
+run on a worker thread (dispatch.py) so slow work never starves the connection's heartbeats.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+
+import pika
+import pika.exceptions as px
+
+from .. import control
+from ..connection import RECONNECT, Retry, connect
+from ..errors import AuthError, Stopped
+from ..health import Health
+from ..shutdown import StopFlag
+from ..topology import Subscription
+from . import effects, stage
+from .dispatch import Dispatcher
+from .handlers import Handler
+from .outcome import Action, Outcome
+from .pipeline import Pipeline
+from .report import Report
+from .settings import ConsumerSettings
+
+LOGGER = logging.getLogger(__name__)
+
+
+class Consumer:
+    """Consumes one queue until stopped, surviving broker restarts.
+
+    The connection and consume lifecycle live here; what happens to each message is decided
+    by the Pipeline (pipeline.py) and carried out with effects.py (acks, dead-letter) and
+    stage.py (forwarding a stage's result); report.py writes the log lines.
+    """
+
+    def __init__(self, url: str, subscription: Subscription, handler: Handler | None = None,
+                 settings: ConsumerSettings | None = None, *, retry: Retry | None = None,
+                 stop: StopFlag | None = None, health: Health | None = None, **options) -> None:
+        """`options` override single fields of `settings` (ConsumerSettings), e.g. prefetch=50."""
+        self.settings = dataclasses.replace(settings or ConsumerSettings(), **options)
+        self.url = url
+        self.subscription = subscription
+        self.retry = retry or Retry()
+        self.stop = stop or StopFlag()
+        self.health = health or Health(None)
+        self.pipeline = Pipeline(self.settings, handler)
+        self.report = Report(self.settings.log_rate)
+        self.acks = effects.AckBatch(self.settings.ack_batch)
+        self.queue = subscription.queue or ""  # the server names exclusive queues at declare time
+        self.dead_letter_queue = ""
+        self._connection: pika.BlockingConnection | None = None
+        self._confirm_channel = None
+
+    @property
+    def handled(self) -> int:
+        """Messages handled (and acked) so far."""
+        return self.report.handled
+
+    # -- lifecycle -------------------------------------------------------------------
+    def run(self) -> int:
+        """Consume until a stop is requested; return how many messages were handled."""
+        try:
+            while not self.stop.is_set():
+                try:
+                    self._consume_once()
+                except RECONNECT + (px.ConsumerCancelled,) as exc:
+                    LOGGER.warning("connection to the broker lost (%s); reconnecting", exc.__class__.__name__)
+                except px.ChannelClosedByBroker as exc:
+                    if exc.reply_code == 403:
+                        raise AuthError(f"not allowed to consume from {self.queue!r}: {exc.reply_text}") from None
+                    LOGGER.warning("channel closed by the broker (%s); reconnecting", exc.reply_text)
+                    self.stop.wait(1)
+                finally:
+                    self._close()
+        except Stopped:
+            pass
+        self.report.done(self.stop.reason if self.stop.is_set() else None)
+        return self.handled
+
+    def _consume_once(self) -> None:
+        settings = self.settings
+        self._connection = connect(self.url, settings.connection_name, self.retry, self.stop, self.health,
+                                   settings.ca_file)
+        channel = self._connection.channel()
+        self.queue, self.dead_letter_queue = self.subscription.declare(channel)
+        channel.basic_qos(prefetch_count=settings.prefetch)
+        self._confirm_channel = self._connection.channel()
+        self._confirm_channel.confirm_delivery()
+        if settings.forward_to is not None:
+            settings.forward_to.declare(self._confirm_channel)
+        if settings.listen_for_control:
+            # The same channel as the work: pika dispatches one channel's deliveries until none
+            # are pending, so a busy work channel would starve a separate control channel.
+            control.listen(channel, self.subscription.group, self._on_control)
+        self.acks.reset(channel)
+        # Handlers and sinks may be slow: they get a worker thread. Without them, deciding is
+        # quick and never blocks, so it runs right in the delivery callback (no thread hop).
+        dispatcher = None
+        on_delivery = self._handle_inline
+        if self.pipeline.handler is not None or self.pipeline.sink is not None:
+            dispatcher = Dispatcher(self._connection, self._decide, self._finish, self.stop.is_set)
+            on_delivery = dispatcher.submit
+        try:
+            tag = channel.basic_consume(self.queue, on_delivery, auto_ack=False)
+            LOGGER.info("consuming from queue %s (prefetch %d)", self.queue, settings.prefetch)
+            while not self.stop.is_set():
+                self.health.beat(connected=True)
+                self._connection.process_data_events(time_limit=0.2)
+                self.acks.flush()  # nothing more to dispatch right now
+                self.report.lines.tick()
+            # Finish the message in hand (its ack needs this thread), then hand back the rest.
+            deadline = time.monotonic() + settings.finish_timeout
+            while dispatcher is not None and dispatcher.busy.is_set() and time.monotonic() < deadline:
+                self._connection.process_data_events(time_limit=0.1)
+            self.acks.flush()
+            channel.basic_cancel(tag)
+        finally:
+            if dispatcher is not None:
+                dispatcher.close()
+
+    def _handle_inline(self, channel, method, properties, body: bytes) -> None:
+        """The delivery callback when there is no handler thread: decide and finish at once."""
+        if self.stop.is_set():
+            return  # stopping: left unacked, the broker requeues it when the channel closes
+        self._finish(channel, method, properties, body, self._decide(method, properties, body))
+
+    def _on_control(self, command: str) -> None:
+        """A command from `rabbitipc-ctl` for this receiver's group (only "stop" exists)."""
+        LOGGER.info("%s requested through the control exchange; finishing the message in hand", command)
+        self.stop.set("control command")
+
+    def _close(self) -> None:
+        connection, self._connection, self._confirm_channel = self._connection, None, None
+        if connection is not None and connection.is_open:
+            try:
+                connection.close()
+            except Exception:  # noqa: BLE001 - the connection may already be half gone
+                LOGGER.debug("ignoring error while closing", exc_info=True)
+
+    # -- per message -----------------------------------------------------------------
+    def _decide(self, method, properties, body: bytes) -> Outcome:
+        """Worker thread: everything but channel operations (parse, handler, sink)."""
+        self.health.beat(connected=True)  # under steady traffic the main loop may not turn for long
+        return self.pipeline.decide(method, properties, body)
+
+    def _finish(self, channel, method, properties, body: bytes, outcome: Outcome) -> None:
+        """I/O thread: carry out the pipeline's outcome with the channel operations it needs."""
+        if outcome.action is Action.DEAD:
+            self._dead_letter(channel, method, properties, body, outcome.reason)
+        elif outcome.action is Action.POISON:
+            self.acks.ack(channel, method.delivery_tag)
+            self.acks.flush()
+            LOGGER.info("poison pill received; stopping")
+            self.stop.set("poison pill")
+        elif outcome.action is Action.DUPLICATE:
+            self.acks.ack(channel, method.delivery_tag)
+            LOGGER.info("%s", outcome.note)
+        else:
+            forward_to = self.settings.forward_to
+            if forward_to is not None and outcome.result is not None:
+                failed = stage.forward(self._confirm_channel, forward_to, outcome.delivery, outcome.result,
+                                       self.queue)
+                if failed:
+                    self._dead_letter(channel, method, properties, body, failed)
+                    return
+            self.report.received(outcome.delivery)
+            self.acks.ack(channel, method.delivery_tag)
+            count = self.settings.count
+            if count is not None and self.handled >= count:
+                self.stop.set(f"--count {count} reached")
+
+    def _dead_letter(self, channel, method, properties, body: bytes, reason: str) -> None:
+        effects.dead_letter(self._confirm_channel, channel, method, properties, body, self.queue,
+                            self.dead_letter_queue, reason)

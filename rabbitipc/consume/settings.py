@@ -1,0 +1,33 @@
+"""How a consumer behaves, in one object: the options of the receiver and the stage, with their defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import defaults
+from ..topology import Route
+from .sinks import JsonlSink
+
+
+@dataclass(frozen=True)
+class ConsumerSettings:
+    """Everything a Consumer needs besides the broker URL, the subscription and the handler."""
+
+    prefetch: int = defaults.PREFETCH
+    max_size: int = defaults.MAX_SIZE  # bytes; a bigger body is dead-lettered unread
+    strict: bool = False  # dead-letter bodies that are not rabbitipc messages
+    dedupe_window: int = defaults.DEDUPE_WINDOW  # ids remembered to skip redelivered duplicates
+    connection_name: str = "rabbitipc-receiver"
+    forward_to: Route | None = None  # a stage: where the handler's result goes
+    sink: JsonlSink | None = None
+    poison_pill: str | None = None  # a payload that stops the consumer
+    listen_for_control: bool = True
+    finish_timeout: float = 25.0  # on stop, how long the message in hand may take
+    ca_file: str | None = None
+    count: int | None = None  # stop after this many handled
+    log_rate: float = defaults.LOG_RATE  # "received" lines a second at most, then a summary per second
+
+    @property
+    def ack_batch(self) -> int:
+        """Acks go out with multiple=True every this many messages (and whenever the loop is idle)."""
+        return max(1, min(100, self.prefetch // 4))
