@@ -154,6 +154,11 @@ class LocalBroker:
             RABBITMQ_ENABLED_PLUGINS_FILE=str(self.base_dir / "enabled_plugins"),
             RABBITMQ_DIST_PORT=str(self.dist_port),
             RABBITMQ_PID_FILE=str(self.pid_file),
+            # Erlang distribution (the node's dist port, and epmd when this node starts it) on
+            # loopback only: anyone who reaches it with the cookie owns the node, and a laptop's
+            # other interfaces are not ours to open. rabbitmqctl reaches it over localhost.
+            RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}",
+            ERL_EPMD_ADDRESS="127.0.0.1",
         )
         return env
 

@@ -18,7 +18,7 @@ QUEUE = "hello"
 def secured(tmp_path_factory):
     """A node that loaded definitions at start: one user per role, random passwords, no guest."""
     users = {role: (f"rabbitipc-{role}", secrets.token_urlsafe(12)) for role in definitions.ROLES}
-    conf = definitions.write(tmp_path_factory.mktemp("definitions"), users, QUEUE)
+    conf = definitions.write(tmp_path_factory.mktemp("definitions"), users, QUEUE, private=True)
     node = LocalBroker(tmp_path_factory.mktemp("secured-node"), extra_config=conf.read_text())
     node.start()
 
