@@ -105,7 +105,7 @@ def test_hostile_body_neither_stops_the_receiver_nor_is_redelivered(run, broker,
     receiver.wait_for_line("received seq=1 id=before")
     publish_raw(broker.url, queue, body, message_id="hostile")
     publish_raw(broker.url, queue, ours("after", seq=2, sent_at="%r" % time.time()))
-    wait_alive_until(receiver, lambda: "id=after" in receiver.output, 30, "the message after the hostile one")
+    wait_alive_until(receiver, lambda: "id=after" in receiver.output, 20, "the message after the hostile one")
     assert_hostile_message_settled(broker, queue, receiver)
 
 
@@ -120,7 +120,7 @@ def test_hostile_body_does_not_stall_a_receiver_with_a_handler_thread(run, broke
     receiver.wait_for_line("consuming from queue")
     publish_raw(broker.url, queue, HOSTILE["nested-100000-brackets"], message_id="hostile")
     publish_raw(broker.url, queue, ours("after", seq=2, sent_at="%r" % time.time()))
-    wait_alive_until(receiver, lambda: "id=after" in receiver.output, 30, "the message after the hostile one")
+    wait_alive_until(receiver, lambda: "id=after" in receiver.output, 20, "the message after the hostile one")
     dead = wait_until(lambda: get_all(broker.url, queue + ".dead"), 10, "the hostile message dead-lettered")
     assert dead[0][0].message_id == "hostile" and dead[0][0].headers[REASON]
     assert_hostile_message_settled(broker, queue, receiver)

@@ -27,7 +27,7 @@ def test_receiver_consumes_again_after_its_queue_is_deleted(run, broker, queue):
     admin_channel_call(broker.url, lambda channel: channel.queue_delete(queue))
     sender = run("sender", "--count", "5", "--rate", "0")
     assert sender.wait() == 0, sender.output
-    wait_alive_until(receiver, lambda: set(sender.ids(SENT)) <= set(receiver.ids(RECEIVED)), 30,
+    wait_alive_until(receiver, lambda: set(sender.ids(SENT)) <= set(receiver.ids(RECEIVED)), 20,
                      "the messages sent after the deletion")
     assert queue_counts(broker, queue)[2] == 1, "the receiver is the queue's consumer again"
 
@@ -47,7 +47,7 @@ def test_cancelled_receiver_that_cannot_consume_again_exits_or_fails_its_probe(r
 
     admin_channel_call(broker.url, replace_queue)
     try:
-        wait_until(lambda: receiver.proc.poll() is not None or not probe_ready(health), 30,
+        wait_until(lambda: receiver.proc.poll() is not None or not probe_ready(health), 20,
                    "an exit or a failing readiness probe", lambda: receiver.output[-2000:])
         if receiver.proc.poll() is not None:
             assert receiver.wait() not in (0, 1), receiver.output  # a distinct code, not a crash

@@ -57,7 +57,7 @@ def test_existing_queue_with_other_settings_exits_5_naming_the_difference(run, b
 def test_message_over_the_brokers_max_message_size_exits_6_naming_both_sizes(run, limited_broker):
     """A message larger than the broker's max_message_size is a refusal: exit 6, the size and the limit in one line."""
     sender = run("sender", "--count", "1", "--size", str(MAX_MESSAGE_SIZE + 1000), url=limited_broker.url)
-    assert sender.wait(30) == 6, sender.output[-2000:]
+    assert sender.wait(20) == 6, sender.output[-2000:]
     errors = _error_lines(sender)
     assert len(errors) == 1 and str(MAX_MESSAGE_SIZE) in errors[0], errors
     assert "Traceback" not in sender.output
@@ -82,7 +82,7 @@ def test_http_sender_with_refused_credentials_exits_3(run, broker):
         except OSError:
             pass
 
-    wait_until(lambda: poke() or sender.proc.poll() is not None, 30, "the sender to exit",
+    wait_until(lambda: poke() or sender.proc.poll() is not None, 20, "the sender to exit",
                lambda: sender.output[-2000:])
     assert sender.wait() == 3, sender.output[-2000:]
     assert len(_error_lines(sender)) == 1

@@ -190,6 +190,8 @@ def test_dead_letter_queue_deleted_then_a_message_to_park(run, broker, queue, js
     wait_until(lambda: len(sender.ids(SENT)) >= 100, 60, "traffic before the deletion")
     admin_channel_call(broker.url, lambda channel: channel.queue_delete(queue + ".dead"))
     publish_raw(broker.url, queue, b"x" * 3000, message_id="oversized")
+    wait_until(lambda: (queue_counts(broker, queue + ".dead") or (0,))[0] == 1, 20,
+               "the oversized message parked in a re-declared <queue>.dead", lambda: receiver.output[-1500:])
     settle("dead-letter queue deleted", sender, [receiver], jsonl, broker, queue, timeout=45)
     parked = get_all(broker.url, queue + ".dead")
     assert [properties.message_id for properties, _ in parked] == ["oversized"]
@@ -205,5 +207,5 @@ def test_message_over_the_brokers_size_limit(run, limited_broker, queue, jsonl):
     sender = run("sender", "--count", str(COUNT), "--rate", "100", url=limited_broker.url)
     wait_until(lambda: len(sender.ids(SENT)) >= 50, 60, "traffic before the oversized message")
     oversized = run("sender", "--count", "1", "--size", str(MAX_MESSAGE_SIZE + 1000), url=limited_broker.url)
-    assert oversized.wait(30) == 6, oversized.output[-2000:]
+    assert oversized.wait(20) == 6, oversized.output[-2000:]
     settle("oversized message", sender, [receiver], jsonl, limited_broker, queue)

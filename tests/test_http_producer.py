@@ -109,9 +109,9 @@ def test_memory_alarm_answers_503_quickly(run, broker):
     try:
         started = time.monotonic()
         try:
-            status, answer = post(port, b'{"during": "alarm"}', timeout=20)
+            status, answer = post(port, b'{"during": "alarm"}', timeout=12)
         except TimeoutError:
-            status, answer = None, "no answer in 20 s"
+            status, answer = None, "no answer in 12 s"
         assert status == 503 and time.monotonic() - started < 10, (status, answer)
     finally:
         broker.ctl("set_vm_memory_high_watermark", "0.4")
@@ -158,7 +158,7 @@ def test_slow_clients_are_disconnected(run):
             except OSError:
                 return True
 
-        wait_until(lambda: all(closed(sock) for sock in stalled), 40, "the stalled connections closed by the server")
+        wait_until(lambda: all(closed(sock) for sock in stalled), 25, "the stalled connections closed by the server")
     finally:
         for sock in stalled:
             sock.close()

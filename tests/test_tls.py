@@ -128,6 +128,6 @@ def test_http_sender_with_an_untrusted_certificate_exits_7(run, tls_broker):
     _, port, _ = tls_broker
     http_port = free_port()
     sender = run("sender", "--http", f"127.0.0.1:{http_port}", url=f"amqps://guest:guest@localhost:{port}/%2F")
-    wait_until(lambda: poke(http_port) or sender.proc.poll() is not None, 30, "the sender to exit",
+    wait_until(lambda: poke(http_port) or sender.proc.poll() is not None, 20, "the sender to exit",
                lambda: sender.output[-2000:])
     assert sender.wait() == 7, sender.output[-2000:]
