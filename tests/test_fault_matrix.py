@@ -175,10 +175,16 @@ def test_queue_deleted_mid_stream(run, broker, queue, jsonl):
 
 def test_consumer_timeout_with_a_slow_handler(run, limited_broker, queue, jsonl):
     """Work longer than the broker's consumer timeout: the broker closes the channel, each message is handled once."""
+    def timeouts():
+        log = limited_broker.log_file.read_text(errors="replace")
+        return log.count("timed out waiting for delivery acknowledgement")
+
+    before = timeouts()
     receiver = start_receiver(run, jsonl, "--prefetch", "1", "--handler", "slow_handler:slower_than_consumer_timeout",
                               url=limited_broker.url)
     sender = run("sender", "--count", "3", "--rate", "0", url=limited_broker.url)
     settle("consumer timeout", sender, [receiver], jsonl, limited_broker, queue, timeout=60)
+    assert timeouts() > before, "the broker's consumer timeout did not strike: the row proves nothing"
 
 
 @pytest.mark.xfail(strict=True, reason="issue 13 item 4: with <queue>.dead deleted the oversized message is nacked "
