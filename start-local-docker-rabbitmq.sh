@@ -29,7 +29,9 @@ docker_ready() { command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&
 
 # credentials: generate the three users' passwords once, then the definitions from them.
 credentials() {
+  # Private: it holds the passwords, the definitions (password hashes) and the Erlang cookie.
   mkdir -p "$NODE_DIR"
+  chmod 700 "$NODE_DIR"
   local file="$NODE_DIR/credentials.env"
   if [ ! -s "$file" ]; then
     (umask 077 && python3 - >"$file" <<'PY'
@@ -94,7 +96,7 @@ local_broker() {
   fi
   log "Docker is not available; using the system's rabbitmq-server (a private node in $NODE_DIR)"
   [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || apt_install rabbitmq-server
-  credentials
+  credentials --private
   # Ports: 5672/15672 when free, else free ones the node keeps from then on.
   (cd "$ROOT" && python3 -m devtools.localbroker start --dir "$NODE_DIR" \
     --config "$NODE_DIR/definitions/rabbitmq.conf" \

@@ -83,6 +83,7 @@ class LocalBroker:
         amqp_port: int | None = None,
         management_port: int | None = None,
         extra_config: str = "",
+        advanced_config: str = "",
     ) -> None:
         self.base_dir = Path(base_dir).resolve()
         self.base_dir.mkdir(parents=True, exist_ok=True)
@@ -92,6 +93,7 @@ class LocalBroker:
         self.dist_port = state.get("dist_port") or free_port()
         self.nodename = state.get("nodename") or f"rabbitipc-{os.getpid()}-{self.amqp_port}@localhost"
         self.extra_config = extra_config
+        self.advanced_config = advanced_config  # Erlang terms for settings rabbitmq.conf lacks
         self._write_files()
 
     # -- addresses -------------------------------------------------------------------
@@ -128,6 +130,7 @@ class LocalBroker:
             f"{self.extra_config}\n"
         )
         (self.base_dir / "enabled_plugins").write_text("[rabbitmq_management].\n")
+        (self.base_dir / "advanced.config").write_text(f"[{self.advanced_config}].\n")
         state = {
             "amqp_port": self.amqp_port,
             "management_port": self.management_port,
@@ -151,9 +154,15 @@ class LocalBroker:
             RABBITMQ_MNESIA_BASE=str(self.base_dir / "mnesia"),
             RABBITMQ_LOG_BASE=str(self.base_dir / "log"),
             RABBITMQ_CONFIG_FILE=str(self.base_dir / "rabbitmq.conf"),
+            RABBITMQ_ADVANCED_CONFIG_FILE=str(self.base_dir / "advanced.config"),
             RABBITMQ_ENABLED_PLUGINS_FILE=str(self.base_dir / "enabled_plugins"),
             RABBITMQ_DIST_PORT=str(self.dist_port),
             RABBITMQ_PID_FILE=str(self.pid_file),
+            # Erlang distribution (the node's dist port, and epmd when this node starts it) on
+            # loopback only: anyone who reaches it with the cookie owns the node, and a laptop's
+            # other interfaces are not ours to open. rabbitmqctl reaches it over localhost.
+            RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}",
+            ERL_EPMD_ADDRESS="127.0.0.1",
         )
         return env
 

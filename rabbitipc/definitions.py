@@ -69,20 +69,27 @@ def definitions(users: dict[str, tuple[str, str]], queue: str = defaults.QUEUE, 
 
 
 def write(directory: str | os.PathLike, users: dict[str, tuple[str, str]], queue: str = defaults.QUEUE,
-          seen_as: str | None = None) -> Path:
+          seen_as: str | None = None, private: bool = False) -> Path:
     """Write definitions.json and a rabbitmq.conf that loads it; return the conf's path.
 
     seen_as: the directory's path inside the broker's container, when it differs (Docker).
+    private: the broker runs as the writer (a local node), so the file, which holds password
+    hashes, is 0600. Otherwise it is 0644 for the broker's user (another uid: a container),
+    and the caller keeps the directory above it private (the local scripts make their node
+    directory 0700; in Kubernetes it is the Pod's own emptyDir).
     """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
+    mode = 0o600 if private else 0o644
     target = out / "definitions.json"
-    target.write_text(json.dumps(definitions(users, queue), indent=2) + "\n")
-    target.chmod(0o644)  # read by the rabbitmq user, another uid than the writer
+    target.unlink(missing_ok=True)  # created anew with its mode: never readable by others, even briefly
+    with os.fdopen(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "w") as handle:
+        handle.write(json.dumps(definitions(users, queue), indent=2) + "\n")
+    target.chmod(mode)  # what the umask took away
     conf = out / "rabbitmq.conf"
     loaded = f"{seen_as.rstrip('/')}/definitions.json" if seen_as else target
     conf.write_text(f"# Written by python -m rabbitipc.definitions\nload_definitions = {loaded}\n")
-    conf.chmod(0o644)
+    conf.chmod(0o644)  # no secret in it
     return conf
 
 
@@ -91,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="directory for definitions.json and rabbitmq.conf")
     parser.add_argument("--queue", default=os.environ.get("RABBITIPC_QUEUE", defaults.QUEUE))
     parser.add_argument("--seen-as", help="the --out directory's path inside the broker's container")
+    parser.add_argument("--private", action="store_true",
+                        help="the broker runs as this user (a local node): definitions.json readable by it alone")
     args = parser.parse_args(argv)
     users = {}
     for role in ROLES:
@@ -100,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"definitions: error: RABBITIPC_{role.upper()}_PASSWORD is not set", file=sys.stderr)
             return 2
         users[role] = (name, password)
-    conf = write(args.out, users, args.queue, args.seen_as)
+    conf = write(args.out, users, args.queue, args.seen_as, args.private)
     print(f"wrote {conf.parent / 'definitions.json'} and {conf} for users "
           + ", ".join(name for name, _ in users.values()))
     return 0

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from devtools.localbroker import LocalBroker, available
-from support import RECEIVER, SENDER, STAGE, Program, program_env
+from support import CONSUMER_TIMEOUT_MS, MAX_MESSAGE_SIZE, RECEIVER, SENDER, STAGE, Program, program_env
 
 
 def pytest_addoption(parser):
@@ -65,6 +65,22 @@ def broker(tmp_path_factory):
         pytest.fail("rabbitmq-server is not installed: apt-get install -y rabbitmq-server "
                     "(or set RABBITIPC_TEST_AMQP_URL to a broker)")
     node = LocalBroker(tmp_path_factory.mktemp("rabbitmq"))
+    node.start()
+    yield node
+    node.stop()
+    shutil.rmtree(node.base_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def limited_broker(tmp_path_factory):
+    """A second private node with tight limits, for the faults they cause: a 3 s consumer timeout
+    (checked every second instead of every minute) and a 128 KiB max_message_size."""
+    if os.environ.get("RABBITIPC_TEST_AMQP_URL") or not available():
+        pytest.skip("needs rabbitmq-server to start a node with its own limits")
+    node = LocalBroker(tmp_path_factory.mktemp("limited-node"),
+                       extra_config=f"consumer_timeout = {CONSUMER_TIMEOUT_MS}\n"
+                                    f"max_message_size = {MAX_MESSAGE_SIZE}",
+                       advanced_config="{rabbit, [{channel_tick_interval, 1000}]}")
     node.start()
     yield node
     node.stop()

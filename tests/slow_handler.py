@@ -27,3 +27,19 @@ def reverse(delivery):
 def longer_than_heartbeats(delivery):
     """Work for 7 s: more than two 2-second heartbeat intervals."""
     time.sleep(7)
+
+
+def slower_than_consumer_timeout(delivery):
+    """Work for 4.5 s: longer than the limited broker's 3 s consumer timeout (see conftest)."""
+    time.sleep(4.5)
+
+
+def slow_then_fail(delivery):
+    """Work past the consumer timeout, then fail: the message is to be dead-lettered, once."""
+    time.sleep(4.5)
+    raise RuntimeError("cannot handle this, slowly")
+
+
+def as_bytes(delivery):
+    """A stage handler returning bytes (the payload, UTF-8 encoded)."""
+    return delivery.message.payload.encode()

@@ -23,6 +23,9 @@ STAGE = ROOT / "stage" / "stage.py"
 #: Rows (fault, accepted, handled, lost, duplicated, extra) of the fault matrix, printed at the end.
 FAULT_MATRIX: list[tuple[str, int, int, int, int, int]] = []
 
+#: The limits of the conftest's limited_broker.
+CONSUMER_TIMEOUT_MS = 3000
+MAX_MESSAGE_SIZE = 128 * 1024
 
 
 def wait_until(condition: Callable[[], object], timeout: float = 30, what: str = "condition",
@@ -143,3 +146,32 @@ def publish_raw(url: str, queue: str, body: bytes, **properties) -> None:
         channel.basic_publish("", queue, body, pika.BasicProperties(**properties), mandatory=True)
     finally:
         connection.close()
+
+
+def queue_counts(broker, queue: str) -> tuple[int, int, int] | None:
+    """(ready, unacked, consumers) of a queue as rabbitmqctl shows them, None when it does not exist."""
+    result = broker.ctl("list_queues", "-q", "--no-table-headers", "name", "messages_ready",
+                        "messages_unacknowledged", "consumers")
+    for line in result.stdout.splitlines():
+        fields = line.split("\t")
+        if fields[0] == queue:
+            return int(fields[1]), int(fields[2]), int(fields[3])
+    return None
+
+
+def admin_channel_call(url: str, operation: Callable) -> None:
+    """Run operation(channel) on a fresh connection, as an operator would in the management UI."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        operation(connection.channel())
+    finally:
+        connection.close()
+
+
+def wait_alive_until(program: Program, condition: Callable[[], object], timeout: float, what: str):
+    """wait_until that fails at once, with the program's output, when the program exits meanwhile."""
+    value = wait_until(lambda: condition() or program.proc.poll() is not None, timeout, what,
+                       lambda: program.output[-3000:])
+    assert program.proc.poll() is None, f"exited {program.proc.returncode} while waiting for {what}\n" \
+                                        + program.output[-3000:]
+    return value

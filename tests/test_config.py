@@ -76,3 +76,44 @@ def test_password_on_the_command_line_draws_a_warning(run, broker):
     quiet = run("sender", "--count", "1")
     assert quiet.wait() == 0
     assert "visible to every user" not in quiet.output
+
+
+# -- issue 13 item 9: values only the broker or Python refuse are usage errors too ---------------
+TRACEBACK_TODAY = pytest.mark.xfail(strict=True, reason="issue 13 item 9: exit 1 with a traceback, not exit 2")
+TOO_LONG = "k" * 256  # AMQP short strings (names, routing keys) hold 255 bytes
+
+LATE_REFUSALS = [
+    pytest.param("receiver", ["--prefetch", "70000"], "", id="prefetch-over-65535", marks=TRACEBACK_TODAY),
+    pytest.param("sender", ["--pattern", "direct", "--routing-key", TOO_LONG], "", id="routing-key-over-255-bytes",
+                 marks=TRACEBACK_TODAY),
+    pytest.param("sender", ["--pattern", "broadcast", "--exchange", TOO_LONG], "", id="exchange-over-255-bytes",
+                 marks=TRACEBACK_TODAY),
+    pytest.param("receiver", ["--pattern", "direct", "--bind", TOO_LONG], "", id="binding-over-255-bytes",
+                 marks=TRACEBACK_TODAY),
+    pytest.param("sender", [], "?ssl_options=(", id="url-ssl-options-unparsable", marks=TRACEBACK_TODAY),
+    pytest.param("sender", [], "?tcp_options=(", id="url-tcp-options-unparsable", marks=TRACEBACK_TODAY),
+    pytest.param("sender", ["--size", "99999999999"], "", id="size-beyond-memory", marks=TRACEBACK_TODAY),
+    pytest.param("sender", ["--http", "no-such-host.invalid:8080"], "", id="http-host-unresolvable",
+                 marks=TRACEBACK_TODAY),
+    pytest.param("sender", [b"--message", b"caf\xe9"], "", id="message-not-utf-8", marks=TRACEBACK_TODAY),
+]
+
+
+@pytest.mark.parametrize("role,args,url_suffix", LATE_REFUSALS)
+def test_values_the_broker_or_python_would_refuse_exit_2_with_one_line(run, broker, role, args, url_suffix):
+    """A value that passes a type check but not the broker or the OS: exit 2, one line naming it, no traceback."""
+    program = run(role, "--count", "1", *args, url=broker.url + url_suffix)
+    assert program.wait(30) == 2, program.output[-2000:]
+    assert "Traceback" not in program.output
+    assert len([line for line in program.lines if ": error: " in line]) == 1, program.output[-2000:]
+
+
+@pytest.mark.xfail(strict=True, reason="issue 13 item 9: invalid UTF-8 on stdin: UnicodeDecodeError traceback, exit 1")
+def test_stdin_that_is_not_utf_8_exits_2_with_one_line(broker, queue):
+    """--message - with bytes that are not UTF-8 on stdin: exit 2 and one line, no traceback."""
+    result = subprocess.run([sys.executable, str(SENDER), "--queue", queue, "--message", "-", "--rate", "0"],
+                            cwd=ROOT, env=program_env(broker.url), input=b"fine\ncaf\xe9\n", capture_output=True,
+                            timeout=60)
+    stderr = result.stderr.decode(errors="replace")
+    assert result.returncode == 2, stderr[-2000:]
+    assert "Traceback" not in stderr

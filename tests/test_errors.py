@@ -1,8 +1,10 @@
 """Failures the user can cause or meet get one clear line and a distinct exit code."""
 
 import pika
+import pytest
 
 from devtools.localbroker import free_port
+from support import MAX_MESSAGE_SIZE
 
 
 def _error_lines(program):
@@ -48,3 +50,39 @@ def test_existing_queue_with_other_settings_exits_5_naming_the_difference(run, b
     finally:
         connection.channel().queue_delete(queue)
         connection.close()
+
+
+@pytest.mark.xfail(strict=True, reason="issue 13 item 5: the broker's 406 for the size is taken for a lost link; "
+                                       "the sender reconnects thousands of times and never exits")
+def test_message_over_the_brokers_max_message_size_exits_6_naming_both_sizes(run, limited_broker):
+    """A message larger than the broker's max_message_size is a refusal: exit 6, the size and the limit in one line."""
+    sender = run("sender", "--count", "1", "--size", str(MAX_MESSAGE_SIZE + 1000), url=limited_broker.url)
+    assert sender.wait(20) == 6, sender.output[-2000:]
+    errors = _error_lines(sender)
+    assert len(errors) == 1 and str(MAX_MESSAGE_SIZE) in errors[0], errors
+    assert "Traceback" not in sender.output
+
+
+
+@pytest.mark.xfail(strict=True, reason="issue 13 item 11: --http answers 503 for ever on refused credentials "
+                                       "instead of exiting 3")
+def test_http_sender_with_refused_credentials_exits_3(run, broker):
+    """sender --http with a wrong password: exit 3 and one line, as without --http, not 503 for ever."""
+    import urllib.request
+
+    from support import wait_until
+
+    port = free_port()
+    sender = run("sender", "--http", f"127.0.0.1:{port}", url=broker.url.replace("guest:guest", "guest:wrong"))
+
+    def poke():
+        try:
+            urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/messages", data=b"{}",
+                                                          method="POST"), timeout=10).close()
+        except OSError:
+            pass
+
+    wait_until(lambda: poke() or sender.proc.poll() is not None, 20, "the sender to exit",
+               lambda: sender.output[-2000:])
+    assert sender.wait() == 3, sender.output[-2000:]
+    assert len(_error_lines(sender)) == 1

@@ -14,7 +14,18 @@ from collections import Counter
 
 import pytest
 
-from support import FAULT_MATRIX, RECEIVED, SENT, queue_depth, wait_until
+from support import (
+    FAULT_MATRIX,
+    MAX_MESSAGE_SIZE,
+    RECEIVED,
+    SENT,
+    admin_channel_call,
+    get_all,
+    publish_raw,
+    queue_counts,
+    queue_depth,
+    wait_until,
+)
 from tcp_proxy import TcpProxy
 
 COUNT = 300
@@ -26,11 +37,11 @@ def ledger(path):
     return Counter(json.loads(line)["id"] for line in path.read_text().splitlines() if line.strip())
 
 
-def settle(fault, sender, receivers, path, broker, queue, extra_allowed=0):
+def settle(fault, sender, receivers, path, broker, queue, extra_allowed=0, timeout=90):
     """Wait for the sender to finish and the file to hold every accepted id; record the row."""
     assert sender.wait(180) == 0, sender.output[-3000:]
     accepted = set(sender.ids(SENT))
-    wait_until(lambda: accepted <= set(ledger(path)), 90, f"every accepted message handled after {fault}",
+    wait_until(lambda: accepted <= set(ledger(path)), timeout, f"every accepted message handled after {fault}",
                lambda: "\n".join(r.output[-1500:] for r in receivers))
     wait_until(lambda: queue_depth(broker.url, queue) == 0, 30, "the queue drained")
     handled = ledger(path)
@@ -146,3 +157,61 @@ def test_handler_slower_than_heartbeats(run, broker, queue, jsonl):
     sender = run("sender", "--count", "3", "--rate", "0")
     settle("handler > heartbeat", sender, [receiver], jsonl, broker, queue)
     assert "connection to the broker lost" not in receiver.output
+
+
+# -- issue 13: faults the broker or an operator causes ------------------------------------------
+@pytest.mark.xfail(strict=True, reason="issue 13 item 2: the broker cancels the consumer, the receiver never "
+                                       "consumes again; the sent messages pile up in the re-declared queue")
+def test_queue_deleted_mid_stream(run, broker, queue, jsonl):
+    """An operator deletes the (empty) queue while messages flow: the receiver consumes again, nothing sent is lost."""
+    receiver = start_receiver(run, jsonl)
+    sender = run("sender", "--count", str(COUNT), "--rate", "60")
+    wait_until(lambda: len(sender.ids(SENT)) >= 100, 60, "traffic before the deletion")
+    # Deleted while empty (the receiver keeps up), so what the deletion itself throws away is nothing.
+    wait_until(lambda: (queue_counts(broker, queue) or (1,))[0] == 0, 10, "the queue momentarily empty")
+    admin_channel_call(broker.url, lambda channel: channel.queue_delete(queue))
+    settle("queue deleted", sender, [receiver], jsonl, broker, queue, timeout=45)
+
+
+def test_consumer_timeout_with_a_slow_handler(run, limited_broker, queue, jsonl):
+    """Work longer than the broker's consumer timeout: the broker closes the channel, each message is handled once."""
+    def timeouts():
+        log = limited_broker.log_file.read_text(errors="replace")
+        return log.count("timed out waiting for delivery acknowledgement")
+
+    before = timeouts()
+    receiver = start_receiver(run, jsonl, "--prefetch", "1", "--handler", "slow_handler:slower_than_consumer_timeout",
+                              url=limited_broker.url)
+    sender = run("sender", "--count", "3", "--rate", "0", url=limited_broker.url)
+    settle("consumer timeout", sender, [receiver], jsonl, limited_broker, queue, timeout=60)
+    assert timeouts() > before, "the broker's consumer timeout did not strike: the row proves nothing"
+
+
+@pytest.mark.xfail(strict=True, reason="issue 13 item 4: with <queue>.dead deleted the oversized message is nacked "
+                                       "and redelivered in a busy loop (thousands of ERROR lines), never parked")
+def test_dead_letter_queue_deleted_then_a_message_to_park(run, broker, queue, jsonl):
+    """<queue>.dead deleted, then a message to park: it is parked in a re-declared <queue>.dead, the rest flows."""
+    receiver = start_receiver(run, jsonl, "--max-size", "2000")
+    sender = run("sender", "--count", str(COUNT), "--rate", "60")
+    wait_until(lambda: len(sender.ids(SENT)) >= 100, 60, "traffic before the deletion")
+    admin_channel_call(broker.url, lambda channel: channel.queue_delete(queue + ".dead"))
+    publish_raw(broker.url, queue, b"x" * 3000, message_id="oversized")
+    wait_until(lambda: (queue_counts(broker, queue + ".dead") or (0,))[0] == 1, 20,
+               "the oversized message parked in a re-declared <queue>.dead", lambda: receiver.output[-1500:])
+    settle("dead-letter queue deleted", sender, [receiver], jsonl, broker, queue, timeout=45)
+    parked = get_all(broker.url, queue + ".dead")
+    assert [properties.message_id for properties, _ in parked] == ["oversized"]
+    retries = [line for line in receiver.lines if " ERROR " in line or "could not park" in line]
+    assert len(retries) <= 10, f"{len(retries)} error lines: the retry is not bounded"
+
+
+@pytest.mark.xfail(strict=True, reason="issue 13 item 5: the broker closes the channel for a message over "
+                                       "max_message_size and the sender reconnects and retries for ever")
+def test_message_over_the_brokers_size_limit(run, limited_broker, queue, jsonl):
+    """One sender's message is over max_message_size: that sender exits 6, the other's stream is untouched."""
+    receiver = start_receiver(run, jsonl, url=limited_broker.url)
+    sender = run("sender", "--count", str(COUNT), "--rate", "100", url=limited_broker.url)
+    wait_until(lambda: len(sender.ids(SENT)) >= 50, 60, "traffic before the oversized message")
+    oversized = run("sender", "--count", "1", "--size", str(MAX_MESSAGE_SIZE + 1000), url=limited_broker.url)
+    assert oversized.wait(20) == 6, oversized.output[-2000:]
+    settle("oversized message", sender, [receiver], jsonl, limited_broker, queue)

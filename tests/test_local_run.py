@@ -28,5 +28,8 @@ def test_run_local_shows_traffic_and_stops_cleanly_on_ctrl_c(tmp_path):
     assert "broker amqp://rabbitipc-sender:***@" in run.output
     assert "broker amqp://rabbitipc-receiver:***@" in run.output
     assert oct((tmp_path / "node" / "urls.env").stat().st_mode & 0o777) == "0o600"
+    # The node directory (passwords, the definitions' password hashes, the Erlang cookie) is private.
+    assert oct((tmp_path / "node").stat().st_mode & 0o777) == "0o700"
+    assert oct((tmp_path / "node" / "definitions" / "definitions.json").stat().st_mode & 0o777) == "0o600"
     assert "stopped the local node" in run.output
     assert not LocalBroker(tmp_path / "node").running()

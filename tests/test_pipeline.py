@@ -3,7 +3,9 @@
 import signal
 from collections import Counter
 
-from support import RECEIVED, SENT, wait_until
+import pytest
+
+from support import RECEIVED, SENT, queue_counts, wait_alive_until, wait_until
 
 
 def test_two_stage_pipeline_with_a_killed_stage_delivers_every_input_once(run, queue):
@@ -35,3 +37,24 @@ def test_stage_needs_a_handler_and_a_next_queue(run):
     stage = run("stage")
     assert stage.wait() == 2
     assert "--handler and --forward-to required" in stage.output
+
+
+@pytest.mark.xfail(strict=True, reason="issue 13 item 10: json.dumps(bytes) raises TypeError on the I/O thread; "
+                                       "the stage exits 1 and crash-loops on the redelivered input")
+def test_stage_handler_returning_bytes_does_not_stop_the_stage(run, broker, queue):
+    """A handler returning bytes: they are forwarded as they are, or the input is dead-lettered with the reason."""
+    q1, q2 = f"{queue}.in", f"{queue}.out"
+    stage = run("stage", "--queue", q1, "--forward-to", q2, "--handler", "slow_handler:as_bytes", own_queue=False)
+    end = run("receiver", "--queue", q2, own_queue=False)
+    for program in (stage, end):
+        program.wait_for_line("consuming from queue")
+    sender = run("sender", "--queue", q1, "--count", "2", "--rate", "0", "--message", "bytes out", own_queue=False)
+    assert sender.wait() == 0, sender.output
+
+    def settled():
+        forwarded = sum("bytes out" in line for line in end.lines if " received " in line)
+        parked = (queue_counts(broker, q1 + ".dead") or (0,))[0]
+        return forwarded + parked >= 2
+
+    wait_alive_until(stage, settled, 30, "both inputs forwarded or dead-lettered")
+    assert queue_counts(broker, q1)[:2] == (0, 0), "no input left unacked"

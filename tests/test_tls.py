@@ -89,3 +89,45 @@ def test_library_api_over_tls(tls_broker, queue):
     thread.join(10)
     mq.close()
     assert got == [sent]
+
+
+def poke(port) -> None:
+    """One POST, whatever comes of it: a server that connects lazily learns of the broker's refusal."""
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/messages", data=b"{}",
+                                                      method="POST"), timeout=10).close()
+    except OSError:
+        pass
+
+
+@pytest.mark.xfail(strict=True, reason="issue 13 item 11: rabbitipc-ctl takes the certificate error for an "
+                                       "unreachable broker: exit 4")
+def test_ctl_with_an_untrusted_certificate_exits_7(tls_broker):
+    """rabbitipc-ctl against a broker whose certificate it cannot verify: exit 7, like the programs."""
+    import sys
+
+    from support import ROOT, program_env
+
+    _, port, _ = tls_broker
+    result = subprocess.run([sys.executable, "-m", "rabbitipc.control", "stop", "--queue", "hello"], cwd=ROOT,
+                            env=program_env(f"amqps://guest:guest@localhost:{port}/%2F"), capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 7, result.stderr
+    assert "not trusted" in result.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="issue 13 item 11: --http answers 503 for ever on a TLS failure "
+                                       "instead of exiting 7")
+def test_http_sender_with_an_untrusted_certificate_exits_7(run, tls_broker):
+    """sender --http against a broker whose certificate it cannot verify: exit 7, not 503 for ever."""
+    from devtools.localbroker import free_port
+    from support import wait_until
+
+    _, port, _ = tls_broker
+    http_port = free_port()
+    sender = run("sender", "--http", f"127.0.0.1:{http_port}", url=f"amqps://guest:guest@localhost:{port}/%2F")
+    wait_until(lambda: poke(http_port) or sender.proc.poll() is not None, 20, "the sender to exit",
+               lambda: sender.output[-2000:])
+    assert sender.wait() == 7, sender.output[-2000:]

@@ -1,0 +1,74 @@
+"""A consumer the broker cancels (queue deleted, quorum leader moved, node maintenance) is not left a zombie.
+
+The broker cancels a consumer whose queue goes away. The receiver must then declare the queue
+again and consume again, or exit non-zero; never sit connected, consuming nothing, while its
+readiness probe says all is well and messages pile up with no consumer.
+"""
+
+import subprocess
+import sys
+
+import pytest
+
+from support import RECEIVED, SENT, admin_channel_call, queue_counts, wait_alive_until, wait_until
+
+
+def probe_ready(health) -> bool:
+    return subprocess.run([sys.executable, "-m", "rabbitipc.health", str(health), "--connected"],
+                          capture_output=True, timeout=30).returncode == 0
+
+
+@pytest.mark.xfail(strict=True, reason="issue 13 item 2: pika swallows the broker's Basic.Cancel; the receiver "
+                                       "consumes nothing for ever and the queue has 0 consumers")
+def test_receiver_consumes_again_after_its_queue_is_deleted(run, broker, queue):
+    """Queue deleted under a running receiver: it declares it again, consumes again, gets what is sent next."""
+    receiver = run("receiver")
+    receiver.wait_for_line("consuming from queue")
+    admin_channel_call(broker.url, lambda channel: channel.queue_delete(queue))
+    sender = run("sender", "--count", "5", "--rate", "0")
+    assert sender.wait() == 0, sender.output
+    wait_alive_until(receiver, lambda: set(sender.ids(SENT)) <= set(receiver.ids(RECEIVED)), 20,
+                     "the messages sent after the deletion")
+    assert queue_counts(broker, queue)[2] == 1, "the receiver is the queue's consumer again"
+
+
+@pytest.mark.xfail(strict=True, reason="issue 13 item 2: after the cancel the receiver keeps running and its "
+                                       "readiness probe passes, though it consumes nothing")
+def test_cancelled_receiver_that_cannot_consume_again_exits_or_fails_its_probe(run, broker, queue, tmp_path):
+    """Queue deleted and re-created with other settings: the receiver exits non-zero or its probe says not ready."""
+    health = tmp_path / "health"
+    receiver = run("receiver", "--health-file", str(health))
+    receiver.wait_for_line("consuming from queue")
+    wait_until(lambda: probe_ready(health), 10, "ready")
+
+    def replace_queue(channel):
+        channel.queue_delete(queue)
+        channel.queue_declare(queue, durable=False)  # as the RabbitMQ tutorial does: ours cannot use it
+
+    admin_channel_call(broker.url, replace_queue)
+    try:
+        wait_until(lambda: receiver.proc.poll() is not None or not probe_ready(health), 20,
+                   "an exit or a failing readiness probe", lambda: receiver.output[-2000:])
+        if receiver.proc.poll() is not None:
+            assert receiver.wait() not in (0, 1), receiver.output  # a distinct code, not a crash
+            assert "Traceback" not in receiver.output
+    finally:
+        admin_channel_call(broker.url, lambda channel: channel.queue_delete(queue))
+
+
+@pytest.mark.xfail(strict=True, reason="issue 13 item 3: the consumer timeout closes the channel before the ack; "
+                                       "the message is redelivered and dead-lettered again every cycle")
+def test_slow_failing_handler_past_the_consumer_timeout_is_dead_lettered_once(run, limited_broker, queue):
+    """A handler that outlasts the broker's consumer timeout and then fails: one dead letter, the queue empties."""
+    receiver = run("receiver", "--prefetch", "1", "--handler", "slow_handler:slow_then_fail", url=limited_broker.url)
+    receiver.wait_for_line("consuming from queue")
+    sender = run("sender", "--count", "1", url=limited_broker.url)
+    assert sender.wait() == 0, sender.output
+
+    def dead_count():
+        return (queue_counts(limited_broker, queue + ".dead") or (0,))[0]
+
+    wait_alive_until(receiver, lambda: queue_counts(limited_broker, queue)[:2] == (0, 0) or dead_count() > 1, 40,
+                     "the message settled")
+    assert dead_count() == 1, f"dead-lettered {dead_count()} times:\n{receiver.output[-2000:]}"
+    assert queue_counts(limited_broker, queue)[:2] == (0, 0), "settled: neither ready nor unacked"

@@ -1,0 +1,52 @@
+"""The private node the tests and the local run start: reachable from this machine only, secrets private."""
+
+import os
+import socket
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+from rabbitipc import definitions
+from support import ROOT
+
+
+def listening(port: int) -> set[str]:
+    """Addresses a TCP socket listens on for this port, from /proc/net/tcp{,6} (no ss in a bare image)."""
+    found = set()
+    for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            address, hex_port = fields[1].rsplit(":", 1)
+            if fields[3] != "0A" or int(hex_port, 16) != port:  # 0A: LISTEN
+                continue
+            raw = bytes.fromhex(address)
+            # The kernel prints each 32-bit word in host (little-endian) order.
+            raw = b"".join(struct.pack("<I", word) for word in struct.unpack(f">{len(raw) // 4}I", raw))
+            found.add(socket.inet_ntop(family, raw))
+    return found
+
+
+def test_every_port_of_the_node_listens_on_loopback_only(broker):
+    """AMQP, the management UI and the Erlang distribution port answer on 127.0.0.1, on no other interface."""
+    if not hasattr(broker, "dist_port"):
+        broker.dist_port  # noqa: B018 - skips with the reason for an external broker
+    for name, port in (("AMQP", broker.amqp_port), ("management", broker.management_port),
+                       ("Erlang distribution", broker.dist_port)):
+        assert listening(port) == {"127.0.0.1"}, f"{name} port {port} listens on {listening(port)}"
+
+
+def test_definitions_for_a_local_node_are_readable_by_their_owner_only(tmp_path):
+    """definitions.json holds password hashes: written 0600 for a node running as the writer."""
+    users = {role: (f"rabbitipc-{role}", "pw") for role in definitions.ROLES}
+    definitions.write(tmp_path / "api", users, private=True)
+    assert oct((tmp_path / "api" / "definitions.json").stat().st_mode & 0o777) == "0o600"
+    env = dict(os.environ, **{f"RABBITIPC_{role.upper()}_PASSWORD": "pw" for role in definitions.ROLES})
+    result = subprocess.run([sys.executable, "-m", "rabbitipc.definitions", "--out", str(tmp_path / "cli"),
+                             "--private"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert oct((tmp_path / "cli" / "definitions.json").stat().st_mode & 0o777) == "0o600"
