@@ -6,8 +6,8 @@ import threading
 import time
 
 import pytest
-
 import tutorial_clients as tutorial
+
 from rabbitipc.rpc import RpcClient, RpcError, RpcTimeout, call
 from support import queue_depth, wait_until
 
