@@ -98,3 +98,17 @@ def test_closed_client_refuses_calls(broker, queue, server):
     client.close()
     with pytest.raises(RpcError, match="closed"):
         client.call("1", timeout=5)
+
+
+def test_client_reconnects_after_a_broker_restart(broker, queue):
+    """The same client keeps working after the broker restarted (the server reconnects on its own here)."""
+    with RpcClient(broker.url, queue) as client:
+        server = tutorial.RpcServer(broker.url, "current", queue)
+        assert client.call("3", timeout=10) == "2"
+        server.close()
+        broker.restart()
+        server = tutorial.RpcServer(broker.url, "current", queue)
+        try:
+            assert client.call("20", timeout=60) == "6765"
+        finally:
+            server.close()

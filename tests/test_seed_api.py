@@ -237,3 +237,18 @@ def test_callback_that_raises_dead_letters_its_message(broker, queue):
     assert seen == ["good", "HALT"]
     dead = get_all(broker.url, queue + ".dead")
     assert [props.headers["x-rabbitipc-reason"] for props, _ in dead] == ["handler failed: ValueError: cannot"]
+
+
+def test_consumer_survives_a_broker_restart(broker, seed):
+    """consumer3 keeps running through a broker restart and handles what is published after it."""
+    consumer = seed.start("consumer3.py")
+    consumer.wait_for_line("Starting consumer.")
+    assert seed.run("producer.py", "before").returncode == 0
+    consumer.wait_for_line("before")
+    broker.restart()
+    produced = seed.run("producer.py", "after", "HALT")
+    assert produced.returncode == 0, produced.stderr
+    assert consumer.wait(90) == 0, consumer.output
+    printed = ["Starting consumer.", "before", "after", "Halting the consumer.", "Consumer has terminated."]
+    assert [line for line in consumer.lines if line in printed] == printed  # the rest: warnings on stderr
+    assert any("reconnecting" in line for line in consumer.lines)

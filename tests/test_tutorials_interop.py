@@ -219,7 +219,7 @@ def test_queue_held_exclusively_fails_at_once_and_leaves_nothing(url, run, queue
     holder.channel().queue_declare(queue, exclusive=True)
     try:
         receiver = run("receiver", "--count", "1")
-        assert receiver.wait(30) == 5, receiver.output
+        assert receiver.wait(15) == 5, receiver.output
     finally:
         holder.close()
     assert "--queue" in receiver.lines[-1]
