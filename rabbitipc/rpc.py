@@ -41,6 +41,8 @@ LOGGER = logging.getLogger(__name__)
 REPLY_TO = "amq.rabbitmq.reply-to"
 #: The queue the tutorial's rpc_server.py serves.
 DEFAULT_QUEUE = "rpc_queue"
+#: A reply carrying this header reports the responder's failure (its value says what failed).
+ERROR_HEADER = "x-rabbitipc-error"
 
 
 class RpcError(Exception):
@@ -49,6 +51,10 @@ class RpcError(Exception):
 
 class RpcTimeout(RpcError, TimeoutError):
     """No reply came within the call's timeout."""
+
+
+class RemoteError(RpcError):
+    """The responder could not handle the request and said so (reply header x-rabbitipc-error)."""
 
 
 @dataclass
@@ -108,7 +114,8 @@ class RpcClient:
         """Send payload and return the reply body as text.
 
         Raises RpcTimeout when no reply comes within timeout seconds (default: the client's),
-        RpcError when the queue does not exist or the broker refuses the request, and the
+        RemoteError when the responder replied that it failed, RpcError when the queue does
+        not exist or the broker refuses the request, and the
         connection's FatalError (AuthError, UnreachableError) when the broker is gone for good.
         """
         timeout = self.timeout if timeout is None else timeout
@@ -224,6 +231,10 @@ class RpcClient:
             if call is None:
                 LOGGER.debug("reply for correlation_id %s nobody waits for; dropped", properties.correlation_id)
                 return
+            error = (properties.headers or {}).get(ERROR_HEADER)
+            if error is not None:
+                text = error.decode(errors="replace") if isinstance(error, bytes) else str(error)
+                call.error = RemoteError(f"the responder on queue {self.queue!r} failed: {text}")
             call.reply = body
             call.done.set()
 

@@ -8,7 +8,7 @@ import time
 import pytest
 import tutorial_clients as tutorial
 
-from rabbitipc.rpc import RpcClient, RpcError, RpcTimeout, call
+from rabbitipc.rpc import RemoteError, RpcClient, RpcError, RpcTimeout, call
 from support import queue_depth, wait_until
 
 
@@ -112,3 +112,13 @@ def test_client_reconnects_after_a_broker_restart(broker, queue):
             assert client.call("20", timeout=60) == "6765"
         finally:
             server.close()
+
+
+def test_reply_marked_as_error_raises_remote_error(broker, queue):
+    """A reply with the x-rabbitipc-error header raises RemoteError with the responder's reason."""
+    server = tutorial.RpcServer(broker.url, "current", queue, headers={"x-rabbitipc-error": "ValueError: no"})
+    try:
+        with RpcClient(broker.url, queue) as client, pytest.raises(RemoteError, match="failed: ValueError: no"):
+            client.call("4", timeout=10)
+    finally:
+        server.close()

@@ -157,8 +157,9 @@ def fib(n: int) -> int:
 class RpcServer:
     """rpc_server.py: declare rpc_queue, prefetch 1, answer int(body) with str(fib(n)) to reply_to, then ack."""
 
-    def __init__(self, url: str, version: str = "current", queue: str = "rpc_queue") -> None:
+    def __init__(self, url: str, version: str = "current", queue: str = "rpc_queue", headers=None) -> None:
         self.url, self.version, self.queue = url, version, queue
+        self.headers = headers  # added to every reply (the tutorial adds none)
         self.requests: list[bytes] = []
         self._stop = threading.Event()
         self._ready = threading.Event()
@@ -183,7 +184,8 @@ class RpcServer:
                     continue
                 self.requests.append(body)
                 channel.basic_publish(exchange="", routing_key=properties.reply_to, body=str(fib(int(body))),
-                                      properties=pika.BasicProperties(correlation_id=properties.correlation_id))
+                                      properties=pika.BasicProperties(correlation_id=properties.correlation_id,
+                                                                                 headers=self.headers))
                 channel.basic_ack(method.delivery_tag)
         except BaseException as exc:  # noqa: BLE001 - reported to the test
             self.error = exc
