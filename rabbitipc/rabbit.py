@@ -101,6 +101,8 @@ class MessageQueue:
         and acked); their previous handlers are restored when start() returns. A queue that
         was stopped stays stopped: start() then returns at once.
         """
+        if self._callback is None:
+            raise RuntimeError(f"register(callback) before start(): nothing would handle the messages of {self.name!r}")
         if threading.current_thread() is not threading.main_thread():
             return self._queue.start()
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -252,3 +252,13 @@ def test_consumer_survives_a_broker_restart(broker, seed):
     printed = ["Starting consumer.", "before", "after", "Halting the consumer.", "Consumer has terminated."]
     assert [line for line in consumer.lines if line in printed] == printed  # the rest: warnings on stderr
     assert any("reconnecting" in line for line in consumer.lines)
+
+
+def test_start_without_a_callback_refuses_instead_of_acking_everything(broker, queue):
+    """start() before register() raises at once: nothing is consumed (and acked) unhandled."""
+    mq = MessageQueue(queue, broker.url)
+    mq.publish("kept")
+    with pytest.raises(RuntimeError, match=r"register\(callback\) before start\(\)"):
+        mq.start()
+    mq.close()
+    assert queue_depth(broker.url, queue) == 1
