@@ -1,0 +1,278 @@
+"""Request/reply (the tutorials' sixth pattern): call(payload, timeout=...) returns the responder's reply.
+
+    with RpcClient(queue="rpc_queue") as client:
+        print(client.call("30", timeout=5))    # "832040" from the tutorial's rpc_server.py
+
+A request goes to the queue through the default exchange with reply_to set to RabbitMQ's
+direct reply-to (`amq.rabbitmq.reply-to`: no reply queue to declare or clean up) and a fresh
+correlation_id; the reply carrying that id is the result. One connection serves any number of
+threads calling at once: pika connections are not thread-safe, so one I/O thread owns it and
+callers only hand it requests and wait for their own reply.
+
+Requests are persistent, confirmed and mandatory (no queue of that name: an error at once,
+not a silent wait), and expire when their caller stops waiting, so a responder that starts
+later does not work on calls nobody waits for. If the connection drops, calls still waiting
+are published again after reconnecting (at least once, as everywhere in rabbitipc): the
+responder may see a request twice, with the same message_id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import uuid
+from dataclasses import dataclass
+from queue import Empty, Queue
+from typing import Any
+
+import pika
+import pika.exceptions as px
+
+from .config import DEFAULT_URL
+from .connection import RECONNECT, Retry, connect
+from .errors import FatalError, Stopped
+from .shutdown import StopFlag
+
+LOGGER = logging.getLogger(__name__)
+
+#: RabbitMQ's pseudo-queue for direct reply-to.
+REPLY_TO = "amq.rabbitmq.reply-to"
+#: The queue the tutorial's rpc_server.py serves.
+DEFAULT_QUEUE = "rpc_queue"
+#: A reply carrying this header reports the responder's failure (its value says what failed).
+ERROR_HEADER = "x-rabbitipc-error"
+
+
+class RpcError(Exception):
+    """A call that cannot get a reply: no such queue, refused by the broker, client closed."""
+
+
+class RpcTimeout(RpcError, TimeoutError):
+    """No reply came within the call's timeout."""
+
+
+class RemoteError(RpcError):
+    """The responder could not handle the request and said so (reply header x-rabbitipc-error)."""
+
+
+@dataclass
+class _Call:
+    correlation_id: str
+    body: bytes
+    properties: pika.BasicProperties
+    done: threading.Event
+    reply: bytes | None = None
+    error: BaseException | None = None
+
+
+def encode(payload: Any) -> tuple[bytes, str]:
+    """Body and content type: text as UTF-8 (the tutorials send numbers as text), bytes as they are, else JSON."""
+    if isinstance(payload, bytes):
+        return payload, "application/octet-stream"
+    if isinstance(payload, str):
+        return payload.encode(), "text/plain"
+    return json.dumps(payload).encode(), "application/json"
+
+
+class RpcClient:
+    """Calls a responder's queue and waits for the reply; safe to use from many threads at once."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        queue: str = DEFAULT_QUEUE,
+        *,
+        timeout: float = 30.0,
+        retry: Retry | None = None,
+        connection_name: str = "rabbitipc-rpc-client",
+        ca_file: str | None = None,
+    ) -> None:
+        self.url = url or os.environ.get("AMQP_URL") or DEFAULT_URL
+        self.queue = queue
+        self.timeout = timeout
+        self.retry = retry or Retry()
+        self.connection_name = connection_name
+        self.ca_file = ca_file
+        self._lock = threading.Lock()
+        self._pending: dict[str, _Call] = {}
+        self._outbox: Queue[_Call] = Queue()
+        self._stop = StopFlag()
+        self._connection = None
+        self._channel = None
+        self._failure: BaseException | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rabbitipc-rpc", daemon=True)
+        self._thread.start()
+        self._ready.wait()  # connected, or failed for good (wrong credentials, unreachable)
+        if self._failure is not None:
+            raise self._failure
+
+    # -- callers' side -----------------------------------------------------------------
+    def call(self, payload: Any, timeout: float | None = None) -> str:
+        """Send payload and return the reply body as text.
+
+        Raises RpcTimeout when no reply comes within timeout seconds (default: the client's),
+        RemoteError when the responder replied that it failed, RpcError when the queue does
+        not exist or the broker refuses the request, and the
+        connection's FatalError (AuthError, UnreachableError) when the broker is gone for good.
+        """
+        timeout = self.timeout if timeout is None else timeout
+        body, content_type = encode(payload)
+        correlation_id = uuid.uuid4().hex
+        properties = pika.BasicProperties(
+            reply_to=REPLY_TO, correlation_id=correlation_id, message_id=correlation_id,
+            content_type=content_type, delivery_mode=pika.DeliveryMode.Persistent,
+            expiration=str(max(1, int(timeout * 1000))),
+        )
+        call = _Call(correlation_id, body, properties, threading.Event())
+        with self._lock:
+            if self._failure is not None:
+                raise self._failure
+            if self._stop.is_set():
+                raise RpcError("the RPC client is closed")
+            self._pending[correlation_id] = call
+        self._outbox.put(call)
+        self._wake()
+        if not call.done.wait(timeout):
+            with self._lock:
+                self._pending.pop(correlation_id, None)
+                if call.reply is None and call.error is None:
+                    call.done.set()  # not sent yet? then it never will be
+                    raise RpcTimeout(f"no reply from queue {self.queue!r} within {timeout:g}s "
+                                     f"(correlation_id {correlation_id}): is a responder consuming it?")
+        if call.error is not None:
+            raise call.error
+        return call.reply.decode("utf-8", errors="replace")
+
+    def close(self) -> None:
+        """Stop the I/O thread and close the connection; calls still waiting raise RpcError."""
+        self._stop.set("RpcClient.close()")
+        self._wake()
+        self._thread.join(10)
+
+    def __enter__(self) -> RpcClient:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
+    def _wake(self) -> None:
+        """Have the I/O thread publish what is waiting now, not at its next turn."""
+        connection = self._connection
+        if connection is not None:
+            try:
+                connection.add_callback_threadsafe(self._send_waiting)
+            except Exception:  # noqa: BLE001 - closed meanwhile: the next connection sends it
+                LOGGER.debug("connection closed before the wake-up; the request waits for the next one")
+
+    # -- the I/O thread ----------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._serve_one_connection()
+                except RECONNECT as exc:
+                    LOGGER.warning("RPC connection lost (%s); reconnecting, waiting calls are sent again",
+                                   exc.__class__.__name__)
+                    self._resend_waiting()
+                except px.ChannelClosedByBroker as exc:
+                    LOGGER.warning("the broker closed the RPC channel (%s); reconnecting", exc.reply_text)
+                    self._fail_waiting(RpcError(f"the broker closed the channel: {exc.reply_text}"))
+                    self._stop.wait(1)
+                finally:
+                    self._close_connection()
+        except Stopped:
+            pass
+        except FatalError as exc:
+            self._failure = exc
+        except Exception as exc:  # noqa: BLE001 - a bug: say so to every caller instead of hanging them
+            LOGGER.exception("RPC I/O thread failed")
+            self._failure = RpcError(f"the RPC client failed: {exc.__class__.__name__}: {exc}")
+        finally:
+            self._ready.set()
+            self._fail_waiting(self._failure or RpcError("the RPC client was closed while waiting for a reply"))
+
+    def _serve_one_connection(self) -> None:
+        self._connection = connect(self.url, self.connection_name, self.retry, self._stop, ca_file=self.ca_file)
+        channel = self._connection.channel()
+        # Direct reply-to: consume the pseudo-queue (no-ack mode) before publishing on this channel.
+        channel.basic_consume(REPLY_TO, self._on_reply, auto_ack=True)
+        channel.confirm_delivery()
+        self._channel = channel
+        self._ready.set()
+        while not self._stop.is_set():
+            self._send_waiting()
+            self._connection.process_data_events(time_limit=0.2)
+
+    def _send_waiting(self) -> None:
+        channel = self._channel
+        while channel is not None and channel.is_open:
+            try:
+                call = self._outbox.get_nowait()
+            except Empty:
+                return
+            if call.done.is_set():
+                continue  # its caller gave up already
+            try:
+                channel.basic_publish("", self.queue, call.body, call.properties, mandatory=True)
+            except px.UnroutableError:
+                self._finish(call, error=RpcError(f"no queue {self.queue!r} on the broker: is a responder running?"))
+            except px.NackError:
+                self._finish(call, error=RpcError(f"the broker refused the request to queue {self.queue!r}"))
+            except RECONNECT:
+                self._outbox.put(call)
+                raise
+
+    def _on_reply(self, _channel, _method, properties, body: bytes) -> None:
+        with self._lock:
+            call = self._pending.pop(properties.correlation_id or "", None)
+            if call is None:
+                LOGGER.debug("reply for correlation_id %s nobody waits for; dropped", properties.correlation_id)
+                return
+            error = (properties.headers or {}).get(ERROR_HEADER)
+            if error is not None:
+                text = error.decode(errors="replace") if isinstance(error, bytes) else str(error)
+                call.error = RemoteError(f"the responder on queue {self.queue!r} failed: {text}")
+            call.reply = body
+            call.done.set()
+
+    def _finish(self, call: _Call, error: BaseException) -> None:
+        with self._lock:
+            self._pending.pop(call.correlation_id, None)
+            call.error = error
+            call.done.set()
+
+    def _resend_waiting(self) -> None:
+        """After a lost connection, replies to calls already sent cannot arrive: send them again."""
+        with self._lock:
+            waiting = [call for call in self._pending.values() if not call.done.is_set()]
+        while True:  # the outbox's calls are all among the waiting ones
+            try:
+                self._outbox.get_nowait()
+            except Empty:
+                break
+        for call in waiting:
+            self._outbox.put(call)
+
+    def _fail_waiting(self, error: BaseException) -> None:
+        with self._lock:
+            waiting, self._pending = list(self._pending.values()), {}
+            for call in waiting:
+                call.error = error
+                call.done.set()
+
+    def _close_connection(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None and connection.is_open:
+            try:
+                connection.close()
+            except Exception:  # noqa: BLE001 - a broken connection may fail to close any way
+                LOGGER.debug("ignoring error while closing the RPC connection", exc_info=True)
+
+
+def call(payload: Any, *, url: str | None = None, queue: str = DEFAULT_QUEUE, timeout: float = 30.0) -> str:
+    """One call on a connection of its own; for many calls, keep an RpcClient."""
+    with RpcClient(url, queue, timeout=timeout) as client:
+        return client.call(payload, timeout)

@@ -1,0 +1,124 @@
+"""The RPC client (rabbitipc.rpc): direct reply-to, correlation ids, timeouts, concurrent calls."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import tutorial_clients as tutorial
+
+from rabbitipc.rpc import RemoteError, RpcClient, RpcError, RpcTimeout, call
+from support import queue_depth, wait_until
+
+
+@pytest.fixture
+def server(broker, queue):
+    """A tutorial-style responder (plain-text numbers in, fib(n) as text out) on this test's queue."""
+    responder = tutorial.RpcServer(broker.url, "current", queue)
+    yield responder
+    responder.close()
+
+
+def test_call_returns_the_tutorial_servers_reply(broker, queue, server):
+    """A call gets the answer of a tutorial-style server, whose bodies are plain-text numbers."""
+    with RpcClient(broker.url, queue) as client:
+        assert client.call("30", timeout=10) == "832040"
+        assert client.call(10, timeout=10) == "55"  # JSON of an int is the same text
+    assert server.requests == [b"30", b"10"]
+
+
+def test_module_level_call(broker, queue, server):
+    """call() opens, calls and closes in one go."""
+    assert call("7", url=broker.url, queue=queue, timeout=10) == "13"
+
+
+def test_concurrent_calls_on_one_client_each_get_their_own_reply(broker, queue, server):
+    """Sixteen threads calling at once on one connection each get the reply to their own request."""
+    results: dict[int, str] = {}
+    errors: list[BaseException] = []
+    with RpcClient(broker.url, queue) as client:
+
+        def ask(n: int) -> None:
+            try:
+                results[n] = client.call(str(n), timeout=30)
+            except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+                errors.append(exc)
+
+        threads = [threading.Thread(target=ask, args=(n,)) for n in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    assert errors == []
+    assert results == {n: str(tutorial.fib(n)) for n in range(16)}
+
+
+def test_timeout_raises_a_clear_error_and_the_request_expires(broker, queue):
+    """Nobody answering: RpcTimeout naming the queue after the timeout; the request does not wait for a late server."""
+    connection = tutorial.connect(broker.url)
+    connection.channel().queue_declare(queue, **tutorial.QUORUM)
+    connection.close()
+    with RpcClient(broker.url, queue) as client:
+        started = time.monotonic()
+        with pytest.raises(RpcTimeout, match=f"no reply from queue '{queue}' within 1s"):
+            client.call("5", timeout=1)
+        assert 0.9 < time.monotonic() - started < 5
+    wait_until(lambda: queue_depth(broker.url, queue) == 0, 15, "the expired request to leave the queue")
+
+
+def test_call_to_a_missing_queue_fails_at_once(broker, queue):
+    """No queue of that name: RpcError at once (the request came back unroutable), not a wait for the timeout."""
+    with RpcClient(broker.url, queue) as client:
+        started = time.monotonic()
+        with pytest.raises(RpcError, match="no queue .* is a responder running"):
+            client.call("5", timeout=30)
+        assert time.monotonic() - started < 10
+
+
+def test_client_goes_on_after_a_timeout(broker, queue):
+    """After a timed-out call the same client's next call, once a server runs, gets its own reply."""
+    connection = tutorial.connect(broker.url)
+    connection.channel().queue_declare(queue, **tutorial.QUORUM)
+    connection.close()
+    with RpcClient(broker.url, queue) as client:
+        with pytest.raises(RpcTimeout):
+            client.call("1", timeout=0.5)
+        server = tutorial.RpcServer(broker.url, "current", queue)
+        try:
+            assert client.call("12", timeout=10) == "144"
+        finally:
+            server.close()
+    assert server.requests == [b"12"]  # the expired request was never worked on
+
+
+def test_closed_client_refuses_calls(broker, queue, server):
+    """After close(), call() raises RpcError instead of hanging."""
+    client = RpcClient(broker.url, queue)
+    client.close()
+    with pytest.raises(RpcError, match="closed"):
+        client.call("1", timeout=5)
+
+
+def test_client_reconnects_after_a_broker_restart(broker, queue):
+    """The same client keeps working after the broker restarted (the server reconnects on its own here)."""
+    with RpcClient(broker.url, queue) as client:
+        server = tutorial.RpcServer(broker.url, "current", queue)
+        assert client.call("3", timeout=10) == "2"
+        server.close()
+        broker.restart()
+        server = tutorial.RpcServer(broker.url, "current", queue)
+        try:
+            assert client.call("20", timeout=60) == "6765"
+        finally:
+            server.close()
+
+
+def test_reply_marked_as_error_raises_remote_error(broker, queue):
+    """A reply with the x-rabbitipc-error header raises RemoteError with the responder's reason."""
+    server = tutorial.RpcServer(broker.url, "current", queue, headers={"x-rabbitipc-error": "ValueError: no"})
+    try:
+        with RpcClient(broker.url, queue) as client, pytest.raises(RemoteError, match="failed: ValueError: no"):
+            client.call("4", timeout=10)
+    finally:
+        server.close()
