@@ -255,7 +255,7 @@ def test_decode_fragmented_stream(codec, stream, cuts):
 @PROPERTY
 @given(before=streams(), after=streams(), position=st.integers(0, 2), data=st.data())
 def test_decode_stops_at_frames_it_leaves_to_pika(codec, before, after, position, data):
-    """A frame it does not handle (heartbeat, ConsumeOk, Channel.Close...) stops it exactly there, events before kept."""
+    """A frame it does not handle (heartbeat, ConsumeOk, Channel.Close...) stops it right there, events before kept."""
     other = data.draw(st.sampled_from([
         frame.Heartbeat().marshal(),
         frame.Method(1, spec.Basic.ConsumeOk("ctag")).marshal(),
@@ -381,7 +381,7 @@ class RawClient:
 
 
 def test_broker_round_trip(codec, broker, queue):
-    """Frames the encoder builds are accepted, confirmed and returned by RabbitMQ; what it sends decodes as pika does."""
+    """Encoded frames are accepted, confirmed and returned by RabbitMQ; what it sends decodes as pika decodes it."""
     client = RawClient(broker.url, codec, frame_max=8192)  # a small frame_max: bodies cross frames both ways
     try:
         client.send(1, spec.Channel.Open())

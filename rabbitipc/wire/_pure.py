@@ -152,13 +152,8 @@ def _content(buf: bytes, pos: int, size: int, channel: int) -> tuple[int, object
     class_id, _weight, body_size = struct.unpack_from(">HHQ", buf, pos + 7)
     if class_id != 60:
         return OTHER
-    try:
-        properties = _BasicProperties().decode(bytes(buf[pos + 19:hend]))
-    except Exception:  # a malformed header: pika's own path raises its error
-        return OTHER
+    header = pos + 19
     pos = hend + 1
-    if body_size == 0:
-        return DONE, properties, b"", pos
     parts = []
     got = 0
     while got < body_size:
@@ -172,10 +167,16 @@ def _content(buf: bytes, pos: int, size: int, channel: int) -> tuple[int, object
             return PARTIAL
         if buf[bend] != 0xCE:
             return OTHER
-        parts.append(buf[pos + 7:bend])
+        parts.append((pos + 7, bend))
         got += bsize
         pos = bend + 1
-    body = bytes(parts[0]) if len(parts) == 1 else b"".join(parts)
+    # Properties and body are built only once the whole message is here: a large message arriving
+    # in many reads is scanned each time, not decoded each time.
+    try:
+        properties = _BasicProperties().decode(bytes(buf[header:hend]))
+    except Exception:  # a malformed header: pika's own path raises its error
+        return OTHER
+    body = b"".join([buf[a:b] for a, b in parts]) if len(parts) != 1 else bytes(buf[parts[0][0]:parts[0][1]])
     return DONE, properties, body, pos
 
 
