@@ -447,3 +447,20 @@ def test_broker_round_trip(codec, broker, queue):
         client.expect(spec.Connection.CloseOk)
     finally:
         client.sock.close()
+
+
+def test_falls_back_when_the_extension_is_not_built():
+    """Without the compiled module (installed with no C compiler) the pure-Python codec is used; the log says why."""
+    block = ("import sys\n"
+             "class NoExtension:\n"
+             "    def find_spec(self, name, path=None, target=None):\n"
+             "        if name == 'rabbitipc.wire._speedups':\n"
+             "            raise ModuleNotFoundError('No module named ' + repr(name), name=name)\n"
+             "sys.meta_path.insert(0, NoExtension())\n"
+             "import rabbitipc.wire as w\n"
+             "template = w.PublishTemplate(1, '', 'key')\n"
+             "print(w.implementation().name, '|', w.describe(), '|', type(template).__module__)\n")
+    result = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, check=True,
+                            env={k: v for k, v in os.environ.items() if k != "RABBITIPC_PURE_PYTHON"})
+    assert result.stdout.strip() == ("PYTHON | wire codec: pure Python (the C extension is not built: no C compiler "
+                                     "when installed?) | rabbitipc.wire._pure")

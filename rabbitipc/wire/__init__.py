@@ -27,6 +27,7 @@ properties is a pika.spec.BasicProperties; short strings are str, or bytes when 
 from __future__ import annotations
 
 import enum
+import importlib
 import logging
 import os
 
@@ -49,10 +50,15 @@ def _select():
         from . import _pure
         return _pure, Implementation.PYTHON, f"{PURE_PYTHON_ENV} is set"
     try:
-        from . import _speedups
-    except ImportError as exc:
+        _speedups = importlib.import_module(f"{__name__}._speedups")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}._speedups":
+            raise
         from . import _pure
-        return _pure, Implementation.PYTHON, f"the C extension is not built ({exc})"
+        return _pure, Implementation.PYTHON, "the C extension is not built: no C compiler when installed?"
+    except ImportError as exc:  # built, but for another Python: say so rather than hide it
+        from . import _pure
+        return _pure, Implementation.PYTHON, f"the C extension does not load: {exc}"
     return _speedups, Implementation.C, "built"
 
 
