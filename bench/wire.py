@@ -87,7 +87,7 @@ def pika_decoder(data: bytes, read_size: int) -> int:
 
 
 def codec_decoder(codec, data: bytes, read_size: int) -> int:
-    """The codec fed by reads of read_size bytes, keeping the unconsumed tail as phase 2 will."""
+    """The codec fed by reads of read_size bytes, keeping the unconsumed tail for the next read."""
     buffer = bytearray()
     count = 0
     decode = codec.decode
