@@ -284,6 +284,19 @@ def test_decode_keeps_an_incomplete_message(codec, stream, cut):
     assert (comparable(events + rest), end2, status2) == (pika_events(stream)[0], len(stream), codec.DONE)
 
 
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(stream=streams(), flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(1, 255)), min_size=1,
+                                        max_size=3))
+def test_decode_corrupted_stream_never_disagrees_with_pika(codec, stream, flips):
+    """Any bytes flipped: no crash, no exception, and whatever it decodes is what pika decodes from those bytes."""
+    data = bytearray(stream)
+    for at, mask in flips:
+        data[at % len(data)] ^= mask
+    events, end, status = codec.decode(bytes(data))
+    assert 0 <= end <= len(data) and status in (codec.DONE, codec.PARTIAL, codec.OTHER)
+    assert (comparable(events), []) == pika_events(bytes(data[:end]))
+
+
 def test_decode_bad_frame_end_is_left_to_pika(codec):
     """A frame whose end octet is wrong is not decoded: pika's path raises its own error on it."""
     good = frame.Method(1, spec.Basic.Ack(7, False)).marshal()
