@@ -493,6 +493,37 @@ static PyObject *take_short(const unsigned char *buf, Py_ssize_t *pos, Py_ssize_
     return value;
 }
 
+/* The short strings that repeat on every delivery (consumer tag, exchange, routing key, content
+ * type): the last object seen in each slot is reused while the bytes are the same, which saves
+ * an allocation and a UTF-8 decode each. The GIL is held throughout decode(). */
+enum { SLOT_FIRST, SLOT_EXCHANGE, SLOT_ROUTING_KEY, SLOT_CONTENT_TYPE, N_SLOTS };
+static struct {
+    Py_ssize_t size;
+    char raw[255];
+    PyObject *value;
+} short_cache[N_SLOTS];
+
+static PyObject *take_short_cached(const unsigned char *buf, Py_ssize_t *pos, Py_ssize_t end,
+                                   int slot) {
+    if (*pos >= end) return NULL;
+    Py_ssize_t n = buf[*pos];
+    if (*pos + 1 + n > end) return NULL;
+    if (short_cache[slot].value != NULL && short_cache[slot].size == n &&
+        memcmp(short_cache[slot].raw, buf + *pos + 1, (size_t)n) == 0) {
+        *pos += 1 + n;
+        Py_INCREF(short_cache[slot].value);
+        return short_cache[slot].value;
+    }
+    PyObject *value = take_short(buf, pos, end);
+    if (value != NULL) {
+        memcpy(short_cache[slot].raw, buf + *pos - n, (size_t)n);
+        short_cache[slot].size = n;
+        Py_INCREF(value);
+        Py_XSETREF(short_cache[slot].value, value);
+    }
+    return value;
+}
+
 /* The BasicProperties encoded in buf[pos:end], decoded as pika decodes them; NULL without an
  * exception when malformed (pika's own path then decides), NULL with one on memory errors. */
 static PyObject *take_properties(const unsigned char *buf, Py_ssize_t pos, Py_ssize_t end) {
@@ -516,7 +547,8 @@ static PyObject *take_properties(const unsigned char *buf, Py_ssize_t pos, Py_ss
         } else {
             switch (prop_kinds[i]) {
             case P_SHORT:
-                value = take_short(buf, &pos, end);
+                value = i == 0 ? take_short_cached(buf, &pos, end, SLOT_CONTENT_TYPE)
+                               : take_short(buf, &pos, end);
                 break;
             case P_OCTET:
                 if (pos + 1 <= end) value = PyLong_FromLong(buf[pos++]);
@@ -643,7 +675,7 @@ static int take_message(const unsigned char *buf, Py_ssize_t total, Py_ssize_t p
     int bits = 0;
     unsigned reply_code = 0;
     if (method == 0x003C003C) { /* Basic.Deliver */
-        if ((f[0] = take_short(buf, &at, end)) == NULL) goto fail;
+        if ((f[0] = take_short_cached(buf, &at, end, SLOT_FIRST)) == NULL) goto fail;
         if (at + 9 > end) goto fail;
         tag = get64(buf + at);
         bits = buf[at + 8] & 1;
@@ -654,8 +686,8 @@ static int take_message(const unsigned char *buf, Py_ssize_t total, Py_ssize_t p
         at += 2;
         if ((f[0] = take_short(buf, &at, end)) == NULL) goto fail;
     }
-    if ((f[1] = take_short(buf, &at, end)) == NULL) goto fail;
-    if ((f[2] = take_short(buf, &at, end)) == NULL) goto fail;
+    if ((f[1] = take_short_cached(buf, &at, end, SLOT_EXCHANGE)) == NULL) goto fail;
+    if ((f[2] = take_short_cached(buf, &at, end, SLOT_ROUTING_KEY)) == NULL) goto fail;
     status = take_content(buf, total, end + 1, channel, &f[3], &f[4], next);
     if (status != DONE) goto fail;
     if (method == 0x003C003C)
