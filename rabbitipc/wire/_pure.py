@@ -214,6 +214,16 @@ def decode(data: bytes | bytearray | memoryview, start: int = 0) -> tuple[list[t
                 events.append((NACK, channel, _U64.unpack_from(buf, body_at)[0], bool(bits & 1), bool(bits & 2)))
                 pos = end + 1
                 continue
+            if method != 0x003C003C and method != 0x003C0032:
+                return events, pos, OTHER
+        except IndexError:
+            return events, pos, OTHER
+        # The content first: while a large message is still arriving, nothing is decoded.
+        content = _content(buf, end + 1, size, channel)
+        if type(content) is int:
+            return events, pos, content
+        _status, properties, body, after = content
+        try:
             if method == 0x003C003C:  # Basic.Deliver
                 consumer_tag, at = _short_at(buf, body_at, end)
                 if at + 9 > end:
@@ -223,7 +233,7 @@ def decode(data: bytes | bytearray | memoryview, start: int = 0) -> tuple[list[t
                 exchange, at = _short_at(buf, at + 9, end)
                 routing_key, at = _short_at(buf, at, end)
                 head = (DELIVER, channel, consumer_tag, tag, redelivered, exchange, routing_key)
-            elif method == 0x003C0032:  # Basic.Return
+            else:  # Basic.Return
                 if body_at + 2 > end:
                     return events, pos, OTHER
                 reply_code = _U16.unpack_from(buf, body_at)[0]
@@ -231,12 +241,7 @@ def decode(data: bytes | bytearray | memoryview, start: int = 0) -> tuple[list[t
                 exchange, at = _short_at(buf, at, end)
                 routing_key, at = _short_at(buf, at, end)
                 head = (RETURN, channel, reply_code, reply_text, exchange, routing_key)
-            else:
-                return events, pos, OTHER
         except IndexError:
             return events, pos, OTHER
-        content = _content(buf, end + 1, size, channel)
-        if type(content) is int:
-            return events, pos, content
-        _status, properties, body, pos = content
+        pos = after
         events.append(head + (properties, body))

@@ -670,10 +670,13 @@ static int take_message(const unsigned char *buf, Py_ssize_t total, Py_ssize_t p
                         Py_ssize_t end, uint32_t method, PyObject **event, Py_ssize_t *next) {
     PyObject *f[5] = {NULL, NULL, NULL, NULL, NULL};
     Py_ssize_t at = pos + 11;
-    int status = OTHER;
     uint64_t tag = 0;
     int bits = 0;
     unsigned reply_code = 0;
+    /* The content first: while a large message is still arriving, nothing is decoded. */
+    int status = take_content(buf, total, end + 1, channel, &f[3], &f[4], next);
+    if (status != DONE) goto fail;
+    status = OTHER;
     if (method == 0x003C003C) { /* Basic.Deliver */
         if ((f[0] = take_short_cached(buf, &at, end, SLOT_FIRST)) == NULL) goto fail;
         if (at + 9 > end) goto fail;
@@ -688,8 +691,6 @@ static int take_message(const unsigned char *buf, Py_ssize_t total, Py_ssize_t p
     }
     if ((f[1] = take_short_cached(buf, &at, end, SLOT_EXCHANGE)) == NULL) goto fail;
     if ((f[2] = take_short_cached(buf, &at, end, SLOT_ROUTING_KEY)) == NULL) goto fail;
-    status = take_content(buf, total, end + 1, channel, &f[3], &f[4], next);
-    if (status != DONE) goto fail;
     if (method == 0x003C003C)
         *event = Py_BuildValue("(iINKNNNNN)", DELIVER, channel, f[0], (unsigned long long)tag,
                                PyBool_FromLong(bits), f[1], f[2], f[3], f[4]);
