@@ -32,6 +32,7 @@ static PyObject *encode_table_fn;
 static PyObject *decode_table_fn;
 static PyObject *ShortStringTooLong;
 static PyObject *empty_tuple;
+static PyObject *empty_bytes;
 
 /* BasicProperties attribute names, in pika's order, and their property flag bits. */
 #define N_PROPS 14
@@ -283,13 +284,7 @@ static int plan_message(Template *self, MessageArgs *m, Plan *plan) {
             return -1;
         }
         Py_DECREF(res);
-        PyObject *sep = PyBytes_FromStringAndSize(NULL, 0);
-        if (sep == NULL) {
-            Py_DECREF(pieces);
-            return -1;
-        }
-        plan->table = _PyBytes_Join(sep, pieces);
-        Py_DECREF(sep);
+        plan->table = PyObject_CallMethod(empty_bytes, "join", "O", pieces);
         Py_DECREF(pieces);
         if (plan->table == NULL) return -1;
         flags |= FLAG_HEADERS;
@@ -609,10 +604,10 @@ static int take_content(const unsigned char *buf, Py_ssize_t total, Py_ssize_t p
                         unsigned channel, PyObject **props, PyObject **body, Py_ssize_t *next) {
     if (pos + 7 > total) return PARTIAL;
     if (buf[pos] != 2 || get16(buf + pos + 1) != channel) return OTHER;
-    Py_ssize_t hsize = get32(buf + pos + 3);
+    uint32_t hsize = get32(buf + pos + 3);
     if (hsize < 14) return OTHER;
-    Py_ssize_t hend = pos + 7 + hsize;
-    if (hend >= total) return PARTIAL;
+    if ((uint64_t)hsize + 8 > (uint64_t)(total - pos)) return PARTIAL; /* no overflow on 32 bits */
+    Py_ssize_t hend = pos + 7 + (Py_ssize_t)hsize;
     if (buf[hend] != FRAME_END || get16(buf + pos + 7) != 60) return OTHER;
     uint64_t body_size = get64(buf + pos + 11);
     /* Count the body frames first: the body is built only once it is all here. */
@@ -623,8 +618,8 @@ static int take_content(const unsigned char *buf, Py_ssize_t total, Py_ssize_t p
         if (buf[at] != 3 || get16(buf + at + 1) != channel) return OTHER;
         uint64_t n = get32(buf + at + 3);
         if (got + n > body_size) return OTHER;
+        if (n + 8 > (uint64_t)(total - at)) return PARTIAL;
         Py_ssize_t bend = at + 7 + (Py_ssize_t)n;
-        if (bend >= total) return PARTIAL;
         if (buf[bend] != FRAME_END) return OTHER;
         if (frames == 0) single = at;
         frames++;
@@ -737,12 +732,13 @@ static PyObject *wire_decode(PyObject *module, PyObject *const *args, Py_ssize_t
             break;
         }
         unsigned channel = get16(buf + pos + 1);
-        Py_ssize_t size = get32(buf + pos + 3);
-        Py_ssize_t end = pos + 7 + size;
-        if (end >= total) {
+        uint32_t size32 = get32(buf + pos + 3);
+        if ((uint64_t)size32 + 8 > (uint64_t)(total - pos)) { /* no overflow on 32 bits */
             status = PARTIAL;
             break;
         }
+        Py_ssize_t size = (Py_ssize_t)size32;
+        Py_ssize_t end = pos + 7 + size;
         if (buf[pos] != 1 || size < 4 || buf[end] != FRAME_END) {
             status = OTHER;
             break;
@@ -817,6 +813,7 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     if ((ShortStringTooLong = import_attr("pika.exceptions", "ShortStringTooLong")) == NULL)
         return NULL;
     if ((empty_tuple = PyTuple_New(0)) == NULL) return NULL;
+    if ((empty_bytes = PyBytes_FromStringAndSize(NULL, 0)) == NULL) return NULL;
     for (int i = 0; i < N_PROPS; i++)
         if ((prop_keys[i] = PyUnicode_InternFromString(prop_names[i])) == NULL) return NULL;
     PyObject *m = PyModule_Create(&module_def);
