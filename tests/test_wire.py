@@ -477,3 +477,20 @@ def test_falls_back_when_the_extension_is_not_built():
                             env={k: v for k, v in os.environ.items() if k != "RABBITIPC_PURE_PYTHON"})
     assert result.stdout.strip() == ("PYTHON | wire codec: pure Python (the C extension is not built: no C compiler "
                                      "when installed?) | rabbitipc.wire._pure")
+
+
+def test_micro_benchmark_runs():
+    """python -m bench.wire with tiny counts prints a row for every case, a column per codec (figures not asserted)."""
+    result = subprocess.run([sys.executable, "-m", "bench.wire", "--messages", "200", "--rounds", "1"],
+                            capture_output=True, text=True, timeout=120, check=True,
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    lines = result.stdout.splitlines()
+    if "the C extension is not built" in lines[0]:
+        lines = lines[1:]
+    else:
+        assert lines[1].split()[:2] == ["case", "C"]
+    assert lines[1].split()[-5:] == ["pure-python", "pika", "pika", "/", "C"]
+    assert [line[:40].strip() for line in lines[2:]] == [
+        "encode 100 B", "encode 64 KiB", "encode_into 100 B, one buffer", "decode deliver 100 B, 4 KiB reads",
+        "decode deliver 100 B, 256 KiB reads", "decode deliver 64 KiB, 4 KiB reads",
+        "decode deliver 64 KiB, 256 KiB reads", "decode ack, 4 KiB reads"]
