@@ -136,6 +136,66 @@ def _short_at(buf: bytes, pos: int, end: int) -> tuple[str | bytes, int]:
         return bytes(raw), stop
 
 
+_SHORT, _OCTET, _U64_KIND, _TABLE = range(4)
+#: BasicProperties fields in wire order: flag bit, attribute name, kind.
+_FIELDS = tuple(zip(
+    [1 << bit for bit in range(15, 1, -1)],
+    ["content_type", "content_encoding", "headers", "delivery_mode", "priority", "correlation_id", "reply_to",
+     "expiration", "message_id", "timestamp", "type", "user_id", "app_id", "cluster_id"],
+    [_SHORT, _SHORT, _TABLE, _OCTET, _OCTET, _SHORT, _SHORT, _SHORT, _SHORT, _U64_KIND, _SHORT, _SHORT, _SHORT,
+     _SHORT]))
+_NO_PROPERTIES = dict.fromkeys(name for _bit, name, _kind in _FIELDS)
+_new_properties = object.__new__
+#: The present fields of each flag word seen, so a message's properties cost one loop over those alone.
+_PRESENT: dict[int, list[tuple[str, int]]] = {}
+
+
+def _properties(buf: bytes, pos: int, end: int) -> _BasicProperties:
+    """The BasicProperties in buf[pos:end], as pika's BasicProperties.decode gives them (IndexError if cut short).
+
+    pika's decode tests all fourteen flags and its __init__ sets all fourteen attributes: this visits
+    the present fields alone and sets them on a copy of an all-None dict.
+    """
+    if pos + 2 > end:
+        raise IndexError(pos)
+    flags = _U16.unpack_from(buf, pos)[0]
+    pos += 2
+    partial = flags
+    while partial & 1:  # further flag words: no properties of Basic live there, pika reads and drops them
+        if pos + 2 > end:
+            raise IndexError(pos)
+        partial = _U16.unpack_from(buf, pos)[0]
+        pos += 2
+    values = _NO_PROPERTIES.copy()
+    fields = _PRESENT.get(flags)
+    if fields is None:
+        fields = _PRESENT[flags] = [(name, kind) for bit, name, kind in _FIELDS if flags & bit]
+    for name, kind in fields:
+        if kind == _SHORT:
+            values[name], pos = _short_at(buf, pos, end)
+        elif kind == _OCTET:
+            if pos >= end:
+                raise IndexError(pos)
+            values[name] = buf[pos]
+            pos += 1
+        elif kind == _U64_KIND:
+            if pos + 8 > end:
+                raise IndexError(pos)
+            values[name] = _U64.unpack_from(buf, pos)[0]
+            pos += 8
+        else:
+            try:
+                values[name], used = _data.decode_table(bytes(buf[pos:end]), 0)
+            except Exception:  # struct.error and the like: malformed, pika's path decides
+                raise IndexError(pos) from None
+            pos += used
+            if pos > end:
+                raise IndexError(pos)
+    properties = _new_properties(_BasicProperties)
+    properties.__dict__ = values
+    return properties
+
+
 def _content(buf: bytes, pos: int, size: int, channel: int) -> tuple[int, object, bytes, int] | int:
     """The header and body frames after a method frame: (status, properties, body, end) or a status."""
     total = len(buf)
@@ -173,8 +233,8 @@ def _content(buf: bytes, pos: int, size: int, channel: int) -> tuple[int, object
     # Properties and body are built only once the whole message is here: a large message arriving
     # in many reads is scanned each time, not decoded each time.
     try:
-        properties = _BasicProperties().decode(bytes(buf[header:hend]))
-    except Exception:  # a malformed header: pika's own path raises its error
+        properties = _properties(buf, header, hend)
+    except IndexError:  # a malformed header: pika's own path raises its error
         return OTHER
     body = b"".join([buf[a:b] for a, b in parts]) if len(parts) != 1 else bytes(buf[parts[0][0]:parts[0][1]])
     return DONE, properties, body, pos
