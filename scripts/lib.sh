@@ -40,7 +40,7 @@ have_program() {
 }
 
 # ensure_venv runtime|EXTRA: the project virtualenv with rabbitipc and its dependencies, plus the
-# named extra (e.g. test), reinstalled when pyproject.toml changes. `runtime` installs only the
+# named extra (e.g. test), reinstalled when pyproject.toml, setup.py or the C extension's source changes. `runtime` installs only the
 # runtime dependencies (the local run needs no test tools); a venv with the test extra serves a
 # runtime request as it is.
 ensure_venv() {
@@ -58,7 +58,8 @@ ensure_venv() {
     fi
   fi
   local want stamp
-  want=$(cksum <"$ROOT/pyproject.toml")
+  # The C extension is built by the (editable) install: its source and setup.py count too.
+  want=$(cat "$ROOT/pyproject.toml" "$ROOT/setup.py" "$ROOT/rabbitipc/wire/_speedups.c" | cksum)
   for stamp in "$VENV/.rabbitipc-installed-${extra:-runtime}" "$VENV/.rabbitipc-installed-test"; do
     [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && return 0
   done

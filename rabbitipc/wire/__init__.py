@@ -1,0 +1,85 @@
+"""The per-message AMQP 0-9-1 hot path: Basic.Publish frames out, deliveries and confirms in.
+
+pika stays for connecting, negotiating, channels and everything rare; this package does the
+per-message work in one call each way, compiled (the `_speedups` C extension, built by
+`pip install .` where a C compiler is present) or in pure Python (`_pure`, the fallback, chosen
+when the extension is not built or when RABBITIPC_PURE_PYTHON=1). Both give pika's bytes.
+
+Out: ``PublishTemplate(channel, exchange, routing_key, mandatory=False, *, frame_max=131072,
+content_type=None, delivery_mode=None)`` is prepared once per route and connection;
+``template.encode(body, message_id=None, timestamp=None, headers=None) -> bytes`` gives the
+method, content header and body frames (split at frame_max) of one message, and
+``template.encode_into(out: bytearray, ...) -> int`` appends them to an output buffer.
+
+In: ``decode(data, start=0) -> (events, end, status)`` decodes the frames in data[start:] into a
+list of event tuples, stopping at the end of the data (status DONE), at a frame or message not
+yet complete (PARTIAL: keep data[end:] and call again with more), or at a frame it leaves to
+pika (OTHER: data[end:] starts with it). The events:
+
+- ``(DELIVER, channel, consumer_tag, delivery_tag, redelivered, exchange, routing_key, properties, body)``
+- ``(ACK, channel, delivery_tag, multiple)``
+- ``(NACK, channel, delivery_tag, multiple, requeue)``
+- ``(RETURN, channel, reply_code, reply_text, exchange, routing_key, properties, body)``
+
+properties is a pika.spec.BasicProperties; short strings are str, or bytes when not UTF-8 (as pika).
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+import logging
+import os
+
+LOGGER = logging.getLogger(__name__)
+
+#: Set to 1 (or any value but 0 or empty) to use the pure-Python codec even where the extension is built.
+PURE_PYTHON_ENV = "RABBITIPC_PURE_PYTHON"
+
+
+class Implementation(enum.Enum):
+    """Which codec is active."""
+
+    C = "C extension"
+    PYTHON = "pure Python"
+
+
+def _select():
+    """The codec module to use, which one it is, and why."""
+    if os.environ.get(PURE_PYTHON_ENV, "") not in ("", "0"):
+        from . import _pure
+        return _pure, Implementation.PYTHON, f"{PURE_PYTHON_ENV} is set"
+    try:
+        _speedups = importlib.import_module(f"{__name__}._speedups")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}._speedups":
+            raise
+        from . import _pure
+        return _pure, Implementation.PYTHON, "the C extension is not built: no C compiler when installed?"
+    except ImportError as exc:  # built, but for another Python: say so rather than hide it
+        from . import _pure
+        return _pure, Implementation.PYTHON, f"the C extension does not load: {exc}"
+    return _speedups, Implementation.C, "built"
+
+
+_impl, _active, _why = _select()
+
+PublishTemplate = _impl.PublishTemplate
+decode = _impl.decode
+DELIVER, ACK, NACK, RETURN = _impl.DELIVER, _impl.ACK, _impl.NACK, _impl.RETURN
+DONE, PARTIAL, OTHER = _impl.DONE, _impl.PARTIAL, _impl.OTHER
+FRAME_MIN_SIZE = _impl.FRAME_MIN_SIZE
+
+
+def implementation() -> Implementation:
+    """The codec in use: Implementation.C or Implementation.PYTHON."""
+    return _active
+
+
+def describe() -> str:
+    """One phrase for a log line: which codec is active, and why."""
+    return f"wire codec: {_active.value} ({_why})"
+
+
+__all__ = ["ACK", "DELIVER", "DONE", "FRAME_MIN_SIZE", "NACK", "OTHER", "PARTIAL", "PURE_PYTHON_ENV", "RETURN",
+           "Implementation", "PublishTemplate", "decode", "describe", "implementation"]
