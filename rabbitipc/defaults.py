@@ -5,6 +5,8 @@ dev tools read them from here. Standard library only (definitions.py runs before
 URL = "amqp://guest:guest@localhost:5672/%2F"
 #: The work queue, and the routing key and binding of the direct pattern.
 QUEUE = "hello"
+#: The request queue of request/reply (the tutorials' sixth pattern).
+RPC_QUEUE = "rpc_queue"
 #: Unacked messages the broker may hand one receiver at once (sized by `make bench-sweep`).
 PREFETCH = 250
 #: Messages the sender publishes ahead of their confirms (sized by `make bench-sweep`).

@@ -30,7 +30,7 @@ from typing import Any
 
 from . import MessageQueue as _LibraryQueue
 from .connection import Retry
-from .handlers import Delivery
+from .consume.handlers import Delivery
 
 #: The seed's poison pill: a Consumer stops on it, a Worker passes it downstream, then stops.
 HALT = "HALT"

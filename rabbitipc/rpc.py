@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import uuid
 from dataclasses import dataclass
@@ -30,8 +29,8 @@ from typing import Any
 import pika
 import pika.exceptions as px
 
-from .config import DEFAULT_URL
-from .connection import RECONNECT, Retry, connect
+from . import defaults
+from .connection import RECONNECT, Broker, Retry, connect
 from .errors import FatalError, Stopped
 from .shutdown import StopFlag
 
@@ -40,7 +39,7 @@ LOGGER = logging.getLogger(__name__)
 #: RabbitMQ's pseudo-queue for direct reply-to.
 REPLY_TO = "amq.rabbitmq.reply-to"
 #: The queue the tutorial's rpc_server.py serves.
-DEFAULT_QUEUE = "rpc_queue"
+DEFAULT_QUEUE = defaults.RPC_QUEUE
 #: A reply carrying this header reports the responder's failure (its value says what failed).
 ERROR_HEADER = "x-rabbitipc-error"
 
@@ -89,12 +88,11 @@ class RpcClient:
         connection_name: str = "rabbitipc-rpc-client",
         ca_file: str | None = None,
     ) -> None:
-        self.url = url or os.environ.get("AMQP_URL") or DEFAULT_URL
+        broker = Broker.from_env(url, ca_file, retry)
+        self.url, self.ca_file, self.retry = broker.url, broker.ca_file, broker.retry
         self.queue = queue
         self.timeout = timeout
-        self.retry = retry or Retry()
         self.connection_name = connection_name
-        self.ca_file = ca_file
         self._lock = threading.Lock()
         self._pending: dict[str, _Call] = {}
         self._outbox: Queue[_Call] = Queue()
