@@ -67,11 +67,31 @@ def definitions(users: dict[str, tuple[str, str]], queue: str = "hello", vhost: 
     }
 
 
+#: Share of a container's memory limit RabbitMQ is told it has, as cluster-operator does: the rest
+#: is headroom for what the Erlang VM allocates beyond its own accounting.
+MEMORY_HEADROOM = 0.2
+
+
+def memory_settings(limit: int | None) -> str:
+    """rabbitmq.conf lines that make the memory alarm relative to a container limit (bytes).
+
+    Without them RabbitMQ computes its high watermark from the node's memory and the container
+    is OOM-killed before flow control starts.
+    """
+    if not limit:
+        return ""
+    available = int(limit * (1 - MEMORY_HEADROOM))
+    return (f"# The container's memory limit is {limit} bytes; RabbitMQ sees {available} and keeps its\n"
+            f"# default relative high watermark (0.4) of that.\n"
+            f"total_memory_available_override_value = {available}\n")
+
+
 def write(directory: str | os.PathLike, users: dict[str, tuple[str, str]], queue: str = "hello",
-          seen_as: str | None = None) -> Path:
+          seen_as: str | None = None, memory_limit: int | None = None) -> Path:
     """Write definitions.json and a rabbitmq.conf that loads it; return the conf's path.
 
     seen_as: the directory's path inside the broker's container, when it differs (Docker).
+    memory_limit: the broker container's memory limit in bytes, if it has one.
     """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -80,7 +100,8 @@ def write(directory: str | os.PathLike, users: dict[str, tuple[str, str]], queue
     target.chmod(0o644)  # read by the rabbitmq user, another uid than the writer
     conf = out / "rabbitmq.conf"
     loaded = f"{seen_as.rstrip('/')}/definitions.json" if seen_as else target
-    conf.write_text(f"# Written by python -m rabbitipc.definitions\nload_definitions = {loaded}\n")
+    conf.write_text(f"# Written by python -m rabbitipc.definitions\nload_definitions = {loaded}\n"
+                    + memory_settings(memory_limit))
     conf.chmod(0o644)
     return conf
 
@@ -90,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="directory for definitions.json and rabbitmq.conf")
     parser.add_argument("--queue", default=os.environ.get("RABBITIPC_QUEUE", "hello"))
     parser.add_argument("--seen-as", help="the --out directory's path inside the broker's container")
+    parser.add_argument("--memory-limit", type=int, default=os.environ.get("RABBITIPC_BROKER_MEMORY_LIMIT") or None,
+                        help="the broker container's memory limit in bytes (env RABBITIPC_BROKER_MEMORY_LIMIT): "
+                             "the memory alarm is computed from it instead of the node's memory")
     args = parser.parse_args(argv)
     users = {}
     for role in ROLES:
@@ -99,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"definitions: error: RABBITIPC_{role.upper()}_PASSWORD is not set", file=sys.stderr)
             return 2
         users[role] = (name, password)
-    conf = write(args.out, users, args.queue, args.seen_as)
+    conf = write(args.out, users, args.queue, args.seen_as, args.memory_limit)
     print(f"wrote {conf.parent / 'definitions.json'} and {conf} for users "
           + ", ".join(name for name, _ in users.values()))
     return 0
