@@ -5,8 +5,8 @@ port-forward websocket protocol (v4.channel.k8s.io: per port a data and an error
 opened by a frame carrying the port number; then binary frames whose first byte is the channel).
 Each port-forward is played from `forwards`, a list of modes taken in order (the last repeats):
 
-    "answer"   reply to the forwarded HTTP request with `management_reply`, then close the websocket
-               (as the API server does when the Pod closes the connection)
+    "answer"   reply to the forwarded HTTP request with `management_reply`, then drop the websocket's
+               connection (as the API server does when the Pod closes the connection)
     "refuse"   send the kubelet's error on the error channel and close, as for a Pod port nobody
                listens on
 """
@@ -19,6 +19,7 @@ import json
 import socket
 import struct
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
@@ -162,8 +163,13 @@ class FakeKubeAPI:
             body = json.dumps(self.management_reply).encode()
             out.write(_frame(b"\0" + b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                              + f"Content-Length: {len(body)}\r\n\r\n".encode() + body))
-        out.write(_frame(struct.pack(">H", 1000), opcode=8))
         out.flush()
+        if mode == "answer":
+            # The answer has gone through the relay before the stream ends. (A client that gets the
+            # drop in the same instant as the data may discard the data: kubernetes 37 does.)
+            time.sleep(1.0)
+        # The connection ends without a close frame, as when the API server drops a finished stream:
+        # clients before kubernetes 32.0 lose their proxy thread here and never signal EOF.
         handler.close_connection = True
         try:
             handler.connection.shutdown(socket.SHUT_RDWR)
