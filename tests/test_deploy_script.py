@@ -127,3 +127,46 @@ def test_delete_removes_what_the_overlay_created(tmp_path):
     assert result.returncode == 0, result.stderr
     assert any("delete -k k8s/overlays/minikube --ignore-not-found" in call for call in calls)
     assert not any("image build" in call for call in calls)
+
+
+def test_make_smoke_creates_the_virtualenv_it_runs_from():
+    """`make smoke` first makes sure .venv exists (nothing else on the Kubernetes path creates it), then runs
+    rabbitipc-smoke from it."""
+    dry = subprocess.run(["make", "-n", "smoke"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    lines = dry.stdout.splitlines()
+    assert "ensure_venv" in lines[0] and "bin/rabbitipc-smoke kubernetes" in lines[-1], dry.stdout
+    real = subprocess.run(["make", "smoke", "SMOKE_ARGS=--help"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, RABBITIPC_VENV=str(ROOT / ".venv")))
+    assert real.returncode == 0, real.stderr
+    assert "--context" in real.stdout
+
+
+def test_cluster_tier_installs_no_local_broker(tmp_path):
+    """`./run-tests.sh --cluster -m cluster` needs no rabbitmq-server and does not apt-install it; the
+    ordinary run does."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("apt-get", "dpkg-query"):
+        (bin_dir / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> "{tmp_path}/calls"\nexit 1\n')
+        (bin_dir / tool).chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", RABBITMQ_SERVER=str(tmp_path / "absent"))
+    cluster = subprocess.run(["./run-tests.sh", "--cluster", "-m", "cluster", "--collect-only", "-q",
+                              "tests/test_cluster_smoke.py"], cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert cluster.returncode == 0, cluster.stdout + cluster.stderr
+    assert not (tmp_path / "calls").exists()
+    ordinary = subprocess.run(["./run-tests.sh", "--collect-only", "-q", "tests/test_message.py"], cwd=ROOT,
+                              env=env, capture_output=True, text=True, timeout=300)
+    assert "rabbitmq-server" in (tmp_path / "calls").read_text(), ordinary.stderr
+
+
+def test_cluster_tier_timeout_leaves_room_for_the_scenario():
+    """The cluster test's own pytest timeout exceeds the scenario's wait, so a slow rollout ends in the
+    report, not in pytest-timeout's kill."""
+    import tomllib
+
+    import test_cluster_smoke
+
+    default = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["timeout"]
+    (marker,) = [m for m in test_cluster_smoke.pytestmark if m.name == "timeout"]
+    assert marker.args[0] >= 3 * test_cluster_smoke.WAIT > default
