@@ -1,5 +1,5 @@
 """End to end: the real images from the unmodified Dockerfiles, the rendered base played by podman,
-and the same smoke scenario users run against minikube, broker restart included."""
+and the same smoke scenario users run against minikube, broker restart and Pod replacement included."""
 
 from __future__ import annotations
 
@@ -104,3 +104,40 @@ def _ready_queue(driver):
     except OSError:
         return None
     return queue if queue and "messages" in queue else None
+
+
+def test_queued_messages_survive_the_pod_being_replaced(bundle):
+    """Messages queued while the receiver is down are still there when the Pod is deleted and a new one
+    (another hostname) starts on the same claim: the new receiver gets every one the old sender had accepted."""
+    driver = PodmanDriver(bundle)
+    driver.wait_ready(240)
+    podman("stop", "--time", "30", bundle.container_id("receiver"))
+    queue = wait_until(lambda: _queue_with(driver, lambda q: q.get("messages_ready", 0) >= 20), 180,
+                       "20 messages queued with the receiver stopped")
+    assert queue["durable"]
+    old = bundle.replace_pod()
+    accepted = set(ids(SENT, old["sender"]))
+    queued = accepted - set(ids(RECEIVED, old["receiver"]))
+    assert len(queued) >= 20, "the old Pod's sender accepted messages its receiver never got"
+    driver.wait_ready(240)
+
+    def missing():
+        return queued - set(ids(RECEIVED, driver.logs("receiver")))
+
+    wait_until(lambda: not missing(), 180, "the new receiver to get every queued message")
+    (node,) = driver.management_get("/api/nodes")
+    assert node["name"] == "rabbit@localhost", "the node name does not follow the Pod's hostname"
+
+
+def test_broker_memory_alarm_follows_the_container_limit(bundle):
+    """The broker's memory high watermark is 0.4 of what it is told it has: its container limit less headroom."""
+    driver = PodmanDriver(bundle)
+    driver.wait_ready(240)
+    (node,) = driver.management_get("/api/nodes")
+    available = int(2**30 * 0.8)  # the rabbitmq container's 1Gi limit, less 20% headroom
+    assert abs(node["mem_limit"] - 0.4 * available) <= 1, node["mem_limit"]
+
+
+def _queue_with(driver, condition):
+    queue = _ready_queue(driver)
+    return queue if queue and condition(queue) else None

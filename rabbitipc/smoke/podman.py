@@ -142,11 +142,19 @@ class PodmanBundle:
                          "{{range .Mounts}}{{.Name}} {{end}}", check=False)
             self._volumes += [volume for volume in out.split() if volume not in self._volumes]
 
-    def replace_pod(self, timeout: int = 60) -> None:
-        """Delete the Pod (SIGTERM, then SIGKILL after timeout) and play a new one on the same claims,
-        as a rollout or a Pod deletion does on a cluster. The new Pod has another hostname."""
-        podman("pod", "rm", "--force", "--time", str(timeout), self.pod, timeout=timeout + 120)
+    def replace_pod(self, timeout: int = 60) -> dict[str, str]:
+        """Stop the Pod (SIGTERM, then SIGKILL after timeout), delete it and play a new one on the same
+        claims, as a rollout or a Pod deletion does on a cluster; the new Pod has another hostname.
+        Returns the old Pod's logs by container name."""
+        podman("pod", "stop", "--time", str(timeout), self.pod, timeout=timeout + 120)
+        logs = {}
+        for container in self.pod_spec["containers"]:
+            result = subprocess.run(["podman", "logs", self.container_id(container["name"])], capture_output=True,
+                                    text=True, timeout=60, check=False)
+            logs[container["name"]] = result.stdout + result.stderr
+        podman("pod", "rm", "--force", self.pod, timeout=120)
         self._play()
+        return logs
 
     def down(self) -> None:
         """Remove the Pod, its volumes and the secrets created for it."""
