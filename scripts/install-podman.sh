@@ -4,5 +4,7 @@
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
-apt_install podman runc debootstrap uidmap slirp4netns
+# catatonit: the init of the pause image podman builds for every Pod (a Recommends, so not pulled in
+# by --no-install-recommends).
+apt_install podman runc catatonit debootstrap uidmap slirp4netns
 log "podman $(podman --version | awk '{print $3}') ready; use: export CONTAINERS_CONF=$ROOT/scripts/podman/containers.conf"
