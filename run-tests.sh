@@ -11,7 +11,7 @@ cd "$ROOT"
 # The cluster tier alone (--cluster -m cluster) talks to a cluster, not to a local node.
 case " $* " in
   *" -m cluster "*) ;;
-  *) [ -x "${RABBITMQ_SERVER:-/usr/lib/rabbitmq/bin/rabbitmq-server}" ] || apt_install rabbitmq-server ;;
+  *) [ -x "${RABBITIPC_RABBITMQ_SERVER:-/usr/lib/rabbitmq/bin/rabbitmq-server}" ] || apt_install rabbitmq-server ;;
 esac
 ensure_venv
 export PATH="$VENV/bin:$PATH"

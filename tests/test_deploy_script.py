@@ -149,7 +149,7 @@ def test_cluster_tier_installs_no_local_broker(tmp_path):
     for tool in ("apt-get", "dpkg-query"):
         (bin_dir / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> "{tmp_path}/calls"\nexit 1\n')
         (bin_dir / tool).chmod(0o755)
-    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", RABBITMQ_SERVER=str(tmp_path / "absent"))
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", RABBITIPC_RABBITMQ_SERVER=str(tmp_path / "absent"))
     cluster = subprocess.run(["./run-tests.sh", "--cluster", "-m", "cluster", "--collect-only", "-q",
                               "tests/test_cluster_smoke.py"], cwd=ROOT, env=env, capture_output=True, text=True,
                              timeout=300)
