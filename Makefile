@@ -58,9 +58,13 @@ deploy: ## build the images into minikube and deploy the bundle
 undeploy: ## remove the bundle from minikube
 	./deploy-local-minikube.sh --delete
 
+.PHONY: venv
+venv: ## create or update .venv: rabbitipc with the test tools and the kubernetes client
+	@bash -c '. scripts/lib.sh && ensure_venv test'
+
 .PHONY: smoke
-smoke: ## check a deployed bundle (current kubeconfig)
-	.venv/bin/python -m devtools.smoke kubernetes
+smoke: venv ## check the deployed bundle (current kubeconfig context; SMOKE_ARGS="--context P --namespace NS --restart-broker")
+	$${RABBITIPC_VENV:-.venv}/bin/python -m devtools.smoke kubernetes $(SMOKE_ARGS)
 
 .PHONY: clean
 clean: ## remove the virtualenv, the local node and caches

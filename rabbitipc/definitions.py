@@ -68,8 +68,27 @@ def definitions(users: dict[str, tuple[str, str]], queue: str = defaults.QUEUE, 
     }
 
 
+#: Share of a container's memory limit RabbitMQ is told it has, as cluster-operator does: the rest
+#: is headroom for what the Erlang VM allocates beyond its own accounting.
+MEMORY_HEADROOM = 0.2
+
+
+def memory_settings(limit: int | None) -> str:
+    """rabbitmq.conf lines that make the memory alarm relative to a container limit (bytes).
+
+    Without them RabbitMQ computes its high watermark from the node's memory and the container
+    is OOM-killed before flow control starts.
+    """
+    if not limit:
+        return ""
+    available = int(limit * (1 - MEMORY_HEADROOM))
+    return (f"# The container's memory limit is {limit} bytes; RabbitMQ sees {available} and keeps its\n"
+            f"# default relative high watermark (0.4) of that.\n"
+            f"total_memory_available_override_value = {available}\n")
+
+
 def write(directory: str | os.PathLike, users: dict[str, tuple[str, str]], queue: str = defaults.QUEUE,
-          seen_as: str | None = None, private: bool = False) -> Path:
+          seen_as: str | None = None, private: bool = False, memory_limit: int | None = None) -> Path:
     """Write definitions.json and a rabbitmq.conf that loads it; return the conf's path.
 
     seen_as: the directory's path inside the broker's container, when it differs (Docker).
@@ -77,6 +96,7 @@ def write(directory: str | os.PathLike, users: dict[str, tuple[str, str]], queue
     hashes, is 0600. Otherwise it is 0644 for the broker's user (another uid: a container),
     and the caller keeps the directory above it private (the local scripts make their node
     directory 0700; in Kubernetes it is the Pod's own emptyDir).
+    memory_limit: the broker container's memory limit in bytes, if it has one.
     """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -88,7 +108,8 @@ def write(directory: str | os.PathLike, users: dict[str, tuple[str, str]], queue
     target.chmod(mode)  # what the umask took away
     conf = out / "rabbitmq.conf"
     loaded = f"{seen_as.rstrip('/')}/definitions.json" if seen_as else target
-    conf.write_text(f"# Written by python -m rabbitipc.definitions\nload_definitions = {loaded}\n")
+    conf.write_text(f"# Written by python -m rabbitipc.definitions\nload_definitions = {loaded}\n"
+                    + memory_settings(memory_limit))
     conf.chmod(0o644)  # no secret in it
     return conf
 
@@ -100,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seen-as", help="the --out directory's path inside the broker's container")
     parser.add_argument("--private", action="store_true",
                         help="the broker runs as this user (a local node): definitions.json readable by it alone")
+    parser.add_argument("--memory-limit", type=int, default=os.environ.get("RABBITIPC_BROKER_MEMORY_LIMIT") or None,
+                        help="the broker container's memory limit in bytes (env RABBITIPC_BROKER_MEMORY_LIMIT): "
+                             "the memory alarm is computed from it instead of the node's memory")
     args = parser.parse_args(argv)
     users = {}
     for role in ROLES:
@@ -109,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"definitions: error: RABBITIPC_{role.upper()}_PASSWORD is not set", file=sys.stderr)
             return 2
         users[role] = (name, password)
-    conf = write(args.out, users, args.queue, args.seen_as, args.private)
+    conf = write(args.out, users, args.queue, args.seen_as, args.private, args.memory_limit)
     print(f"wrote {conf.parent / 'definitions.json'} and {conf} for users "
           + ", ".join(name for name, _ in users.values()))
     return 0

@@ -6,7 +6,7 @@
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
-SYSTEM_PACKAGES=$ROOT/scripts/system-packages.txt
+SYSTEM_PACKAGES=${RABBITIPC_SYSTEM_PACKAGES:-$ROOT/scripts/system-packages.txt}   # another list: for tests
 
 usage() { die "usage: $0 install|check GROUP... (groups: $(list_groups | tr '\n' ' ')all)"; }
 list_groups() { grep -v '^#' "$SYSTEM_PACKAGES" | awk 'NF { print $1 }' | sort -u; }

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
+from rabbitipc import definitions
+
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
 from support import ROOT  # noqa: E402
 
 K8S = ROOT / "k8s"
-OVERLAYS = {"base": K8S / "base", "minikube": K8S / "overlays" / "minikube", "scaled": K8S / "overlays" / "scaled"}
+OVERLAYS = {"base": K8S / "base", "minikube": K8S / "overlays" / "minikube", "scaled": K8S / "scaled"}
 #: The Kubernetes versions the README claims: the oldest and the newest are validated.
 KUBERNETES_VERSIONS = ["1.27.0", "1.37.0"]
 PROGRAMS = ("receiver", "sender")
+PROJECT_VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None,
                                 reason="kubectl (with kustomize) is needed to render the bundle")
@@ -126,13 +131,87 @@ def test_containers_are_hardened_probed_and_limited(bundle):
 
 
 def test_every_object_carries_the_common_labels(bundle):
-    """app.kubernetes.io/part-of on every object, name and component on workloads and Services."""
+    """app.kubernetes.io/part-of on every object and Pod template, name and component on workloads and Services."""
     _, docs = bundle
     for doc in docs:
         labels = doc["metadata"]["labels"]
         assert labels["app.kubernetes.io/part-of"] == "rabbitipc", doc["metadata"]["name"]
+        assert labels["app.kubernetes.io/version"] == PROJECT_VERSION, doc["metadata"]["name"]
         if doc["kind"] in ("Deployment", "Service"):
             assert {"app.kubernetes.io/name", "app.kubernetes.io/component"} <= set(labels)
+    for name, template in pod_specs(docs):
+        assert template["metadata"]["labels"]["app.kubernetes.io/part-of"] == "rabbitipc", name
+
+
+def test_deploy_script_diagnostics_select_the_pods(bundle):
+    """The label selector deploy-local-minikube.sh lists Pods with on failure matches every Pod template."""
+    _, docs = bundle
+    script = (ROOT / "deploy-local-minikube.sh").read_text()
+    selector = re.search(r"get pods -l (\S+)", script).group(1)
+    key, _, value = selector.partition("=")
+    for name, template in pod_specs(docs):
+        assert template["metadata"]["labels"].get(key) == value, name
+
+
+def test_the_version_is_written_once_and_matches_the_package(bundle):
+    """Program images carry pyproject's version as their tag, set by the one `images:` entry per image."""
+    _, docs = bundle
+    for container in containers(docs) + [c for _, t in pod_specs(docs) for c in t["spec"].get("initContainers", [])]:
+        if container["image"].startswith("rabbitipc-"):
+            assert container["image"].endswith(f":{PROJECT_VERSION}"), container["image"]
+    written = [path for path in K8S.rglob("*.yaml") if PROJECT_VERSION in path.read_text()]
+    assert written == [K8S / "components" / "common" / "kustomization.yaml"]
+    assert f"VERSION={PROJECT_VERSION}" in (ROOT / "deploy-local-minikube.sh").read_text()
+
+
+def test_programs_share_one_generated_settings_config_map(bundle):
+    """Sender, receiver and the definitions init container read the queue name from one ConfigMap."""
+    _, docs = bundle
+    (settings,) = of_kind(docs, "ConfigMap")
+    assert settings["data"]["RABBITIPC_QUEUE"] == "hello"
+    users = [c for c in containers(docs) if c["name"] in PROGRAMS]
+    users += [c for _, t in pod_specs(docs) for c in t["spec"].get("initContainers", [])]
+    for container in users:
+        assert container["envFrom"] == [{"configMapRef": {"name": settings["metadata"]["name"]}}], container["name"]
+        assert "RABBITIPC_QUEUE" not in {e["name"] for e in container.get("env", [])}
+
+
+def broker_template(docs):
+    (template,) = [t for _, t in pod_specs(docs) if any(c["name"] == "rabbitmq" for c in t["spec"]["containers"])]
+    return template
+
+
+def test_broker_data_is_on_a_claim_under_a_fixed_node_name(bundle):
+    """The broker's data directory is a PersistentVolumeClaim and its node name does not follow the Pod's."""
+    _, docs = bundle
+    spec = broker_template(docs)["spec"]
+    rabbit = next(c for c in spec["containers"] if c["name"] == "rabbitmq")
+    data = next(m for m in rabbit["volumeMounts"] if m["mountPath"] == "/var/lib/rabbitmq")
+    volume = next(v for v in spec["volumes"] if v["name"] == data["name"])
+    (claim,) = of_kind(docs, "PersistentVolumeClaim")
+    assert volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert env_value(rabbit, "RABBITMQ_NODENAME", docs) == "rabbit@localhost"
+    (deployment,) = [d for d in of_kind(docs, "Deployment") if d["spec"]["template"] is broker_template(docs)]
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate"
+
+
+def test_broker_memory_alarm_follows_the_container_limit(bundle, tmp_path, monkeypatch):
+    """The definitions init container gets the rabbitmq container's memory limit and writes it, less
+    headroom, as total_memory_available_override_value."""
+    _, docs = bundle
+    spec = broker_template(docs)["spec"]
+    (init,) = spec["initContainers"]
+    var = next(e for e in init["env"] if e["name"] == "RABBITIPC_BROKER_MEMORY_LIMIT")
+    assert var["valueFrom"]["resourceFieldRef"] == {"containerName": "rabbitmq", "resource": "limits.memory"}
+    rabbit = next(c for c in spec["containers"] if c["name"] == "rabbitmq")
+    assert rabbit["resources"]["limits"]["memory"] == "1Gi"
+    for role in ("ADMIN", "SENDER", "RECEIVER"):
+        monkeypatch.setenv(f"RABBITIPC_{role}_PASSWORD", "x")
+    monkeypatch.setenv("RABBITIPC_BROKER_MEMORY_LIMIT", str(2**30))  # what the kubelet puts there for 1Gi
+    assert definitions.main(["--out", str(tmp_path)]) == 0
+    conf = (tmp_path / "rabbitmq.conf").read_text()
+    assert f"total_memory_available_override_value = {int(2**30 * 0.8)}" in conf.splitlines()
 
 
 def test_base_runs_broker_sender_receiver_in_one_pod_over_localhost():
@@ -164,11 +243,24 @@ def test_base_runs_broker_sender_receiver_in_one_pod_over_localhost():
     assert 15672 in {p["port"] for p in service["spec"]["ports"]}
 
 
-def test_minikube_overlay_exposes_the_ui_on_a_node_port():
-    """The overlay the deploy script applies makes the management Service a NodePort."""
+def test_minikube_overlay_exposes_only_the_ui_on_a_node_port():
+    """The overlay the deploy script applies puts the management UI, and not AMQP, on a NodePort."""
     docs = render(OVERLAYS["minikube"])
     (service,) = of_kind(docs, "Service")
     assert service["spec"]["type"] == "NodePort"
+    assert [(p["name"], p["port"]) for p in service["spec"]["ports"]] == [("management", 15672)]
+
+
+def test_both_layouts_share_the_broker_component():
+    """base and scaled get the broker, its users and the settings from the same components, not copies."""
+    for layout in ("base", "scaled"):
+        kustomization = yaml.safe_load((OVERLAYS[layout] / "kustomization.yaml").read_text())
+        assert kustomization["components"] == ["../components/broker", "../components/common"]
+        assert "rabbitipc-credentials" not in (OVERLAYS[layout] / "kustomization.yaml").read_text()
+    base, scaled = (broker_template(render(OVERLAYS[name])) for name in ("base", "scaled"))
+    for kind in ("containers", "initContainers"):
+        assert [c for c in base["spec"][kind] if c["name"] in ("rabbitmq", "definitions")] == \
+            [c for c in scaled["spec"][kind] if c["name"] in ("rabbitmq", "definitions")]
 
 
 def test_scaled_overlay_puts_the_broker_behind_a_service():
@@ -201,6 +293,8 @@ def test_scaled_overlay_guards_receivers_and_fences_the_broker():
     allowed = {e["key"]: set(e["values"]) for e in amqp_rule["from"][0]["podSelector"]["matchExpressions"]}
     assert allowed["app.kubernetes.io/component"] == {"sender", "receiver"}
     assert [p["port"] for p in ui_rule["ports"]] == ["management"]
+    # The UI only from labelled Pods of the namespace: no namespaceSelector, no open `from`.
+    assert ui_rule["from"] == [{"podSelector": {"matchLabels": {"rabbitipc/management-client": "true"}}}]
     programs = policies["rabbitipc-programs"]
     assert programs["policyTypes"] == ["Ingress", "Egress"] and programs["ingress"] == []
     assert {p["port"] for rule in programs["egress"] for p in rule["ports"]} == {5672, 53}

@@ -1,18 +1,19 @@
 """End to end: the real images from the unmodified Dockerfiles, the rendered base played by podman,
-and the same smoke scenario users run against minikube, broker restart included."""
+and the same smoke scenario users run against minikube, broker restart and Pod replacement included."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+from collections import Counter
 
 import pytest
 import yaml
 
 from devtools.smoke.podman import PodmanBundle, PodmanDriver, podman
 from devtools.smoke.scenario import RECEIVED, SENT, ids, smoke
-from support import ROOT, wait_until
+from support import FAULT_MATRIX, ROOT, wait_until
 
 pytestmark = [
     pytest.mark.podman,
@@ -104,3 +105,49 @@ def _ready_queue(driver):
     except OSError:
         return None
     return queue if queue and "messages" in queue else None
+
+
+def test_queued_messages_survive_the_pod_being_replaced(bundle):
+    """Messages queued while the receiver is down are still there when the Pod is deleted and a new one
+    (another hostname) starts on the same claim: the new receiver gets every one the old sender had accepted."""
+    driver = PodmanDriver(bundle)
+    driver.wait_ready(240)
+    receiver = bundle.container_id("receiver")
+    podman("stop", "--time", "30", receiver)
+    assert podman("inspect", receiver, "--format", "{{.State.Status}}").strip() == "exited"
+    before = len(ids(SENT, driver.logs("sender")))
+
+    def state() -> str:
+        queue = _ready_queue(driver)
+        return (f"receiver {podman('inspect', receiver, '--format', '{{.State.Status}}', check=False).strip()}, "
+                f"queue {queue}\nsender log:\n{driver.logs('sender')[-2000:]}")
+
+    # Confirmed by the broker while nobody consumes: in the durable queue.
+    wait_until(lambda: len(ids(SENT, driver.logs("sender"))) >= before + 20, 180,
+               "the sender to have 20 messages confirmed with the receiver stopped", state)
+    old = bundle.replace_pod()
+    accepted = set(ids(SENT, old["sender"]))
+    queued = accepted - set(ids(RECEIVED, old["receiver"]))
+    assert len(queued) >= 20, "the old Pod's sender accepted messages its receiver never got"
+    driver.wait_ready(240)
+
+    def missing():
+        return queued - set(ids(RECEIVED, driver.logs("receiver")))
+
+    wait_until(lambda: not missing(), 180, "the new receiver to get every queued message")
+    handled = Counter(i for i in ids(RECEIVED, old["receiver"]) + ids(RECEIVED, driver.logs("receiver"))
+                      if i in accepted)
+    FAULT_MATRIX.append(("Pod replaced (podman, same claim)", len(accepted), len(handled),
+                         len(accepted - set(handled)), sum(n - 1 for n in handled.values()), 0))
+    (node,) = driver.management_get("/api/nodes")
+    assert node["name"] == "rabbit@localhost", "the node name does not follow the Pod's hostname"
+
+
+def test_broker_memory_alarm_follows_the_container_limit(bundle):
+    """The broker's memory high watermark is 0.4 of what it is told it has: its container limit less headroom."""
+    driver = PodmanDriver(bundle)
+    driver.wait_ready(240)
+    (node,) = driver.management_get("/api/nodes")
+    available = int(2**30 * 0.8)  # the rabbitmq container's 1Gi limit, less 20% headroom
+    assert abs(node["mem_limit"] - 0.4 * available) <= 1, node["mem_limit"]
+

@@ -12,6 +12,13 @@ manifests mechanically and says so here, rather than changing the bundle:
 - The Deployment gets a unique name, so a run never touches a user's own pods.
 - restartPolicy becomes OnFailure: podman 4.3 applies the Pod's Always to init containers
   and restarts a finished one forever. (The driver restarts a killed broker itself.)
+- ConfigMaps are passed with `--configmap` (podman reads them for envFrom and configMapKeyRef).
+- PersistentVolumeClaims: podman mounts the named volume called like the claim; the claim gets
+  a name unique to the run and the volume is created beforehand, so it outlives the Pod until
+  `down()` (`replace_pod()` plays a new Pod on the same data, as a rollout would).
+- resourceFieldRef naming another container: podman 4.3 resolves it against the container's
+  own resources (the node's memory for an init container without limits), so the value the
+  named container's limit gives is written in instead.
 """
 
 from __future__ import annotations
@@ -58,6 +65,13 @@ class PodmanBundle:
         self.deployment["metadata"]["name"] = self.name
         self.pod_spec["restartPolicy"] = "OnFailure"
         self.secrets = {doc["metadata"]["name"]: doc for doc in self.documents if doc["kind"] == "Secret"}
+        self.config_maps = [doc for doc in self.documents if doc["kind"] == "ConfigMap"]
+        self.claims: dict[str, str] = {}
+        for volume in self.pod_spec.get("volumes", []):
+            if "persistentVolumeClaim" in volume:
+                claim = volume["persistentVolumeClaim"]
+                claim["claimName"] = self.claims.setdefault(claim["claimName"], f"{claim['claimName']}-{self.name}")
+        self._resolve_resource_fields()
         self.host_ports: dict[str, int] = {}
         self.pod = f"{self.name}-pod-0"
         self._volumes: list[str] = []
@@ -65,6 +79,19 @@ class PodmanBundle:
     @property
     def pod_spec(self) -> dict:
         return self.deployment["spec"]["template"]["spec"]
+
+    def _resolve_resource_fields(self) -> None:
+        """Write in the values of resourceFieldRefs that name another container (see the module notes)."""
+        spec = self.pod_spec
+        by_name = {c["name"]: c for c in spec["containers"] + spec.get("initContainers", [])}
+        for container in by_name.values():
+            for var in container.get("env", []):
+                ref = var.get("valueFrom", {}).get("resourceFieldRef")
+                if ref and ref.get("containerName", container["name"]) != container["name"]:
+                    kind, _, resource = ref["resource"].partition(".")
+                    quantity = by_name[ref["containerName"]]["resources"][kind][resource]
+                    var.pop("valueFrom")
+                    var["value"] = str(_bytes(quantity) if resource == "memory" else quantity)
 
     def container(self, name: str) -> dict:
         return next(c for c in self.pod_spec["containers"] if c["name"] == name)
@@ -89,18 +116,45 @@ class PodmanBundle:
             for port in container.get("ports", []):
                 port["hostPort"] = self.host_ports.setdefault(port.get("name") or str(port["containerPort"]),
                                                               free_port())
-        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
-            yaml.safe_dump(self.deployment, handle)
-            path = handle.name
-        try:
+        for volume in self.claims.values():
+            if subprocess.run(["podman", "volume", "exists", volume], check=False).returncode != 0:
+                podman("volume", "create", volume)
+            self._volumes.append(volume)
+        self._play()
+
+    def _play(self) -> None:
+        # Each Pod a new hostname, as on a cluster (the Pod's name): the broker's data must not
+        # depend on it.
+        self.pod_spec["hostname"] = f"{self.name}-{uuid.uuid4().hex[:5]}"
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "deployment.yaml")
+            with open(path, "w") as handle:
+                yaml.safe_dump(self.deployment, handle)
+            options = []
+            for index, config_map in enumerate(self.config_maps):
+                options += ["--configmap", os.path.join(tmp, f"configmap-{index}.yaml")]
+                with open(options[-1], "w") as handle:
+                    yaml.safe_dump(config_map, handle)
             LOGGER.info("podman kube play %s (pod %s)", path, self.pod)
-            podman("kube", "play", path, timeout=300)
-        finally:
-            os.unlink(path)
+            podman("kube", "play", *options, path, timeout=300)
         for container in self.pod_spec["containers"]:
             out = podman("inspect", self.container_id(container["name"]), "--format",
                          "{{range .Mounts}}{{.Name}} {{end}}", check=False)
-            self._volumes += out.split()
+            self._volumes += [volume for volume in out.split() if volume not in self._volumes]
+
+    def replace_pod(self, timeout: int = 60) -> dict[str, str]:
+        """Stop the Pod (SIGTERM, then SIGKILL after timeout), delete it and play a new one on the same
+        claims, as a rollout or a Pod deletion does on a cluster; the new Pod has another hostname.
+        Returns the old Pod's logs by container name."""
+        podman("pod", "stop", "--time", str(timeout), self.pod, timeout=timeout + 120)
+        logs = {}
+        for container in self.pod_spec["containers"]:
+            result = subprocess.run(["podman", "logs", self.container_id(container["name"])], capture_output=True,
+                                    text=True, timeout=60, check=False)
+            logs[container["name"]] = result.stdout + result.stderr
+        podman("pod", "rm", "--force", self.pod, timeout=120)
+        self._play()
+        return logs
 
     def down(self) -> None:
         """Remove the Pod, its volumes and the secrets created for it."""
@@ -109,6 +163,18 @@ class PodmanBundle:
             podman("volume", "rm", "--force", volume, check=False)
         for name in self.secrets:
             podman("secret", "rm", name, check=False)
+
+
+_UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+
+
+def _bytes(quantity: str | int) -> int:
+    """A Kubernetes memory quantity ("1Gi", "512M", "1048576") in bytes."""
+    text = str(quantity)
+    for suffix, factor in _UNITS.items():
+        if text.endswith(suffix):
+            return int(float(text[: -len(suffix)]) * factor)
+    return int(text)
 
 
 class PodmanDriver:
