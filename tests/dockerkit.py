@@ -120,7 +120,7 @@ def load_bases(docker: Docker) -> None:
 
 
 def build_image(docker: Docker, tag: str) -> None:
-    """Build one of our images with `docker build` from its unmodified Dockerfile (the layer cache makes repeats cheap)."""
+    """Build one of our images with `docker build` from its unmodified Dockerfile (repeats hit the layer cache)."""
     docker.run("build", "-q", "-f", IMAGES[tag], "-t", tag, ".", timeout=900)
 
 
