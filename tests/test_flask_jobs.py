@@ -143,3 +143,12 @@ def test_a_killed_worker_never_acked_so_another_worker_does_the_job(client, brok
         second.signal(signal.SIGTERM)
         assert second.wait(30) == 0, second.output
     assert state_of(client, job_id)["state"] == "done"
+
+
+def test_bad_settings_stop_the_worker_with_one_line(broker):
+    """A JOBS_PUBLISH_TIMEOUT that is not a number of seconds: one error line, exit code 1, no traceback."""
+    env = {**os.environ, "AMQP_URL": broker.url, "JOBS_PUBLISH_TIMEOUT": "soon",
+           "PYTHONPATH": os.pathsep.join([str(EXAMPLE), str(ROOT)])}
+    program = Program([sys.executable, "-m", "flask_jobs.worker"], env)
+    assert program.wait(30) == 1
+    assert program.output.strip() == "error: JOBS_PUBLISH_TIMEOUT must be seconds from 0 to 300, not 'soon'"

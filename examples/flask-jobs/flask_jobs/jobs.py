@@ -39,8 +39,16 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
-        return cls(url=os.environ.get("AMQP_URL"), queue=os.environ.get("JOBS_QUEUE", "jobs"),
-                   publish_timeout=float(os.environ.get("JOBS_PUBLISH_TIMEOUT", "2")))
+        """Settings from the environment; a bad value stops the program with one line saying which."""
+        raw = os.environ.get("JOBS_PUBLISH_TIMEOUT", "2")
+        try:
+            timeout = float(raw)
+        except ValueError:
+            timeout = -1.0
+        if not 0 < timeout <= 300:
+            raise SystemExit(f"error: JOBS_PUBLISH_TIMEOUT must be seconds from 0 to 300, not {raw!r}")
+        return cls(url=os.environ.get("AMQP_URL"), queue=os.environ.get("JOBS_QUEUE") or "jobs",
+                   publish_timeout=timeout)
 
 
 class BadJob(ValueError):
