@@ -122,6 +122,7 @@ def load_bases(docker: Docker) -> None:
 def build_image(docker: Docker, tag: str) -> None:
     """Build one of our images with `docker build` from its unmodified Dockerfile (repeats hit the layer cache)."""
     docker.run("build", "-q", "-f", IMAGES[tag], "-t", tag, ".", timeout=900)
+    docker.run("image", "prune", "-f", check=False)  # the previous build's image, now untagged
 
 
 class Compose:
