@@ -121,8 +121,11 @@ def load_bases(docker: Docker) -> None:
 
 def build_image(docker: Docker, tag: str) -> None:
     """Build one of our images with `docker build` from its unmodified Dockerfile (repeats hit the layer cache)."""
+    before = docker.out("image", "inspect", "-f", "{{.Id}}", tag, check=False).strip()
     docker.run("build", "-q", "-f", IMAGES[tag], "-t", tag, ".", timeout=900)
-    docker.run("image", "prune", "-f", check=False)  # the previous build's image, now untagged
+    if before and before != docker.out("image", "inspect", "-f", "{{.Id}}", tag).strip():
+        # The previous build, now untagged (not `image prune`: that would drop the build stage's cache).
+        docker.run("rmi", before, check=False)
 
 
 class Compose:
