@@ -1,8 +1,8 @@
 """Docker for the tests: our own engine, the base images, our images, compose projects.
 
 The engine is started by scripts/start-dockerd.sh (its own socket, never the default one);
-base images come from the engine, else from podman (the local stand-ins, built by
-scripts/podman-standins.sh where no registry answers) through `podman save | docker load`.
+base images come from the engine or its registry, else from podman (the local stand-ins, built
+by scripts/podman-standins.sh where no registry answers) through `podman save | docker load`.
 Where no engine can be started the tests skip with the reason; under CI=true they fail.
 """
 
@@ -95,8 +95,9 @@ def start_engine() -> Docker:
 
 
 def load_bases(docker: Docker) -> None:
-    """Every base image in the engine: already there, else from podman (stand-ins built if need be)."""
-    missing = [name for name in BASES if not docker.has_image(name)]
+    """Every base image in the engine: already there, pulled, else from podman (stand-ins built if need be)."""
+    missing = [name for name in BASES if not docker.has_image(name)
+               and docker.run("pull", "-q", name, check=False, timeout=600).returncode != 0]
     if not missing:
         return
     if shutil.which("podman") is None:
