@@ -27,6 +27,9 @@ esac
 
 docker_ready() { command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; }
 
+# port_taken PORT: something already listens on 127.0.0.1:PORT.
+port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
 # credentials: generate the three users' passwords once, then the definitions from them.
 credentials() {
   mkdir -p "$NODE_DIR"
@@ -71,11 +74,20 @@ docker_broker() {
   elif docker inspect "$NAME" >/dev/null 2>&1; then
     docker start "$NAME" >/dev/null
   else
+    local port
+    for port in "$AMQP_PORT" "$UI_PORT"; do
+      if port_taken "$port"; then
+        die "127.0.0.1:$port is already in use (another broker?); choose free ports with RABBITIPC_AMQP_PORT and RABBITIPC_UI_PORT"
+      fi
+    done
     log "starting $IMAGE as container $NAME"
-    docker run -d --name "$NAME" --hostname rabbitipc \
-      -v "$NODE_DIR/definitions:/etc/rabbitmq/rabbitipc:ro" \
-      -e RABBITMQ_CONFIG_FILE=/etc/rabbitmq/rabbitipc/rabbitmq.conf \
-      -p "127.0.0.1:$AMQP_PORT:5672" -p "127.0.0.1:$UI_PORT:15672" "$IMAGE" >/dev/null
+    if ! docker run -d --name "$NAME" --hostname rabbitipc \
+        -v "$NODE_DIR/definitions:/etc/rabbitmq/rabbitipc:ro" \
+        -e RABBITMQ_CONFIG_FILE=/etc/rabbitmq/rabbitipc/rabbitmq.conf \
+        -p "127.0.0.1:$AMQP_PORT:5672" -p "127.0.0.1:$UI_PORT:15672" "$IMAGE" >/dev/null; then
+      docker rm -f "$NAME" >/dev/null 2>&1 || true   # a container that could not start is no use later
+      die "could not start container $NAME from $IMAGE (see docker's message above)"
+    fi
   fi
   if ! wait_for "RabbitMQ in container $NAME" "$WAIT" \
       docker exec "$NAME" rabbitmq-diagnostics -q check_port_connectivity; then

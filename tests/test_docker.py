@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -49,14 +50,22 @@ def ids(pattern: re.Pattern, text: str) -> list[str]:
 
 
 def test_local_docker_script_runs_the_broker_in_docker(docker, tmp_path):
-    """The script's Docker branch: broker container with our users, the programs talk through it,
-    the management UI answers, a second run reuses it, --stop removes it."""
+    """The script's Docker branch: a taken port is a clear error; the broker container has our users,
+    the programs talk through it, the management UI answers, a second run reuses it, --stop removes it."""
     name = f"rabbitipc-test-{uuid.uuid4().hex[:6]}"
     amqp_port, ui_port = free_port(), free_port()
     env = {**docker.env, "RABBITIPC_CONTAINER": name, "RABBITIPC_NODE_DIR": str(tmp_path / "node"),
            "RABBITIPC_AMQP_PORT": str(amqp_port), "RABBITIPC_UI_PORT": str(ui_port)}
     script = [str(ROOT / "start-local-docker-rabbitmq.sh")]
     try:
+        with socket.socket() as taken:  # a port someone else listens on: a clear error, no container left
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            busy = subprocess.run(script, env={**env, "RABBITIPC_AMQP_PORT": str(taken.getsockname()[1])},
+                                  capture_output=True, text=True, timeout=120)
+        assert busy.returncode == 1 and "is already in use" in busy.stderr, busy.stderr
+        assert docker.run("inspect", name, check=False).returncode != 0
+
         started = subprocess.run(script, env=env, capture_output=True, text=True, timeout=300)
         assert started.returncode == 0, started.stderr
         assert docker.out("inspect", "-f", "{{.State.Running}}", name).strip() == "true"
