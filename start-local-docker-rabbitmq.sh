@@ -7,6 +7,8 @@
 # .rabbitmq/credentials.env, no guest. Their AMQP URLs go to .rabbitmq/urls.env (mode 600).
 #   ./start-local-docker-rabbitmq.sh          start (or reuse)
 #   ./start-local-docker-rabbitmq.sh --stop   stop it
+# RABBITIPC_BROKER=docker or =local picks the kind instead (default auto); the Docker engine is
+# the one DOCKER_HOST names. Host ports: RABBITIPC_AMQP_PORT, RABBITIPC_UI_PORT.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/scripts/lib.sh"
@@ -18,11 +20,16 @@ UI_PORT=${RABBITIPC_UI_PORT:-15672}
 WAIT=${RABBITIPC_BROKER_WAIT:-120}
 NODE_DIR=${RABBITIPC_NODE_DIR:-$ROOT/.rabbitmq}
 ACTION=${1:-start}
+KIND=${RABBITIPC_BROKER:-auto}
 
 case "$ACTION" in
   start | --stop | stop) ;;
-  -h | --help) sed -n '2,10p' "$0"; exit 0 ;;
+  -h | --help) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 0 ;;
   *) die "unknown argument '$ACTION' (use --stop or --help)" ;;
+esac
+case "$KIND" in
+  auto | docker | local) ;;
+  *) die "RABBITIPC_BROKER=$KIND: use auto, docker or local" ;;
 esac
 
 docker_ready() { command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; }
@@ -118,4 +125,9 @@ local_broker() {
 }
 
 cd "$ROOT"
-if docker_ready; then docker_broker; else local_broker; fi
+case "$KIND" in
+  docker) docker_ready || die "RABBITIPC_BROKER=docker but no Docker engine answers (docker info failed; DOCKER_HOST=${DOCKER_HOST:-unset})"
+          docker_broker ;;
+  local) local_broker ;;
+  *) if docker_ready; then docker_broker; else local_broker; fi ;;
+esac

@@ -54,7 +54,8 @@ def test_local_docker_script_runs_the_broker_in_docker(docker, tmp_path):
     the programs talk through it, the management UI answers, a second run reuses it, --stop removes it."""
     name = f"rabbitipc-test-{uuid.uuid4().hex[:6]}"
     amqp_port, ui_port = free_port(), free_port()
-    env = {**docker.env, "RABBITIPC_CONTAINER": name, "RABBITIPC_NODE_DIR": str(tmp_path / "node"),
+    env = {**docker.env, "RABBITIPC_BROKER": "docker", "RABBITIPC_CONTAINER": name,
+           "RABBITIPC_NODE_DIR": str(tmp_path / "node"),
            "RABBITIPC_AMQP_PORT": str(amqp_port), "RABBITIPC_UI_PORT": str(ui_port)}
     script = [str(ROOT / "start-local-docker-rabbitmq.sh")]
     try:
