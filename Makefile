@@ -30,6 +30,10 @@ podman: ## install podman and its settings for the end-to-end tests (Debian, roo
 e2e: ## build the images and play the Pod with podman, then the smoke scenario
 	./run-tests.sh -m podman
 
+.PHONY: docker-e2e
+docker-e2e: ## on a Docker engine of our own: the local broker script, compose.yaml, the flask-jobs stack (root)
+	./run-tests.sh -m docker
+
 .PHONY: bench
 bench: ## benchmark against tutorial-style pika and amqplib (3 runs each, a few minutes)
 	./run-tests.sh --version >/dev/null

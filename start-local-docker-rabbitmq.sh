@@ -7,6 +7,8 @@
 # .rabbitmq/credentials.env, no guest. Their AMQP URLs go to .rabbitmq/urls.env (mode 600).
 #   ./start-local-docker-rabbitmq.sh          start (or reuse)
 #   ./start-local-docker-rabbitmq.sh --stop   stop it
+# RABBITIPC_BROKER=docker or =local picks the kind instead (default auto); the Docker engine is
+# the one DOCKER_HOST names. Host ports: RABBITIPC_AMQP_PORT, RABBITIPC_UI_PORT.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/scripts/lib.sh"
@@ -18,14 +20,22 @@ UI_PORT=${RABBITIPC_UI_PORT:-15672}
 WAIT=${RABBITIPC_BROKER_WAIT:-120}
 NODE_DIR=${RABBITIPC_NODE_DIR:-$ROOT/.rabbitmq}
 ACTION=${1:-start}
+KIND=${RABBITIPC_BROKER:-auto}
 
 case "$ACTION" in
   start | --stop | stop) ;;
-  -h | --help) sed -n '2,10p' "$0"; exit 0 ;;
+  -h | --help) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 0 ;;
   *) die "unknown argument '$ACTION' (use --stop or --help)" ;;
+esac
+case "$KIND" in
+  auto | docker | local) ;;
+  *) die "RABBITIPC_BROKER=$KIND: use auto, docker or local" ;;
 esac
 
 docker_ready() { command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; }
+
+# port_taken PORT: something already listens on 127.0.0.1:PORT.
+port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # credentials: generate the three users' passwords once, then the definitions from them.
 credentials() {
@@ -73,11 +83,20 @@ docker_broker() {
   elif docker inspect "$NAME" >/dev/null 2>&1; then
     docker start "$NAME" >/dev/null
   else
+    local port
+    for port in "$AMQP_PORT" "$UI_PORT"; do
+      if port_taken "$port"; then
+        die "127.0.0.1:$port is already in use (another broker?); choose free ports with RABBITIPC_AMQP_PORT and RABBITIPC_UI_PORT"
+      fi
+    done
     log "starting $IMAGE as container $NAME"
-    docker run -d --name "$NAME" --hostname rabbitipc \
-      -v "$NODE_DIR/definitions:/etc/rabbitmq/rabbitipc:ro" \
-      -e RABBITMQ_CONFIG_FILE=/etc/rabbitmq/rabbitipc/rabbitmq.conf \
-      -p "127.0.0.1:$AMQP_PORT:5672" -p "127.0.0.1:$UI_PORT:15672" "$IMAGE" >/dev/null
+    if ! docker run -d --name "$NAME" --hostname rabbitipc \
+        -v "$NODE_DIR/definitions:/etc/rabbitmq/rabbitipc:ro" \
+        -e RABBITMQ_CONFIG_FILE=/etc/rabbitmq/rabbitipc/rabbitmq.conf \
+        -p "127.0.0.1:$AMQP_PORT:5672" -p "127.0.0.1:$UI_PORT:15672" "$IMAGE" >/dev/null; then
+      docker rm -f "$NAME" >/dev/null 2>&1 || true   # a container that could not start is no use later
+      die "could not start container $NAME from $IMAGE (see docker's message above)"
+    fi
   fi
   if ! wait_for "RabbitMQ in container $NAME" "$WAIT" \
       docker exec "$NAME" rabbitmq-diagnostics -q check_port_connectivity; then
@@ -108,4 +127,9 @@ local_broker() {
 }
 
 cd "$ROOT"
-if docker_ready; then docker_broker; else local_broker; fi
+case "$KIND" in
+  docker) docker_ready || die "RABBITIPC_BROKER=docker but no Docker engine answers (docker info failed; DOCKER_HOST=${DOCKER_HOST:-unset})"
+          docker_broker ;;
+  local) local_broker ;;
+  *) if docker_ready; then docker_broker; else local_broker; fi ;;
+esac

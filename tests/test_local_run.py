@@ -10,7 +10,8 @@ from support import ROOT, Program, wait_until
 def test_run_local_shows_traffic_and_stops_cleanly_on_ctrl_c(tmp_path):
     """./run-local.sh starts its own broker, shows both programs' lines, and Ctrl-C ends everything."""
     env = dict(os.environ, RABBITIPC_NODE_DIR=str(tmp_path / "node"), RABBITIPC_MIN_INTERVAL="0.1",
-               RABBITIPC_MAX_INTERVAL="0.2", RABBITIPC_QUEUE="local-run-test")
+               RABBITIPC_MAX_INTERVAL="0.2", RABBITIPC_QUEUE="local-run-test",
+               RABBITIPC_BROKER="local")  # the private node even where a Docker engine answers
     env.pop("AMQP_URL", None)
     run = Program([str(ROOT / "run-local.sh")], env, new_session=True)
     try:

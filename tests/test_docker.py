@@ -1,0 +1,202 @@
+"""End to end on a real Docker engine: start-local-docker-rabbitmq.sh's Docker branch, compose.yaml
+and the flask-jobs stack, with images built by `docker build` from the unmodified Dockerfiles.
+
+Lean on purpose (CI has 15 minutes for everything): one stack up per test, several checks, down.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from dockerkit import Compose, build_image, http_json, load_bases, start_engine
+from rabbitipc.localbroker import free_port
+from support import RECEIVED, RECEIVER, ROOT, SENDER, SENT, Program, program_env, wait_until
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
+
+
+@pytest.fixture(scope="session")
+def docker():
+    """Our own engine (scripts/start-dockerd.sh), with the base images loaded."""
+    engine = start_engine()
+    load_bases(engine)
+    return engine
+
+
+@pytest.fixture(scope="session")
+def programs(docker):
+    """The sender and receiver images, built once per session."""
+    for tag in ("rabbitipc-sender:0.1.0", "rabbitipc-receiver:0.1.0"):
+        build_image(docker, tag)
+    return docker
+
+
+@pytest.fixture(scope="session")
+def jobs_image(docker):
+    build_image(docker, "rabbitipc-flask-jobs:0.1.0")
+    return docker
+
+
+def ids(pattern: re.Pattern, text: str) -> list[str]:
+    return [match.group(2) for match in pattern.finditer(text)]
+
+
+def test_local_docker_script_runs_the_broker_in_docker(docker, tmp_path):
+    """The script's Docker branch: a taken port is a clear error; the broker container has our users,
+    the programs talk through it, the management UI answers, a second run reuses it, --stop removes it."""
+    name = f"rabbitipc-test-{uuid.uuid4().hex[:6]}"
+    amqp_port, ui_port = free_port(), free_port()
+    env = {**docker.env, "RABBITIPC_BROKER": "docker", "RABBITIPC_CONTAINER": name,
+           "RABBITIPC_NODE_DIR": str(tmp_path / "node"),
+           "RABBITIPC_AMQP_PORT": str(amqp_port), "RABBITIPC_UI_PORT": str(ui_port)}
+    script = [str(ROOT / "start-local-docker-rabbitmq.sh")]
+    try:
+        with socket.socket() as taken:  # a port someone else listens on: a clear error, no container left
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            busy = subprocess.run(script, env={**env, "RABBITIPC_AMQP_PORT": str(taken.getsockname()[1])},
+                                  capture_output=True, text=True, timeout=120)
+        assert busy.returncode == 1 and "is already in use" in busy.stderr, busy.stderr
+        assert docker.run("inspect", name, check=False).returncode != 0
+
+        started = subprocess.run(script, env=env, capture_output=True, text=True, timeout=300)
+        assert started.returncode == 0, started.stderr
+        assert docker.out("inspect", "-f", "{{.State.Running}}", name).strip() == "true"
+        urls = dict(line.split("=", 1) for line in (tmp_path / "node" / "urls.env").read_text().split())
+        assert oct((tmp_path / "node" / "urls.env").stat().st_mode & 0o777) == "0o600"
+
+        receiver = Program([sys.executable, str(RECEIVER), "--count", "5"], program_env(urls["RECEIVER_AMQP_URL"]))
+        sender = Program([sys.executable, str(SENDER), "--count", "5", "--rate", "20"],
+                         program_env(urls["SENDER_AMQP_URL"]))
+        assert sender.wait(60) == 0, sender.output
+        assert receiver.wait(60) == 0, receiver.output
+        assert ids(RECEIVED, receiver.output) == ids(SENT, sender.output) and len(ids(SENT, sender.output)) == 5
+
+        admin = ("rabbitipc-admin", urls["ADMIN_AMQP_URL"].split(":")[2].split("@")[0])
+        status, users = http_json(f"http://127.0.0.1:{ui_port}/api/users", auth=admin)
+        assert status == 200, users
+        assert {user["name"] for user in users} == {"rabbitipc-admin", "rabbitipc-sender", "rabbitipc-receiver"}
+        assert http_json(f"http://127.0.0.1:{ui_port}/api/overview", auth=("guest", "guest"))[0] == 401
+
+        again = subprocess.run(script, env=env, capture_output=True, text=True, timeout=300)
+        assert again.returncode == 0 and "already running" in again.stderr, again.stderr
+        stopped = subprocess.run([*script, "--stop"], env=env, capture_output=True, text=True, timeout=120)
+        assert stopped.returncode == 0, stopped.stderr
+        assert docker.run("inspect", name, check=False).returncode != 0, "container removed"
+    finally:
+        docker.run("rm", "-f", name, check=False)
+
+
+@pytest.fixture
+def bundle(programs):
+    """compose.yaml up under a project name of our own, on free host ports."""
+    stack = Compose(programs, ROOT / "compose.yaml", prefix="rabbitipc-test",
+                    env={"RABBITIPC_AMQP_PORT": str(free_port()), "RABBITIPC_UI_PORT": str(free_port())})
+    try:
+        stack.run("up", "-d", "--no-build", timeout=600)
+        yield stack
+    finally:
+        stack.down()
+
+
+def test_compose_bundle_flows_and_loses_nothing_across_a_broker_restart(bundle):
+    """compose.yaml: all healthy, messages flow, the management UI shows our users and the queue;
+    messages queued while the receiver is stopped survive a broker restart and are all received."""
+    ui = f"http://127.0.0.1:{bundle.env['RABBITIPC_UI_PORT']}"
+    admin = ("rabbitipc-admin", "admin-dev-password")
+    wait_until(lambda: bundle.all_healthy("rabbitmq", "sender", "receiver"), 240, "every service healthy",
+               lambda: bundle.logs()[-4000:])
+    wait_until(lambda: len(ids(RECEIVED, bundle.logs("receiver"))) >= 3, 120, "3 messages received",
+               lambda: bundle.logs()[-4000:])
+
+    status, users = http_json(f"{ui}/api/users", auth=admin)
+    assert status == 200 and {u["name"] for u in users} == {"rabbitipc-admin", "rabbitipc-sender",
+                                                            "rabbitipc-receiver"}, "definitions loaded, no guest"
+    status, queue = http_json(f"{ui}/api/queues/%2F/hello", auth=admin)
+    assert status == 200 and queue["durable"] and queue["consumers"] == 1, queue
+
+    # Messages wait in the queue with nobody consuming, then the broker restarts under them.
+    bundle.run("stop", "receiver")
+    before = len(ids(SENT, bundle.logs("sender")))
+    wait_until(lambda: len(ids(SENT, bundle.logs("sender"))) >= before + 3, 60, "3 messages queued")
+    bundle.run("restart", "rabbitmq")
+    wait_until(lambda: bundle.all_healthy("rabbitmq"), 180, "the broker back")
+    bundle.run("start", "receiver")
+    restarted = len(ids(SENT, bundle.logs("sender")))
+    wait_until(lambda: len(ids(SENT, bundle.logs("sender"))) >= restarted + 3, 120, "the sender sending again",
+               lambda: bundle.logs("sender")[-3000:])
+    bundle.run("stop", "sender")  # SIGTERM: it stops cleanly, every accepted message confirmed
+
+    accepted = set(ids(SENT, bundle.logs("sender")))
+
+    def lost() -> set[str]:
+        return accepted - set(ids(RECEIVED, bundle.logs("receiver")))
+
+    wait_until(lambda: not lost(), 120, "every accepted message received", lambda: f"lost: {sorted(lost())[:5]}")
+    assert "stopped by SIGTERM" in bundle.logs("sender")
+    assert not re.search(r" (ERROR|CRITICAL) |Traceback", bundle.logs("sender") + bundle.logs("receiver"))
+
+
+@pytest.fixture
+def jobs_stack(jobs_image):
+    """examples/flask-jobs/compose.yaml up with two workers, on free host ports."""
+    stack = Compose(jobs_image, ROOT / "examples" / "flask-jobs" / "compose.yaml", prefix="flask-jobs-test",
+                    env={"JOBS_HTTP_PORT": str(free_port()), "JOBS_UI_PORT": str(free_port())})
+    try:
+        stack.run("up", "-d", "--no-build", "--scale", "worker=2", timeout=600)
+        yield stack
+    finally:
+        stack.down()
+
+
+def test_flask_jobs_stack_scales_workers_and_survives_a_broker_restart(jobs_stack):
+    """Jobs POSTed over HTTP are done by both workers; with the broker stopped a POST is 503 at once;
+    the jobs in hand and in the queue when it stopped are all done after it is back."""
+    web = f"http://127.0.0.1:{jobs_stack.env['JOBS_HTTP_PORT']}"
+
+    def post(job: dict) -> tuple[int, dict]:
+        return http_json(f"{web}/jobs", "POST", job)
+
+    def done(job_ids) -> dict:
+        states = {job_id: http_json(f"{web}/jobs/{job_id}")[1] for job_id in job_ids}
+        return states if all(s and s["state"] == "done" for s in states.values()) else {}
+
+    def answers() -> bool:
+        try:
+            return http_json(f"{web}/jobs/none")[0] == 404
+        except OSError:
+            return False
+
+    wait_until(answers, 120, "the web front answering", lambda: jobs_stack.logs()[-4000:])
+    first = [post({"text": f"job number {n}", "seconds": 0.5}) for n in range(6)]
+    assert [status for status, _ in first] == [202] * 6, first
+    results = wait_until(lambda: done(body["id"] for _, body in first), 120, "the first jobs done",
+                         lambda: jobs_stack.logs()[-4000:])
+    workers = {jobs_stack.docker.out("inspect", "-f", "{{.Config.Hostname}}", c).strip()
+               for c in jobs_stack.containers("worker")}
+    assert len(workers) == 2
+    assert {state["result"]["worker"] for state in results.values()} == workers, "both workers took jobs"
+    assert all(state["result"]["words"] == 3 for state in results.values())
+
+    slow = [post({"text": "slow one", "seconds": 3})[1]["id"] for _ in range(4)]
+    jobs_stack.run("stop", "rabbitmq")
+    started = time.monotonic()
+    status, answer = post({"text": "while the broker is away"})
+    assert status == 503 and "retry later" in answer["error"], answer
+    assert time.monotonic() - started < 5
+    jobs_stack.run("start", "rabbitmq")
+    after = wait_until(lambda: (a := post({"text": "after the restart"}))[0] == 202 and a, 120,
+                       "a 202 once the broker is back")
+    wait_until(lambda: done([*slow, after[1]["id"]]), 240, "every job accepted done",
+               lambda: jobs_stack.logs()[-4000:])
+    status, overview = http_json(f"http://127.0.0.1:{jobs_stack.env['JOBS_UI_PORT']}/api/overview",
+                                 auth=("jobs", os.environ.get("JOBS_BROKER_PASSWORD", "jobs-dev-password")))
+    assert status == 200 and overview["rabbitmq_version"], "the management UI answers"
