@@ -16,8 +16,8 @@ import uuid
 
 import pytest
 
+from devtools.localbroker import free_port
 from dockerkit import Compose, build_image, http_json, load_bases, start_engine
-from rabbitipc.localbroker import free_port
 from support import RECEIVED, RECEIVER, ROOT, SENDER, SENT, Program, program_env, wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]

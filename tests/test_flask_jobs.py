@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from rabbitipc.localbroker import free_port
+from devtools.localbroker import free_port
 from support import ROOT, Program, queue_depth, wait_until
 
 flask = pytest.importorskip("flask", reason="Flask is in the test extra: pip install -e '.[test]'")
