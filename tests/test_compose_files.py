@@ -1,8 +1,9 @@
 """The compose files, without an engine: valid for docker-compose, and compose.yaml in step with the
-Kubernetes bundle (same users, development passwords, queue and settings as k8s/base)."""
+Kubernetes bundle (same users, development passwords, queue and settings as the rendered k8s/base)."""
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import shutil
@@ -21,17 +22,39 @@ def defaults(value: str) -> str:
     return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(value))
 
 
+def rendered_base() -> list[dict]:
+    """k8s/base as kustomize renders it: what the Pod really gets, whatever the layout of the sources."""
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl (with kustomize) is needed to render the bundle")
+    out = subprocess.run(["kubectl", "kustomize", str(ROOT / "k8s" / "base")], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    return list(yaml.safe_load_all(out))
+
+
+def _named(docs: list[dict], kind: str, prefix: str) -> dict:
+    return next(d for d in docs if d["kind"] == kind and d["metadata"]["name"].startswith(prefix))
+
+
 def secret_literals() -> dict[str, str]:
-    kustomization = yaml.safe_load((ROOT / "k8s" / "base" / "kustomization.yaml").read_text())
-    literals = kustomization["secretGenerator"][0]["literals"]
-    return dict(literal.split("=", 1) for literal in literals)
+    """The credentials and connection Secrets of the rendered base, decoded, as one dict."""
+    docs = rendered_base()
+    values = {}
+    for name in ("rabbitipc-credentials", "rabbitipc-connection"):
+        data = _named(docs, "Secret", name)["data"]
+        values.update({key: base64.b64decode(value).decode() for key, value in data.items()})
+    return values
 
 
 def pod_env(container: str) -> dict[str, object]:
-    deployment = yaml.safe_load((ROOT / "k8s" / "base" / "deployment.yaml").read_text())
-    spec = deployment["spec"]["template"]["spec"]
-    found = next(c for c in spec["containers"] + spec["initContainers"] if c["name"] == container)
-    return {env["name"]: env.get("value", env.get("valueFrom")) for env in found["env"]}
+    """A container's environment in the rendered Pod: its env entries over its ConfigMap's."""
+    docs = rendered_base()
+    spec = _named(docs, "Deployment", "rabbitipc")["spec"]["template"]["spec"]
+    found = next(c for c in spec["containers"] + spec.get("initContainers", []) if c["name"] == container)
+    env: dict[str, object] = {}
+    for source in found.get("envFrom", []):
+        env.update(_named(docs, "ConfigMap", source["configMapRef"]["name"])["data"])
+    env.update({e["name"]: e.get("value", e.get("valueFrom")) for e in found.get("env", [])})
+    return env
 
 
 @pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: str(p.relative_to(ROOT)))
