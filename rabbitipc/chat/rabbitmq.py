@@ -1,0 +1,214 @@
+"""The chat on RabbitMQ: a durable fanout exchange `chat`, as in the seed, with a stream bound to it.
+
+Everyone publishes to the exchange (persistent, confirmed). The stream `chat.history` keeps
+what was said, bounded in bytes, and every listener reads it at its own offset:
+
+- a late joiner starts a few messages back: it attaches at "last" to learn the newest
+  offset, then re-attaches that many messages earlier (a stream keeps no per-reader state);
+- after a broker restart a listener resumes right after the last offset it showed, so
+  nothing said while the broker was away and back is skipped, and nothing is shown twice;
+- the exchange stays a plain fanout: the seed's own subscriber (an exclusive queue bound to
+  `chat`) still gets every message.
+
+docs/chat.md compares this with a bounded durable queue, with measurements.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+
+import pika
+import pika.exceptions as px
+
+from rabbitipc import Publisher, Retry, Route, StopFlag
+from rabbitipc.connection import RECONNECT, connect, redact
+from rabbitipc.errors import AuthError, FatalError, Stopped, TopologyError, UnreachableError
+
+from .backend import OnEvent
+from .message import ChatMessage, Link, Status
+
+LOGGER = logging.getLogger(__name__)
+
+#: Retention of the history stream: 10 MB in 1 MB segments (RabbitMQ drops whole segments).
+STREAM_ARGUMENTS = {
+    "x-queue-type": "stream",
+    "x-max-length-bytes": 10_000_000,
+    "x-stream-max-segment-size-bytes": 1_000_000,
+}
+PREFETCH = 200  # a stream consumer needs a prefetch; acks only return credit
+
+
+def history_stream(room: str) -> str:
+    return f"{room}.history"
+
+
+def _refused(exc: px.ChannelClosedByBroker, what: str) -> FatalError:
+    if exc.reply_code == 403:
+        return AuthError(f"not allowed to {what}: {exc.reply_text}")
+    if exc.reply_code == 406:
+        return TopologyError(f"cannot {what}: it exists with other settings ({exc.reply_text}); "
+                             "delete it or choose another --room")
+    return FatalError(f"cannot {what}: {exc.reply_text}")
+
+
+def declare_room(channel, room: str) -> None:
+    """The fanout exchange, the history stream and their binding (idempotent)."""
+    stream = history_stream(room)
+    steps = (
+        (f"declare exchange {room!r}",
+         lambda: channel.exchange_declare(room, exchange_type="fanout", durable=True)),
+        (f"declare stream {stream!r}",
+         lambda: channel.queue_declare(stream, durable=True, arguments=STREAM_ARGUMENTS)),
+        (f"bind stream {stream!r} to exchange {room!r}", lambda: channel.queue_bind(stream, room)),
+    )
+    for what, step in steps:
+        try:
+            step()
+        except px.ChannelClosedByBroker as exc:
+            raise _refused(exc, what) from None
+
+
+class ChatRoute(Route):
+    """The broadcast route to the room's exchange, declaring the history stream with it."""
+
+    def declare(self, channel) -> None:
+        declare_room(channel, self.exchange_name)
+
+
+class _Beat:
+    """Stands in for Health in connect(): each failed try becomes a RECONNECTING status."""
+
+    def __init__(self, on_event: OnEvent) -> None:
+        self.on_event = on_event
+        self.tries = 0
+
+    def beat(self, connected: bool) -> None:
+        if not connected:
+            self.tries += 1
+            self.on_event(Status(Link.RECONNECTING, detail=f"try {self.tries} failed, retrying"))
+
+
+class RabbitBackend:
+    """The ChatBackend on a RabbitMQ broker."""
+
+    keeps_history = True
+
+    def __init__(self, url: str, room: str = "chat", retry: Retry | None = None, ca_file: str | None = None,
+                 name: str = "rabbitipc-chat") -> None:
+        self.url = url
+        self.room = room
+        self.retry = retry or Retry()
+        self.ca_file = ca_file
+        self.name = name
+        self.where = f"{redact(url)} exchange {room!r}"
+        self._stop = StopFlag()
+        self._publisher: Publisher | None = None
+
+    # -- sending ------------------------------------------------------------------------
+    def send(self, message: ChatMessage) -> None:
+        if self._publisher is None:
+            route = ChatRoute("broadcast", self.room, exchange=self.room, routing_key="")
+            self._publisher = Publisher(self.url, route, self.retry, self._stop, f"{self.name}-send",
+                                        ca_file=self.ca_file)
+        properties = pika.BasicProperties(content_type="application/json", delivery_mode=pika.DeliveryMode.Persistent,
+                                          message_id=message.id, timestamp=int(message.sent_at))
+        try:
+            self._publisher.publish(message.body(), properties)
+        except AuthError as exc:
+            raise AuthError(f"may not send to the chat {self.room!r}: {exc}") from None
+
+    # -- listening ----------------------------------------------------------------------
+    def listen(self, stop: StopFlag, history: int, on_event: OnEvent) -> None:
+        """Read the history stream from `history` messages back, resuming after outages."""
+        stream = history_stream(self.room)
+        last_shown = -1
+        beat = _Beat(on_event)
+        while not stop.is_set():
+            try:
+                connection = connect(self.url, f"{self.name}-listen", self.retry, stop, beat, self.ca_file)
+            except Stopped:
+                return
+            try:
+                self._open_room(connection, stop, on_event, beat)
+                on_event(Status(Link.CONNECTED, self.where))
+                beat.tries = 0
+                last_shown = self._read(connection, stream, stop, history, last_shown, on_event)
+            except RECONNECT + (px.ChannelClosedByBroker, px.ConsumerCancelled) as exc:
+                if isinstance(exc, px.ChannelClosedByBroker) and exc.reply_code == 403:
+                    raise AuthError(f"not allowed to read the chat {stream!r}: {exc.reply_text}") from None
+                LOGGER.warning("connection to the chat lost (%s); reconnecting", exc.__class__.__name__)
+                on_event(Status(Link.RECONNECTING, detail="connection lost"))
+            finally:
+                if connection.is_open:
+                    try:
+                        connection.close()
+                    except Exception:  # noqa: BLE001 - a broken connection may fail to close any way
+                        LOGGER.debug("ignoring error while closing", exc_info=True)
+
+    def _open_room(self, connection, stop: StopFlag, on_event: OnEvent, beat: _Beat) -> None:
+        """Declare the room; a listen-only user, who may not, checks that the stream exists."""
+        try:
+            declare_room(connection.channel(), self.room)
+            return
+        except AuthError:
+            pass
+        started = time.monotonic()
+        while True:
+            try:
+                connection.channel().queue_declare(history_stream(self.room), passive=True)
+                return
+            except px.ChannelClosedByBroker as exc:
+                if exc.reply_code != 404:
+                    raise _refused(exc, f"read the chat {history_stream(self.room)!r}") from None
+            delay = self.retry.next_delay(started)
+            if delay is None:
+                raise UnreachableError(f"the chat {self.room!r} was not created within the retry budget "
+                                       "(someone with the chat user creates it by sending or entering the room)")
+            beat.tries += 1
+            on_event(Status(Link.RECONNECTING, detail=f"the chat {self.room!r} does not exist yet; waiting"))
+            if stop.wait(delay):
+                return
+            connection.process_data_events(0)
+
+    def _read(self, connection, stream: str, stop: StopFlag, history: int, last_shown: int,
+              on_event: OnEvent) -> int:
+        """Consume the stream until stop; return the offset of the last message shown."""
+        inbox: deque = deque()
+
+        def attach(offset):
+            channel = connection.channel()
+            channel.basic_qos(prefetch_count=PREFETCH)
+            channel.basic_consume(stream, lambda ch, method, props, body: inbox.append((ch, method, props, body)),
+                                  arguments={"x-stream-offset": offset})
+            return channel
+
+        probing = last_shown < 0 and history > 0
+        # Resume after the last message shown; else probe the newest offset, or start with what comes next.
+        channel = attach(last_shown + 1 if last_shown >= 0 else "last" if probing else "next")
+        while not stop.is_set():
+            connection.process_data_events(time_limit=0.2)
+            while inbox:
+                delivery_channel, method, props, body = inbox.popleft()
+                if delivery_channel is not channel:
+                    continue  # left over from the probe
+                channel.basic_ack(method.delivery_tag)
+                offset = int((props.headers or {}).get("x-stream-offset", last_shown + 1))
+                if probing:
+                    probing = False
+                    channel.close()
+                    inbox.clear()
+                    channel = attach(max(0, offset - history + 1))
+                    break
+                if offset <= last_shown:
+                    continue
+                last_shown = offset
+                when = float(props.timestamp) if props.timestamp else None
+                on_event(ChatMessage.parse(body, when))
+        return last_shown
+
+    def close(self) -> None:
+        if self._publisher is not None:
+            self._publisher.close()
+            self._publisher = None
