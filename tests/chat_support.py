@@ -131,3 +131,36 @@ def terminal():
     yield open_terminal
     for term in opened:
         term.close()
+
+
+# -- the room in Textual's headless pilot ------------------------------------------------------
+def rabbit_room(url: str, room: str, username: str, history: int = 20):
+    """A ChatRoom app of `username` on a RabbitMQ room, reconnecting quickly."""
+    from rabbitipc import Backoff, Retry
+    from rabbitipc.chat.rabbitmq import RabbitBackend
+    from rabbitipc.chat.room import ChatRoom
+
+    backend = RabbitBackend(url, room, Retry(timeout=120, backoff=Backoff(step=0.2, cap=1)), name=f"test-{username}")
+    return ChatRoom(backend, username, history)
+
+
+async def until(pilot, condition, timeout: float = 30, what: str = "condition", show=None) -> None:
+    """Let the app run until condition() holds; fail with what the screen shows after timeout."""
+    import asyncio
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            app = show or pilot.app
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}; {app.username} sees:\n"
+                                 + "\n".join(app.shown) + f"\nstatus: {app.status_line}")
+        await pilot.pause(0.05)
+
+
+async def type_line(pilot, text: str) -> None:
+    """Type text key by key, then Enter, as a person at the keyboard."""
+    await pilot.press(*text, "enter")
+
+
+def sees(app, text: str) -> bool:
+    return any(line.endswith(text) for line in app.shown)

@@ -105,8 +105,9 @@ class PubSubBackend:
         subscriber = self.pubsub.SubscriberClient()
         subscription = subscriber.subscription_path(self.project, f"{self.name}-{uuid.uuid4().hex[:12]}")
         try:
-            subscriber.create_subscription(name=subscription, topic=self.topic_path, ack_deadline_seconds=30,
-                                           enable_message_ordering=True, timeout=PUBLISH_TIMEOUT)
+            subscriber.create_subscription(request={"name": subscription, "topic": self.topic_path,
+                                                    "ack_deadline_seconds": 30, "enable_message_ordering": True},
+                                           timeout=PUBLISH_TIMEOUT)
         except Exception as exc:  # noqa: BLE001
             subscriber.close()
             raise self._fatal(exc, f"create subscription {subscription}") from None

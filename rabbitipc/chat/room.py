@@ -72,12 +72,13 @@ class ChatRoom(App):
         self._listener = threading.Thread(target=self._listen, name="chat-listener", daemon=True)
         self._listener.start()
         self._outbox.post(ChatMessage.new(self.username, kind=Kind.JOINED))
-        try:
-            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.action_leave)
-        except (RuntimeError, NotImplementedError, ValueError):
-            pass  # not the main thread: the signal keeps its default
+        if not self.is_headless:  # SIGTERM leaves the room as Ctrl+C does: with a "left" notice
+            try:
+                asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.action_leave)
+            except (RuntimeError, NotImplementedError, ValueError):
+                pass  # not the main thread: the signal keeps its default
 
-    async def action_leave(self) -> None:
+    def action_leave(self) -> None:
         self.exit(return_code=0)
 
     async def on_unmount(self) -> None:
