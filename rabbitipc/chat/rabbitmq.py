@@ -44,13 +44,15 @@ def history_stream(room: str) -> str:
     return f"{room}.history"
 
 
-def _refused(exc: px.ChannelClosedByBroker, what: str) -> FatalError:
+def _refused(exc: px.ChannelClosedByBroker, what: str) -> Exception:
+    """A refusal retrying cannot fix as a FatalError; anything else (a stream whose node is still
+    starting answers 404 "down or inaccessible" for a moment) stays the transient pika error."""
     if exc.reply_code == 403:
         return AuthError(f"not allowed to {what}: {exc.reply_text}")
     if exc.reply_code == 406:
         return TopologyError(f"cannot {what}: it exists with other settings ({exc.reply_text}); "
                              "delete it or choose another --room")
-    return FatalError(f"cannot {what}: {exc.reply_text}")
+    return exc
 
 
 def declare_room(channel, room: str) -> None:
@@ -90,6 +92,12 @@ class _Beat:
             self.on_event(Status(Link.RECONNECTING, detail=f"try {self.tries} failed, retrying"))
 
 
+class _Shown:
+    """The stream offset of the last message a listener showed (-1: none yet)."""
+
+    offset = -1
+
+
 class RabbitBackend:
     """The ChatBackend on a RabbitMQ broker."""
 
@@ -114,16 +122,25 @@ class RabbitBackend:
                                         ca_file=self.ca_file)
         properties = pika.BasicProperties(content_type="application/json", delivery_mode=pika.DeliveryMode.Persistent,
                                           message_id=message.id, timestamp=int(message.sent_at))
-        try:
-            self._publisher.publish(message.body(), properties)
-        except AuthError as exc:
-            raise AuthError(f"may not send to the chat {self.room!r}: {exc}") from None
+        started = time.monotonic()
+        while True:
+            try:
+                self._publisher.publish(message.body(), properties)
+                return
+            except AuthError as exc:
+                raise AuthError(f"may not send to the chat {self.room!r}: {exc}") from None
+            except px.ChannelClosedByBroker as exc:  # declaring the room right after a broker restart
+                delay = self.retry.next_delay(started)
+                if delay is None:
+                    raise FatalError(f"cannot send to the chat {self.room!r}: {exc.reply_text}") from None
+                LOGGER.warning("the chat %r is not ready (%s); retrying in %.1fs", self.room, exc.reply_text, delay)
+                time.sleep(delay)
 
     # -- listening ----------------------------------------------------------------------
     def listen(self, stop: StopFlag, history: int, on_event: OnEvent) -> None:
         """Read the history stream from `history` messages back, resuming after outages."""
         stream = history_stream(self.room)
-        last_shown = -1
+        shown = _Shown()
         beat = _Beat(on_event)
         while not stop.is_set():
             try:
@@ -134,7 +151,7 @@ class RabbitBackend:
                 self._open_room(connection, stop, on_event, beat)
                 on_event(Status(Link.CONNECTED, self.where))
                 beat.tries = 0
-                last_shown = self._read(connection, stream, stop, history, last_shown, on_event)
+                self._read(connection, stream, stop, history, shown, on_event)
             except RECONNECT + (px.ChannelClosedByBroker, px.ConsumerCancelled) as exc:
                 if isinstance(exc, px.ChannelClosedByBroker) and exc.reply_code == 403:
                     raise AuthError(f"not allowed to read the chat {stream!r}: {exc.reply_text}") from None
@@ -160,7 +177,7 @@ class RabbitBackend:
                 connection.channel().queue_declare(history_stream(self.room), passive=True)
                 return
             except px.ChannelClosedByBroker as exc:
-                if exc.reply_code != 404:
+                if exc.reply_code != 404 or "down or inaccessible" in exc.reply_text:
                     raise _refused(exc, f"read the chat {history_stream(self.room)!r}") from None
             delay = self.retry.next_delay(started)
             if delay is None:
@@ -172,9 +189,8 @@ class RabbitBackend:
                 return
             connection.process_data_events(0)
 
-    def _read(self, connection, stream: str, stop: StopFlag, history: int, last_shown: int,
-              on_event: OnEvent) -> int:
-        """Consume the stream until stop; return the offset of the last message shown."""
+    def _read(self, connection, stream: str, stop: StopFlag, history: int, shown: _Shown, on_event: OnEvent) -> None:
+        """Consume the stream until stop, resuming after shown.offset, which it keeps up to date."""
         inbox: deque = deque()
 
         def attach(offset):
@@ -184,9 +200,9 @@ class RabbitBackend:
                                   arguments={"x-stream-offset": offset})
             return channel
 
-        probing = last_shown < 0 and history > 0
+        probing = shown.offset < 0 and history > 0
         # Resume after the last message shown; else probe the newest offset, or start with what comes next.
-        channel = attach(last_shown + 1 if last_shown >= 0 else "last" if probing else "next")
+        channel = attach(shown.offset + 1 if shown.offset >= 0 else "last" if probing else "next")
         while not stop.is_set():
             connection.process_data_events(time_limit=0.2)
             while inbox:
@@ -194,19 +210,18 @@ class RabbitBackend:
                 if delivery_channel is not channel:
                     continue  # left over from the probe
                 channel.basic_ack(method.delivery_tag)
-                offset = int((props.headers or {}).get("x-stream-offset", last_shown + 1))
+                offset = int((props.headers or {}).get("x-stream-offset", shown.offset + 1))
                 if probing:
                     probing = False
                     channel.close()
                     inbox.clear()
                     channel = attach(max(0, offset - history + 1))
                     break
-                if offset <= last_shown:
-                    continue
-                last_shown = offset
+                if offset <= shown.offset:
+                    continue  # already shown before a reconnect
+                shown.offset = offset
                 when = float(props.timestamp) if props.timestamp else None
                 on_event(ChatMessage.parse(body, when))
-        return last_shown
 
     def close(self) -> None:
         if self._publisher is not None:
