@@ -24,24 +24,15 @@ import pika.exceptions as px
 
 from rabbitipc import Publisher, Retry, Route, StopFlag
 from rabbitipc.connection import RECONNECT, connect, redact
-from rabbitipc.errors import AuthError, FatalError, Stopped, TopologyError, UnreachableError
+from rabbitipc.errors import AuthError, FatalError, Stopped, TopologyError
 
 from .backend import OnEvent
 from .message import ChatMessage, Link, Status
+from .names import STREAM_ARGUMENTS, history_stream
 
 LOGGER = logging.getLogger(__name__)
 
-#: Retention of the history stream: 10 MB in 1 MB segments (RabbitMQ drops whole segments).
-STREAM_ARGUMENTS = {
-    "x-queue-type": "stream",
-    "x-max-length-bytes": 10_000_000,
-    "x-stream-max-segment-size-bytes": 1_000_000,
-}
 PREFETCH = 200  # a stream consumer needs a prefetch; acks only return credit
-
-
-def history_stream(room: str) -> str:
-    return f"{room}.history"
 
 
 def _refused(exc: px.ChannelClosedByBroker, what: str) -> Exception:
@@ -56,12 +47,26 @@ def _refused(exc: px.ChannelClosedByBroker, what: str) -> Exception:
 
 
 def declare_room(channel, room: str) -> None:
-    """The fanout exchange, the history stream and their binding (idempotent)."""
+    """The fanout exchange, the history stream and their binding, unless they all exist.
+
+    Existence is checked first, on a channel of its own (a passive declare needs no
+    permission), so the chat's users on a shared server need no right to create or delete
+    the room: the server's definitions create it (rabbitipc/definitions.py).
+    """
     stream = history_stream(room)
+    probe = channel.connection.channel()
+    try:
+        probe.exchange_declare(room, passive=True)
+        probe.queue_declare(stream, passive=True)
+        probe.close()
+        return
+    except px.ChannelClosedByBroker as exc:
+        if exc.reply_code != 404 or "down or inaccessible" in exc.reply_text:
+            raise _refused(exc, f"use the chat {room!r}") from None
     steps = (
-        (f"declare exchange {room!r}",
+        (f"create exchange {room!r}",
          lambda: channel.exchange_declare(room, exchange_type="fanout", durable=True)),
-        (f"declare stream {stream!r}",
+        (f"create stream {stream!r}",
          lambda: channel.queue_declare(stream, durable=True, arguments=STREAM_ARGUMENTS)),
         (f"bind stream {stream!r} to exchange {room!r}", lambda: channel.queue_bind(stream, room)),
     )
@@ -165,24 +170,20 @@ class RabbitBackend:
                         LOGGER.debug("ignoring error while closing", exc_info=True)
 
     def _open_room(self, connection, stop: StopFlag, on_event: OnEvent, beat: _Beat) -> None:
-        """Declare the room; a listen-only user, who may not, checks that the stream exists."""
-        try:
-            declare_room(connection.channel(), self.room)
-            return
-        except AuthError:
-            pass
+        """Make sure the room exists; a user who may not create it waits until someone does."""
         started = time.monotonic()
         while True:
             try:
-                connection.channel().queue_declare(history_stream(self.room), passive=True)
+                declare_room(connection.channel(), self.room)
                 return
-            except px.ChannelClosedByBroker as exc:
-                if exc.reply_code != 404 or "down or inaccessible" in exc.reply_text:
-                    raise _refused(exc, f"read the chat {history_stream(self.room)!r}") from None
+            except AuthError as exc:
+                if "not allowed to create" not in str(exc):
+                    raise
+                reason = str(exc)
             delay = self.retry.next_delay(started)
             if delay is None:
-                raise UnreachableError(f"the chat {self.room!r} was not created within the retry budget "
-                                       "(someone with the chat user creates it by sending or entering the room)")
+                raise AuthError(f"the chat {self.room!r} does not exist and this user may not create it ({reason}); "
+                                "the server's definitions create it, or a user who may") from None
             beat.tries += 1
             on_event(Status(Link.RECONNECTING, detail=f"the chat {self.room!r} does not exist yet; waiting"))
             if stop.wait(delay):
