@@ -5,7 +5,9 @@ create the room and two users; every refused action ends with one clear line and
 """
 
 import asyncio
+import os
 import secrets
+import subprocess
 import sys
 
 import pika
@@ -14,8 +16,8 @@ import pytest
 
 from chat_support import chat, until
 from rabbitipc import definitions
-from rabbitipc.localbroker import LocalBroker
-from support import SENDER, Program, program_env
+from rabbitipc.localbroker import LocalBroker, free_port
+from support import ROOT, SENDER, Program, program_env
 
 ROLES = definitions.ROLES + definitions.CHAT_ROLES
 
@@ -123,3 +125,22 @@ def test_the_seeds_subscriber_works_with_the_listener(shared):
         assert method is not None and b"to the seed" in body
     finally:
         connection.close()
+
+
+def test_the_local_broker_script_creates_the_chat_users(tmp_path):
+    """./start-local-docker-rabbitmq.sh (local node) writes CHAT_ and LISTENER_AMQP_URL, and they work."""
+    env = {k: v for k, v in os.environ.items() if k != "AMQP_URL"}
+    # The script's local-node path: no Docker engine answers at this socket.
+    env.update(RABBITIPC_NODE_DIR=str(tmp_path / "node"), RABBITIPC_AMQP_PORT=str(free_port()),
+               RABBITIPC_UI_PORT=str(free_port()), DOCKER_HOST=f"unix://{tmp_path}/no-docker.sock")
+    script = ROOT / "start-local-docker-rabbitmq.sh"
+    started = subprocess.run([str(script)], env=env, capture_output=True, text=True, timeout=240)
+    try:
+        assert started.returncode == 0, started.stderr
+        urls = dict(line.split("=", 1) for line in (tmp_path / "node" / "urls.env").read_text().split())
+        ear = chat("--history", "0", "listen", "--count", "1", url=urls["LISTENER_AMQP_URL"])
+        ear.wait_for_line("connected to")
+        assert chat("send", "--username", "local", "--message", "hi", url=urls["CHAT_AMQP_URL"]).wait() == 0
+        assert ear.wait() == 0 and "local: hi" in ear.output, ear.output
+    finally:
+        subprocess.run([str(script), "--stop"], env=env, capture_output=True, timeout=120)
