@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from chat_support import pubsub_emulator, terminal  # noqa: F401 - the chat tests' fixtures
 from rabbitipc.localbroker import LocalBroker, available
 from support import RECEIVER, SENDER, STAGE, Program, program_env
 
