@@ -26,6 +26,8 @@ OnEvent = Callable[[Event], None]
 
 
 class ChatBackend(Protocol):
+    #: The room's name: the exchange (RabbitMQ) or the topic (Pub/Sub).
+    room: str
     #: Where the chat lives, safe to show (no password): a URL or a Pub/Sub topic path.
     where: str
     #: Whether listen() gives a late joiner the last messages of the room.

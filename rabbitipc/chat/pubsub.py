@@ -51,6 +51,7 @@ class PubSubBackend:
     def __init__(self, project: str, topic: str = "chat", name: str = "rabbitipc-chat") -> None:
         self.pubsub, self.errors = _client_library()
         self.project = project
+        self.room = topic
         self.name = name
         self._publisher = None
         self._topic_ready = False

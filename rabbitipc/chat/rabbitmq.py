@@ -115,7 +115,7 @@ class RabbitBackend:
         self.retry = retry or Retry()
         self.ca_file = ca_file
         self.name = name
-        self.where = f"{redact(url)} exchange {room!r}"
+        self.where = redact(url)
         self._stop = StopFlag()
         self._publisher: Publisher | None = None
 
@@ -154,7 +154,6 @@ class RabbitBackend:
                 return
             try:
                 self._open_room(connection, stop, on_event, beat)
-                on_event(Status(Link.CONNECTED, self.where))
                 beat.tries = 0
                 self._read(connection, stream, stop, history, shown, on_event)
             except RECONNECT + (px.ChannelClosedByBroker, px.ConsumerCancelled) as exc:
@@ -204,6 +203,7 @@ class RabbitBackend:
         probing = shown.offset < 0 and history > 0
         # Resume after the last message shown; else probe the newest offset, or start with what comes next.
         channel = attach(shown.offset + 1 if shown.offset >= 0 else "last" if probing else "next")
+        on_event(Status(Link.CONNECTED, self.where))  # from here on, nothing said is missed
         while not stop.is_set():
             connection.process_data_events(time_limit=0.2)
             while inbox:

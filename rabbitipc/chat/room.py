@@ -59,7 +59,7 @@ class ChatRoom(App):
         self._listener: threading.Thread | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static(f"{self.username} @ connecting to {self.backend.where}", id="status")
+        yield Static(self._status_text(f"connecting to {self.backend.where}"), id="status")
         yield RichLog(id="messages", wrap=True, markup=False, highlight=False, min_width=20)
         yield Input(placeholder="Type a message, Enter sends; Ctrl+C or /quit leaves", id="entry")
 
@@ -126,10 +126,13 @@ class ChatRoom(App):
             self.away = event.link is not Link.CONNECTED
             self.status_line = event.line()
             status = self.query_one("#status", Static)
-            status.update(Text(f"{self.username} @ {event.line()}"))
+            status.update(self._status_text(event.line()))
             status.set_class(self.away, "away")
             return
         self._write(f"{clock(event.sent_at)} {event.line()}")
+
+    def _status_text(self, line: str) -> Text:
+        return Text(f"{self.username} in {self.backend.room}: {line}")
 
     def _fail(self, exc: FatalError) -> None:
         self.error = exc
