@@ -33,6 +33,7 @@ def test_broker_restart_mid_conversation(broker, request):
             assert alice_app.query_one("#status").has_class("away")
             await stopping
             await type_line(bob, "typed while the broker was down")
+            assert "(1 to send)" in str(bob_app.query_one("#status").render()), "bob sees his line waiting"
             await asyncio.to_thread(broker.start)
 
             await until(alice, lambda: not alice_app.away, 90, "alice's room to reconnect")

@@ -51,20 +51,30 @@ class Outbox:
     and the outbox stops sending.
     """
 
-    def __init__(self, backend: ChatBackend, on_error: Callable[[FatalError], None]) -> None:
+    def __init__(self, backend: ChatBackend, on_error: Callable[[FatalError], None],
+                 on_sent: Callable[[ChatMessage], None] | None = None) -> None:
         self.backend = backend
         self.on_error = on_error
+        self.on_sent = on_sent
+        self.pending = 0  # posted and not yet confirmed by the server
+        self._lock = threading.Lock()  # pending changes on the poster's thread and on ours
         self._queue: queue.Queue[ChatMessage | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="chat-outbox", daemon=True)
         self._thread.start()
 
     def post(self, message: ChatMessage) -> None:
+        with self._lock:
+            self.pending += 1
         self._queue.put(message)
 
     def _run(self) -> None:
         while (message := self._queue.get()) is not None:
             try:
                 self.backend.send(message)
+                with self._lock:
+                    self.pending -= 1
+                if self.on_sent is not None:
+                    self.on_sent(message)
             except FatalError as exc:
                 self.on_error(exc)
                 return

@@ -68,7 +68,7 @@ class ChatRoom(App):
         self.query_one("#entry", Input).focus()
         if not self.backend.keeps_history:
             self._write("* this server keeps no history: you see what is said from now on")
-        self._outbox = Outbox(self.backend, self._from_thread(self._fail))
+        self._outbox = Outbox(self.backend, self._from_thread(self._fail), self._from_thread(self._sent))
         self._listener = threading.Thread(target=self._listen, name="chat-listener", daemon=True)
         self._listener.start()
         self._outbox.post(ChatMessage.new(self.username, kind=Kind.JOINED))
@@ -125,14 +125,23 @@ class ChatRoom(App):
         if isinstance(event, Status):
             self.away = event.link is not Link.CONNECTED
             self.status_line = event.line()
-            status = self.query_one("#status", Static)
-            status.update(self._status_text(event.line()))
-            status.set_class(self.away, "away")
+            self._refresh_status()
             return
         self._write(f"{clock(event.sent_at)} {event.line()}")
 
     def _status_text(self, line: str) -> Text:
         return Text(f"{self.username} in {self.backend.room}: {line}")
+
+    def _refresh_status(self) -> None:
+        """The status line: the link, and how many typed lines still wait for the server."""
+        waiting = self._outbox.pending if self._outbox is not None else 0
+        suffix = f" ({waiting} to send)" if waiting and self.away else ""
+        status = self.query_one("#status", Static)
+        status.update(self._status_text(self.status_line + suffix))
+        status.set_class(self.away, "away")
+
+    def _sent(self, _message: ChatMessage) -> None:
+        self._refresh_status()
 
     def _fail(self, exc: FatalError) -> None:
         self.error = exc
@@ -147,3 +156,4 @@ class ChatRoom(App):
             self.exit(return_code=0)
             return
         self._outbox.post(ChatMessage.new(self.username, text))
+        self._refresh_status()
