@@ -81,3 +81,20 @@ def test_bad_usage_is_one_line_and_exit_2(args, complaint):
     assert program.wait() == 2
     assert complaint in program.output and "Traceback" not in program.output
     assert len(program.lines) == 1, program.output
+
+
+def test_any_body_is_shown_and_sigterm_stops_cleanly(broker, room):
+    """A body that is not JSON (another client's) is shown as text from '?'; SIGTERM ends the listener with 0."""
+    import signal
+
+    listener = chat("--room", room, "--history", "0", "listen", url=broker.url)
+    listener.wait_for_line("connected to")
+    connection = pika.BlockingConnection(pika.URLParameters(broker.url))
+    try:
+        connection.channel().basic_publish(room, "", b"plain text, [not] json")
+    finally:
+        connection.close()
+    wait_until(lambda: said(listener), 30, "the plain body", lambda: listener.output)
+    assert said(listener) == [("?", "plain text, [not] json")]
+    listener.signal(signal.SIGTERM)
+    assert listener.wait() == 0, listener.output

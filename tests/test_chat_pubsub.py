@@ -66,3 +66,16 @@ def test_two_rooms_talk_through_the_emulator(pubsub_emulator, project, monkeypat
 
     asyncio.run(scenario())
     assert subscriptions(pubsub_emulator, project) == [], "each room deleted its subscription"
+
+
+def test_a_stopped_listener_deletes_its_subscription(pubsub_emulator, project, monkeypatch):
+    """SIGTERM (or Ctrl-C) stops a Pub/Sub listener cleanly: exit 0, and its subscription is gone."""
+    import signal
+
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub_emulator.host)
+    ear = chat("--backend", "pubsub", "listen", env=pubsub_emulator.env(project))
+    ear.wait_for_line("connected to projects/")
+    assert len(subscriptions(pubsub_emulator, project)) == 1
+    ear.signal(signal.SIGTERM)
+    assert ear.wait(60) == 0, ear.output
+    assert subscriptions(pubsub_emulator, project) == []
