@@ -36,7 +36,8 @@ import re
 import sys
 from pathlib import Path
 
-from .chat.names import ROOM, STREAM_ARGUMENTS, history_stream
+from rabbitipc.chat.names import ROOM, STREAM_ARGUMENTS, history_stream
+
 from .names import CONTROL_EXCHANGE, DEAD_EXCHANGE, DEAD_SUFFIX
 
 ROLES = ("sender", "receiver", "admin")

@@ -42,11 +42,13 @@ class Counter:
 def print_events(stop: StopFlag, count: int | None, out: TextIO | None = None) -> Callable[[Event], None]:
     """An on_event that prints one line per message."""
     counter = Counter(stop, count)
+    link: list[Link | None] = [None]
 
     def on_event(event: Event) -> None:
         if isinstance(event, Status):
-            log = LOGGER.info if event.link is Link.CONNECTED else LOGGER.warning
-            log("%s", event.line())
+            if event.link is not link[0]:  # each retry already has its own log line
+                link[0] = event.link
+                (LOGGER.info if event.link is Link.CONNECTED else LOGGER.warning)("%s", event.line())
             return
         print(f"{clock(event.sent_at)} {event.line()}", file=out or sys.stdout, flush=True)
         counter.saw(event)
