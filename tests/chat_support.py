@@ -15,6 +15,8 @@ from rabbitipc.localbroker import free_port, port_open
 from support import ROOT, Program, program_env, wait_until
 
 CHAT = ROOT / "chat" / "chat.py"
+#: The line `listen` logs once it reads the room: from then on, nothing said is missed.
+LISTENING = "chat.printer: connected to"
 EMULATOR = Path("/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator")
 
 

@@ -14,7 +14,7 @@ import pika
 import pika.exceptions as px
 import pytest
 
-from chat_support import chat, until
+from chat_support import LISTENING, chat, until
 from rabbitipc import definitions
 from rabbitipc.localbroker import LocalBroker, free_port
 from support import ROOT, SENDER, Program, program_env
@@ -49,7 +49,7 @@ def test_chat_user_talks_and_the_listener_hears(shared):
     """The room exists from the definitions: the chat user sends, the listener and the chat user both read."""
     ears = [chat("--history", "0", "listen", "--count", "1", url=shared(role)) for role in ("listener", "chat")]
     for ear in ears:
-        ear.wait_for_line("connected to")
+        ear.wait_for_line(LISTENING)
     sender = chat("send", "--username", "alice", "--message", "hello group", url=shared("chat"))
     assert sender.wait() == 0, sender.output
     for ear in ears:
@@ -139,7 +139,7 @@ def test_the_local_broker_script_creates_the_chat_users(tmp_path):
         assert started.returncode == 0, started.stderr
         urls = dict(line.split("=", 1) for line in (tmp_path / "node" / "urls.env").read_text().split())
         ear = chat("--history", "0", "listen", "--count", "1", url=urls["LISTENER_AMQP_URL"])
-        ear.wait_for_line("connected to")
+        ear.wait_for_line(LISTENING)
         assert chat("send", "--username", "local", "--message", "hi", url=urls["CHAT_AMQP_URL"]).wait() == 0
         assert ear.wait() == 0 and "local: hi" in ear.output, ear.output
     finally:

@@ -6,7 +6,7 @@ import re
 import pika
 import pytest
 
-from chat_support import chat, room_name
+from chat_support import LISTENING, chat, room_name
 from support import wait_until
 
 LINE = re.compile(r"^\d\d:\d\d:\d\d ([^:\s]+): (.*)$")
@@ -25,7 +25,7 @@ def test_two_listeners_hear_two_users(broker, room):
     """Two listeners each print every message two users send, in order, once."""
     ears = [chat("--room", room, "--history", "0", "listen", "--count", "4", url=broker.url) for _ in range(2)]
     for ear in ears:
-        ear.wait_for_line("connected to")
+        ear.wait_for_line(LISTENING)
     for user, text in [("alice", "hi bob"), ("bob", "hi alice"), ("alice", "how are you?"), ("bob", "fine")]:
         sender = chat("--room", room, "send", "--username", user, "--message", text, url=broker.url)
         assert sender.wait() == 0, sender.output
@@ -56,7 +56,7 @@ def test_the_seeds_subscriber_and_sender_still_work(broker, room):
         mine = channel.queue_declare("", exclusive=True).method.queue
         channel.queue_bind(mine, room)
         listener = chat("--room", room, "--history", "0", "listen", "--count", "1", url=broker.url)
-        listener.wait_for_line("connected to")
+        listener.wait_for_line(LISTENING)
         channel.basic_publish(room, "", json.dumps({"username": "seed", "message": "from the seed"}).encode())
         assert listener.wait() == 0, listener.output
         assert said(listener) == [("seed", "from the seed")]
@@ -88,7 +88,7 @@ def test_any_body_is_shown_and_sigterm_stops_cleanly(broker, room):
     import signal
 
     listener = chat("--room", room, "--history", "0", "listen", url=broker.url)
-    listener.wait_for_line("connected to")
+    listener.wait_for_line(LISTENING)
     connection = pika.BlockingConnection(pika.URLParameters(broker.url))
     try:
         connection.channel().basic_publish(room, "", b"plain text, [not] json")

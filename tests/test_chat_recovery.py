@@ -8,7 +8,7 @@ import asyncio
 import re
 from collections import Counter
 
-from chat_support import chat, rabbit_room, room_name, sees, type_line, until
+from chat_support import LISTENING, chat, rabbit_room, room_name, sees, type_line, until
 
 LINE = re.compile(r"^\d\d:\d\d:\d\d (.*)$")
 
@@ -17,7 +17,7 @@ def test_broker_restart_mid_conversation(broker, request):
     """Both rooms show the outage and the return; every line reaches both rooms and a listener exactly once."""
     room = room_name(request)
     observer = chat("--room", room, "--history", "0", "listen", url=broker.url)
-    observer.wait_for_line("connected to")
+    observer.wait_for_line(LISTENING)
     alice_app, bob_app = rabbit_room(broker.url, room, "alice"), rabbit_room(broker.url, room, "bob")
 
     async def scenario():

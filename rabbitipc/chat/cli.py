@@ -168,6 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.disable(logging.CRITICAL)  # the screen is the room's: no log lines over it
     else:
         config.setup_logging(args.log_level)
+        if getattr(args, "mode", None) == "rich" and args.log_level in ("DEBUG", "INFO"):
+            logging.getLogger().setLevel(logging.WARNING)  # the table shows the link; only problems on stderr
     backend = None
     try:
         backend = open_backend(args)

@@ -22,7 +22,7 @@ from collections import deque
 import pika
 import pika.exceptions as px
 
-from rabbitipc import Publisher, Retry, Route, StopFlag
+from rabbitipc import Backoff, Publisher, Retry, Route, StopFlag
 from rabbitipc.connection import RECONNECT, connect, redact
 from rabbitipc.errors import AuthError, FatalError, Stopped, TopologyError
 
@@ -58,11 +58,19 @@ def declare_room(channel, room: str) -> None:
     try:
         probe.exchange_declare(room, passive=True)
         probe.queue_declare(stream, passive=True)
-        probe.close()
-        return
     except px.ChannelClosedByBroker as exc:
         if exc.reply_code != 404 or "down or inaccessible" in exc.reply_text:
             raise _refused(exc, f"use the chat {room!r}") from None
+    else:
+        # Both exist; the binding may not (its creator is a moment behind). Binding again is
+        # harmless, and refused to the chat's users, for whom the definitions made it.
+        try:
+            probe.queue_bind(stream, room)
+            probe.close()
+        except px.ChannelClosedByBroker as exc:
+            if exc.reply_code != 403:
+                raise
+        return
     steps = (
         (f"create exchange {room!r}",
          lambda: channel.exchange_declare(room, exchange_type="fanout", durable=True)),
@@ -113,6 +121,8 @@ class RabbitBackend:
         self.url = url
         self.room = room
         self.retry = retry or Retry()
+        # Sending and listening run on threads of their own: each keeps its own backoff.
+        self._send_retry = Retry(self.retry.timeout, Backoff(self.retry.backoff.step, self.retry.backoff.cap))
         self.ca_file = ca_file
         self.name = name
         self.where = redact(url)
@@ -121,25 +131,30 @@ class RabbitBackend:
 
     # -- sending ------------------------------------------------------------------------
     def send(self, message: ChatMessage) -> None:
-        if self._publisher is None:
-            route = ChatRoute("broadcast", self.room, exchange=self.room, routing_key="")
-            self._publisher = Publisher(self.url, route, self.retry, self._stop, f"{self.name}-send",
-                                        ca_file=self.ca_file)
+        """Publish, confirmed; a room still being created or restarted is retried within the budget."""
         properties = pika.BasicProperties(content_type="application/json", delivery_mode=pika.DeliveryMode.Persistent,
                                           message_id=message.id, timestamp=int(message.sent_at))
         started = time.monotonic()
         while True:
+            if self._publisher is None:
+                route = ChatRoute("broadcast", self.room, exchange=self.room, routing_key="")
+                self._publisher = Publisher(self.url, route, self._send_retry, self._stop, f"{self.name}-send",
+                                            ca_file=self.ca_file)
             try:
-                self._publisher.publish(message.body(), properties)
-                return
+                if self._publisher.publish(message.body(), properties):
+                    self._send_retry.backoff.reset()
+                    return
+                self.close()  # the next publisher declares the room again, binding included
+                reason = f"returned as unroutable (stream {history_stream(self.room)!r} missing or not bound yet)"
             except AuthError as exc:
                 raise AuthError(f"may not send to the chat {self.room!r}: {exc}") from None
             except px.ChannelClosedByBroker as exc:  # declaring the room right after a broker restart
-                delay = self.retry.next_delay(started)
-                if delay is None:
-                    raise FatalError(f"cannot send to the chat {self.room!r}: {exc.reply_text}") from None
-                LOGGER.warning("the chat %r is not ready (%s); retrying in %.1fs", self.room, exc.reply_text, delay)
-                time.sleep(delay)
+                reason = exc.reply_text
+            delay = self._send_retry.next_delay(started)
+            if delay is None:
+                raise FatalError(f"cannot send to the chat {self.room!r}: {reason}")
+            LOGGER.warning("message to the chat %r %s; retrying in %.1fs", self.room, reason, delay)
+            time.sleep(delay)
 
     # -- listening ----------------------------------------------------------------------
     def listen(self, stop: StopFlag, history: int, on_event: OnEvent) -> None:
