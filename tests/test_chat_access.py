@@ -144,3 +144,13 @@ def test_the_local_broker_script_creates_the_chat_users(tmp_path):
         assert ear.wait() == 0 and "local: hi" in ear.output, ear.output
     finally:
         subprocess.run([str(script), "--stop"], env=env, capture_output=True, timeout=120)
+
+
+def test_listener_room_program_prints_the_reason_and_exits_3(shared, terminal):
+    """The real `room` program with the listener's credentials: the screen closes, one line, exit 3."""
+    from chat_support import CHAT
+
+    screen = terminal([sys.executable, str(CHAT), "room", "--username", "mallory"], program_env(shared("listener")))
+    shown = screen.wait_for("[exit 3]")
+    assert "chat: error: may not send to the chat 'chat'" in shown, shown
+    assert "Traceback" not in shown
