@@ -14,7 +14,7 @@ import pika
 import pika.exceptions as px
 import pytest
 
-from chat_support import LISTENING, chat, until
+from chat_support import CHAT, LISTENING, chat, until
 from rabbitipc import definitions
 from rabbitipc.localbroker import LocalBroker, free_port
 from support import ROOT, SENDER, Program, program_env
@@ -148,8 +148,6 @@ def test_the_local_broker_script_creates_the_chat_users(tmp_path):
 
 def test_listener_room_program_prints_the_reason_and_exits_3(shared, terminal):
     """The real `room` program with the listener's credentials: the screen closes, one line, exit 3."""
-    from chat_support import CHAT
-
     screen = terminal([sys.executable, str(CHAT), "room", "--username", "mallory"], program_env(shared("listener")))
     shown = screen.wait_for("[exit 3]")
     assert "chat: error: may not send to the chat 'chat'" in shown, shown

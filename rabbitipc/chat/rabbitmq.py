@@ -176,6 +176,8 @@ class RabbitBackend:
                     raise AuthError(f"not allowed to read the chat {stream!r}: {exc.reply_text}") from None
                 LOGGER.warning("connection to the chat lost (%s); reconnecting", exc.__class__.__name__)
                 on_event(Status(Link.RECONNECTING, detail="connection lost"))
+                if isinstance(exc, px.ChannelClosedByBroker | px.ConsumerCancelled):
+                    stop.wait(1)  # the broker is up but the stream is not yet: do not hammer it
             finally:
                 if connection.is_open:
                     try:
