@@ -54,3 +54,21 @@ def test_broker_restart_mid_conversation(broker, request):
     for line in ("alice: before the restart", "bob: typed while the broker was down", "alice: after the restart"):
         assert said[line] == 1, observer.output
     assert "reconnecting" in observer.output
+
+
+def test_leaving_while_the_server_is_away_says_what_was_not_sent(terminal):
+    """No server at all: the room says so, and leaving with a typed line unsent says so too, exit 4."""
+    import sys
+
+    from chat_support import CHAT
+    from rabbitipc.localbroker import free_port
+    from support import program_env
+
+    url = f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F"
+    screen = terminal([sys.executable, str(CHAT), "room", "--username", "alice"], program_env(url))
+    screen.wait_for("server away, reconnecting")
+    screen.type("is anyone there?")
+    screen.wait_for("(2 to send)")  # her arrival notice and her line wait in the outbox
+    screen.keys("C-c")
+    shown = screen.wait_for("[exit 4]")
+    assert "chat: error: 1 typed line(s) not sent" in shown, shown

@@ -56,23 +56,32 @@ class Outbox:
         self.backend = backend
         self.on_error = on_error
         self.on_sent = on_sent
-        self.pending = 0  # posted and not yet confirmed by the server
-        self._lock = threading.Lock()  # pending changes on the poster's thread and on ours
+        self._unsent: list[ChatMessage] = []  # posted, not yet confirmed by the server
+        self._lock = threading.Lock()  # _unsent changes on the poster's thread and on ours
         self._queue: queue.Queue[ChatMessage | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="chat-outbox", daemon=True)
         self._thread.start()
 
     def post(self, message: ChatMessage) -> None:
         with self._lock:
-            self.pending += 1
+            self._unsent.append(message)
         self._queue.put(message)
+
+    @property
+    def pending(self) -> int:
+        return len(self._unsent)
+
+    def unsent(self) -> list[ChatMessage]:
+        """The messages posted and not (yet) confirmed, oldest first."""
+        with self._lock:
+            return list(self._unsent)
 
     def _run(self) -> None:
         while (message := self._queue.get()) is not None:
             try:
                 self.backend.send(message)
                 with self._lock:
-                    self.pending -= 1
+                    self._unsent.remove(message)
                 if self.on_sent is not None:
                     self.on_sent(message)
             except FatalError as exc:

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 
 from rabbitipc import Backoff, Retry, StopFlag, config
 from rabbitipc.config import Option
-from rabbitipc.errors import EXIT_OK, EXIT_USAGE, FatalError
+from rabbitipc.errors import EXIT_OK, EXIT_USAGE, FatalError, UnreachableError
 
 from .backend import ChatBackend
 from .message import ChatMessage, username
@@ -159,6 +159,8 @@ def _room(args: argparse.Namespace, backend: ChatBackend) -> int:
     room.run()
     if room.error is not None:
         raise room.error
+    if room.unsent:
+        raise UnreachableError(f"{room.unsent} typed line(s) not sent: the server was still away when you left")
     return EXIT_OK
 
 

@@ -52,6 +52,7 @@ class ChatRoom(App):
         self.history = history
         self.stop = StopFlag()
         self.error: FatalError | None = None
+        self.unsent = 0  # typed lines still unsent when the room closed (the server was away)
         self.shown: list[str] = []  # every line written to the message area, as the user reads it
         self.status_line = "connecting"
         self.away = False
@@ -89,7 +90,8 @@ class ChatRoom(App):
         if self._outbox is not None:
             if self.error is None:
                 self._outbox.post(ChatMessage.new(self.username, kind=Kind.LEFT))
-            self._outbox.close(LEAVE_TIMEOUT)
+            if not self._outbox.close(LEAVE_TIMEOUT):  # the server is away: say what did not go out
+                self.unsent = sum(message.kind is Kind.TEXT for message in self._outbox.unsent())
         self.stop.set("left the room")
         if self._listener is not None:
             self._listener.join(LEAVE_TIMEOUT)
