@@ -86,10 +86,12 @@ def declare_room(channel, room: str) -> None:
 
 
 class ChatRoute(Route):
-    """The broadcast route to the room's exchange, declaring the history stream with it."""
+    """The broadcast route to the room's exchange. It declares nothing on the publisher's channel:
+    RabbitBackend declares the room on a connection of its own, because checking that a room
+    exists closes the channel when it does not, and that channel must not be the publisher's."""
 
     def declare(self, channel) -> None:
-        declare_room(channel, self.exchange_name)
+        pass
 
 
 class _Beat:
@@ -128,6 +130,7 @@ class RabbitBackend:
         self.where = redact(url)
         self._stop = StopFlag()
         self._publisher: Publisher | None = None
+        self._room_ready = False
 
     # -- sending ------------------------------------------------------------------------
     def send(self, message: ChatMessage) -> None:
@@ -136,25 +139,37 @@ class RabbitBackend:
                                           message_id=message.id, timestamp=int(message.sent_at))
         started = time.monotonic()
         while True:
-            if self._publisher is None:
-                route = ChatRoute("broadcast", self.room, exchange=self.room, routing_key="")
-                self._publisher = Publisher(self.url, route, self._send_retry, self._stop, f"{self.name}-send",
-                                            ca_file=self.ca_file)
             try:
+                if not self._room_ready:
+                    self._declare_room()
+                if self._publisher is None:
+                    route = ChatRoute("broadcast", self.room, exchange=self.room, routing_key="")
+                    self._publisher = Publisher(self.url, route, self._send_retry, self._stop, f"{self.name}-send",
+                                                ca_file=self.ca_file)
                 if self._publisher.publish(message.body(), properties):
                     self._send_retry.backoff.reset()
                     return
-                self.close()  # the next publisher declares the room again, binding included
+                self._room_ready = False  # returned: declare the room again, binding included
                 reason = f"returned as unroutable (stream {history_stream(self.room)!r} missing or not bound yet)"
             except AuthError as exc:
                 raise AuthError(f"may not send to the chat {self.room!r}: {exc}") from None
-            except px.ChannelClosedByBroker as exc:  # declaring the room right after a broker restart
-                reason = exc.reply_text
+            except (px.ChannelClosedByBroker, *RECONNECT) as exc:  # e.g. the stream right after a broker restart
+                reason = getattr(exc, "reply_text", None) or exc.__class__.__name__
             delay = self._send_retry.next_delay(started)
             if delay is None:
                 raise FatalError(f"cannot send to the chat {self.room!r}: {reason}")
             LOGGER.warning("message to the chat %r %s; retrying in %.1fs", self.room, reason, delay)
             time.sleep(delay)
+
+    def _declare_room(self) -> None:
+        """Create the room unless it exists, on a short connection of its own."""
+        connection = connect(self.url, f"{self.name}-setup", self._send_retry, self._stop, None, self.ca_file)
+        try:
+            declare_room(connection.channel(), self.room)
+            self._room_ready = True
+        finally:
+            if connection.is_open:
+                connection.close()
 
     # -- listening ----------------------------------------------------------------------
     def listen(self, stop: StopFlag, history: int, on_event: OnEvent) -> None:
