@@ -3,7 +3,8 @@
 # Docker when an engine answers; otherwise a private node of the system's rabbitmq-server in
 # .rabbitmq/ (installed with apt-get when root or sudo can). Idempotent: a running broker is reused.
 # The broker loads definitions at start: users rabbitipc-sender (publish only), rabbitipc-receiver
-# (consume only) and rabbitipc-admin (management UI), random passwords kept in
+# (consume only), rabbitipc-admin (management UI), and the chat's rabbitipc-chat (talk only) and
+# rabbitipc-listener (listen only) with their room; random passwords kept in
 # .rabbitmq/credentials.env, no guest. Their AMQP URLs go to .rabbitmq/urls.env (mode 600).
 #   ./start-local-docker-rabbitmq.sh          start (or reuse)
 #   ./start-local-docker-rabbitmq.sh --stop   stop it
@@ -37,21 +38,24 @@ docker_ready() { command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&
 # port_taken PORT: something already listens on 127.0.0.1:PORT.
 port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# credentials: generate the three users' passwords once, then the definitions from them.
+# credentials: generate the users' passwords once (adding roles a previous version did not
+# have), then the definitions from them.
 credentials() {
   # Private: it holds the passwords, the definitions (password hashes) and the Erlang cookie.
   mkdir -p "$NODE_DIR"
   chmod 700 "$NODE_DIR"
   local file="$NODE_DIR/credentials.env"
-  if [ ! -s "$file" ]; then
-    (umask 077 && python3 - >"$file" <<'PY'
-import secrets
-for role in ("SENDER", "RECEIVER", "ADMIN"):
-    print(f"RABBITIPC_{role}_USER=rabbitipc-{role.lower()}")
-    print(f"RABBITIPC_{role}_PASSWORD={secrets.token_urlsafe(18)}")
+  (umask 077 && touch "$file" && python3 - "$file" <<'PY'
+import secrets, sys
+path = sys.argv[1]
+have = open(path).read()
+with open(path, "a") as out:
+    for role in ("SENDER", "RECEIVER", "ADMIN", "CHAT", "LISTENER"):
+        if f"RABBITIPC_{role}_PASSWORD=" not in have:
+            out.write(f"RABBITIPC_{role}_USER=rabbitipc-{role.lower()}\n")
+            out.write(f"RABBITIPC_{role}_PASSWORD={secrets.token_urlsafe(18)}\n")
 PY
-    )
-  fi
+  )
   set -a
   # shellcheck source=/dev/null
   . "$file"
@@ -65,9 +69,11 @@ write_urls() {
 SENDER_AMQP_URL=amqp://$RABBITIPC_SENDER_USER:$RABBITIPC_SENDER_PASSWORD@$1/%2F
 RECEIVER_AMQP_URL=amqp://$RABBITIPC_RECEIVER_USER:$RABBITIPC_RECEIVER_PASSWORD@$1/%2F
 ADMIN_AMQP_URL=amqp://$RABBITIPC_ADMIN_USER:$RABBITIPC_ADMIN_PASSWORD@$1/%2F
+CHAT_AMQP_URL=amqp://$RABBITIPC_CHAT_USER:$RABBITIPC_CHAT_PASSWORD@$1/%2F
+LISTENER_AMQP_URL=amqp://$RABBITIPC_LISTENER_USER:$RABBITIPC_LISTENER_PASSWORD@$1/%2F
 URLS
   )
-  log "AMQP URLs for the sender, the receiver and the admin: $NODE_DIR/urls.env"
+  log "AMQP URLs for the sender, the receiver, the admin and the chat's users: $NODE_DIR/urls.env"
   log "management UI user $RABBITIPC_ADMIN_USER, password in $NODE_DIR/credentials.env"
 }
 

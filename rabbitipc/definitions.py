@@ -5,12 +5,24 @@
               `rabbitipc.dead` exchange and listen on the control exchange; cannot publish work
     admin     the management UI (administrator tag, every permission)
 
+and, when their passwords are set, the chat's users (rabbitipc-chat, docs/chat.md), for sharing
+the server with a group without the admin password:
+
+    chat      may publish to the `chat` exchange only, and read the room's history stream and
+              its own server-named queues
+    listener  may read the room's history stream and its own queues; cannot publish anything
+
+With them, the definitions also create the room (the fanout exchange, its history stream and
+the binding), so neither chat user needs the right to create, or delete, it.
+
 There is no guest user: a broker that imports definitions at boot creates no default user.
 Passwords come from the environment (a Kubernetes Secret, or the local run's generated file)
 and are stored only as salted SHA-256 hashes, as RabbitMQ's own tools do.
 
     RABBITIPC_SENDER_PASSWORD=... RABBITIPC_RECEIVER_PASSWORD=... RABBITIPC_ADMIN_PASSWORD=... \\
         python -m rabbitipc.definitions --out DIR      # writes DIR/definitions.json, DIR/rabbitmq.conf
+
+(RABBITIPC_CHAT_PASSWORD and RABBITIPC_LISTENER_PASSWORD add the chat's users.)
 """
 
 from __future__ import annotations
@@ -24,10 +36,14 @@ import re
 import sys
 from pathlib import Path
 
+from rabbitipc.chat.names import ROOM, STREAM_ARGUMENTS, history_stream
+
 from . import defaults
 from .names import CONTROL_EXCHANGE, DEAD_EXCHANGE, DEAD_SUFFIX
 
 ROLES = ("sender", "receiver", "admin")
+#: Written only when their password is set: the chat's users.
+CHAT_ROLES = ("chat", "listener")
 
 
 def password_hash(password: str, salt: bytes | None = None) -> str:
@@ -49,11 +65,30 @@ def permissions(role: str, queue: str) -> dict[str, str]:
             "write": f"^({dead}|{parked}|{server_named})$",
             "read": f"^({q}|{control}|{parked}|{server_named})$",
         }
+    if role in CHAT_ROLES:
+        room, own = re.escape(ROOM), server_named
+        reads = f"^({room}|{re.escape(history_stream(ROOM))}|{own})$"
+        # write on an own queue is what binding it needs; publishing needs write on the exchange.
+        writes = f"^({room}|{own})$" if role == "chat" else f"^{own}$"
+        return {"configure": f"^{own}$", "write": writes, "read": reads}
     return {"configure": ".*", "write": ".*", "read": ".*"}
 
 
+def chat_room(vhost: str = "/") -> dict:
+    """The room the chat's users use, created by the definitions: exchange, history stream, binding."""
+    return {
+        "exchanges": [{"name": ROOM, "vhost": vhost, "type": "fanout", "durable": True, "auto_delete": False,
+                       "internal": False, "arguments": {}}],
+        "queues": [{"name": history_stream(ROOM), "vhost": vhost, "durable": True, "auto_delete": False,
+                    "arguments": STREAM_ARGUMENTS}],
+        "bindings": [{"source": ROOM, "vhost": vhost, "destination": history_stream(ROOM),
+                      "destination_type": "queue", "routing_key": "", "arguments": {}}],
+    }
+
+
 def definitions(users: dict[str, tuple[str, str]], queue: str = defaults.QUEUE, vhost: str = "/") -> dict:
-    """Definitions for users {role: (name, password)}."""
+    """Definitions for users {role: (name, password)}; with a chat role, the chat room too."""
+    room = chat_room(vhost) if set(users) & set(CHAT_ROLES) else {}
     return {
         "vhosts": [{"name": vhost}],
         "users": [
@@ -65,6 +100,7 @@ def definitions(users: dict[str, tuple[str, str]], queue: str = defaults.QUEUE, 
         "permissions": [
             {"user": name, "vhost": vhost, **permissions(role, queue)} for role, (name, _) in users.items()
         ],
+        **room,
     }
 
 
@@ -133,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"definitions: error: RABBITIPC_{role.upper()}_PASSWORD is not set", file=sys.stderr)
             return 2
         users[role] = (name, password)
+    for role in CHAT_ROLES:
+        password = os.environ.get(f"RABBITIPC_{role.upper()}_PASSWORD")
+        if password:
+            users[role] = (os.environ.get(f"RABBITIPC_{role.upper()}_USER", f"rabbitipc-{role}"), password)
     conf = write(args.out, users, args.queue, args.seen_as, args.private, args.memory_limit)
     print(f"wrote {conf.parent / 'definitions.json'} and {conf} for users "
           + ", ".join(name for name, _ in users.values()))

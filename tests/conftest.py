@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from chat_support import pubsub_emulator, terminal  # noqa: F401 - the chat tests' fixtures
 from devtools.localbroker import LocalBroker, available
 from support import CONSUMER_TIMEOUT_MS, MAX_MESSAGE_SIZE, RECEIVER, SENDER, STAGE, Program, program_env
 

@@ -76,7 +76,8 @@ def test_played_pod_passes_the_smoke_scenario_with_a_broker_restart(bundle):
     report = smoke(driver, min_messages=5, timeout=240, restart_broker=True)
     assert report.ok, report.render()
     users = {user["name"] for user in driver.management_get("/api/users")}
-    assert users == {"rabbitipc-admin", "rabbitipc-sender", "rabbitipc-receiver"}, "definitions loaded, no guest"
+    assert users == {"rabbitipc-admin", "rabbitipc-sender", "rabbitipc-receiver", "rabbitipc-chat",
+                     "rabbitipc-listener"}, "definitions loaded, no guest"
 
 
 def test_pod_stop_is_graceful(bundle):

@@ -1,0 +1,262 @@
+"""The chat on RabbitMQ: a durable fanout exchange `chat`, as in the seed, with a stream bound to it.
+
+Everyone publishes to the exchange (persistent, confirmed). The stream `chat.history` keeps
+what was said, bounded in bytes, and every listener reads it at its own offset:
+
+- a late joiner starts a few messages back: it attaches at "last" to learn the newest
+  offset, then re-attaches that many messages earlier (a stream keeps no per-reader state);
+- after a broker restart a listener resumes right after the last offset it showed, so
+  nothing said while the broker was away and back is skipped, and nothing is shown twice;
+- the exchange stays a plain fanout: the seed's own subscriber (an exclusive queue bound to
+  `chat`) still gets every message.
+
+docs/chat.md compares this with a bounded durable queue, with measurements.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+
+import pika
+import pika.exceptions as px
+
+from rabbitipc import Backoff, Publisher, Retry, Route, StopFlag
+from rabbitipc.connection import RECONNECT, connect, redact
+from rabbitipc.errors import AuthError, FatalError, Stopped, TopologyError
+
+from .backend import OnEvent
+from .message import ChatMessage, Link, Status
+from .names import STREAM_ARGUMENTS, history_stream
+
+LOGGER = logging.getLogger(__name__)
+
+PREFETCH = 200  # a stream consumer needs a prefetch; acks only return credit
+
+
+def _refused(exc: px.ChannelClosedByBroker, what: str) -> Exception:
+    """A refusal retrying cannot fix as a FatalError; anything else (a stream whose node is still
+    starting answers 404 "down or inaccessible" for a moment) stays the transient pika error."""
+    if exc.reply_code == 403:
+        return AuthError(f"not allowed to {what}: {exc.reply_text}")
+    if exc.reply_code == 406:
+        return TopologyError(f"cannot {what}: it exists with other settings ({exc.reply_text}); "
+                             "delete it or choose another --room")
+    return exc
+
+
+def declare_room(channel, room: str) -> None:
+    """The fanout exchange, the history stream and their binding, unless they all exist.
+
+    Existence is checked first, on a channel of its own (a passive declare needs no
+    permission), so the chat's users on a shared server need no right to create or delete
+    the room: the server's definitions create it (rabbitipc/definitions.py).
+    """
+    stream = history_stream(room)
+    probe = channel.connection.channel()
+    try:
+        probe.exchange_declare(room, passive=True)
+        probe.queue_declare(stream, passive=True)
+    except px.ChannelClosedByBroker as exc:
+        if exc.reply_code != 404 or "down or inaccessible" in exc.reply_text:
+            raise _refused(exc, f"use the chat {room!r}") from None
+    else:
+        # Both exist; the binding may not (its creator is a moment behind). Binding again is
+        # harmless, and refused to the chat's users, for whom the definitions made it.
+        try:
+            probe.queue_bind(stream, room)
+            probe.close()
+        except px.ChannelClosedByBroker as exc:
+            if exc.reply_code != 403:
+                raise
+        return
+    steps = (
+        (f"create exchange {room!r}",
+         lambda: channel.exchange_declare(room, exchange_type="fanout", durable=True)),
+        (f"create stream {stream!r}",
+         lambda: channel.queue_declare(stream, durable=True, arguments=STREAM_ARGUMENTS)),
+        (f"bind stream {stream!r} to exchange {room!r}", lambda: channel.queue_bind(stream, room)),
+    )
+    for what, step in steps:
+        try:
+            step()
+        except px.ChannelClosedByBroker as exc:
+            raise _refused(exc, what) from None
+
+
+class ChatRoute(Route):
+    """The broadcast route to the room's exchange. It declares nothing on the publisher's channel:
+    RabbitBackend declares the room on a connection of its own, because checking that a room
+    exists closes the channel when it does not, and that channel must not be the publisher's."""
+
+    def declare(self, channel) -> None:
+        pass
+
+
+class _Beat:
+    """Stands in for Health in connect(): each failed try becomes a RECONNECTING status."""
+
+    def __init__(self, on_event: OnEvent) -> None:
+        self.on_event = on_event
+        self.tries = 0
+
+    def beat(self, connected: bool) -> None:
+        if not connected:
+            self.tries += 1
+            self.on_event(Status(Link.RECONNECTING, detail=f"try {self.tries} failed, retrying"))
+
+
+class _Shown:
+    """The stream offset of the last message a listener showed (-1: none yet)."""
+
+    offset = -1
+
+
+class RabbitBackend:
+    """The ChatBackend on a RabbitMQ broker."""
+
+    keeps_history = True
+
+    def __init__(self, url: str, room: str = "chat", retry: Retry | None = None, ca_file: str | None = None,
+                 name: str = "rabbitipc-chat") -> None:
+        self.url = url
+        self.room = room
+        self.retry = retry or Retry()
+        # Sending and listening run on threads of their own: each keeps its own backoff.
+        self._send_retry = Retry(self.retry.timeout, Backoff(self.retry.backoff.step, self.retry.backoff.cap))
+        self.ca_file = ca_file
+        self.name = name
+        self.where = redact(url)
+        self._stop = StopFlag()
+        self._publisher: Publisher | None = None
+        self._room_ready = False
+
+    # -- sending ------------------------------------------------------------------------
+    def send(self, message: ChatMessage) -> None:
+        """Publish, confirmed; a room still being created or restarted is retried within the budget."""
+        properties = pika.BasicProperties(content_type="application/json", delivery_mode=pika.DeliveryMode.Persistent,
+                                          message_id=message.id, timestamp=int(message.sent_at))
+        started = time.monotonic()
+        while True:
+            try:
+                if not self._room_ready:
+                    self._declare_room()
+                if self._publisher is None:
+                    route = ChatRoute("broadcast", self.room, exchange=self.room, routing_key="")
+                    self._publisher = Publisher(self.url, route, self._send_retry, self._stop, f"{self.name}-send",
+                                                ca_file=self.ca_file)
+                if self._publisher.publish(message.body(), properties):
+                    self._send_retry.backoff.reset()
+                    return
+                self._room_ready = False  # returned: declare the room again, binding included
+                reason = f"returned as unroutable (stream {history_stream(self.room)!r} missing or not bound yet)"
+            except AuthError as exc:
+                raise AuthError(f"may not send to the chat {self.room!r}: {exc}") from None
+            except (px.ChannelClosedByBroker, *RECONNECT) as exc:  # e.g. the stream right after a broker restart
+                reason = getattr(exc, "reply_text", None) or exc.__class__.__name__
+            delay = self._send_retry.next_delay(started)
+            if delay is None:
+                raise FatalError(f"cannot send to the chat {self.room!r}: {reason}")
+            LOGGER.warning("message to the chat %r %s; retrying in %.1fs", self.room, reason, delay)
+            time.sleep(delay)
+
+    def _declare_room(self) -> None:
+        """Create the room unless it exists, on a short connection of its own."""
+        connection = connect(self.url, f"{self.name}-setup", self._send_retry, self._stop, None, self.ca_file)
+        try:
+            declare_room(connection.channel(), self.room)
+            self._room_ready = True
+        finally:
+            if connection.is_open:
+                connection.close()
+
+    # -- listening ----------------------------------------------------------------------
+    def listen(self, stop: StopFlag, history: int, on_event: OnEvent) -> None:
+        """Read the history stream from `history` messages back, resuming after outages."""
+        stream = history_stream(self.room)
+        shown = _Shown()
+        beat = _Beat(on_event)
+        while not stop.is_set():
+            try:
+                connection = connect(self.url, f"{self.name}-listen", self.retry, stop, beat, self.ca_file)
+            except Stopped:
+                return
+            try:
+                self._open_room(connection, stop, on_event, beat)
+                beat.tries = 0
+                self._read(connection, stream, stop, history, shown, on_event)
+            except RECONNECT + (px.ChannelClosedByBroker, px.ConsumerCancelled) as exc:
+                if isinstance(exc, px.ChannelClosedByBroker) and exc.reply_code == 403:
+                    raise AuthError(f"not allowed to read the chat {stream!r}: {exc.reply_text}") from None
+                LOGGER.warning("connection to the chat lost (%s); reconnecting", exc.__class__.__name__)
+                on_event(Status(Link.RECONNECTING, detail="connection lost"))
+                if isinstance(exc, px.ChannelClosedByBroker | px.ConsumerCancelled):
+                    stop.wait(1)  # the broker is up but the stream is not yet: do not hammer it
+            finally:
+                if connection.is_open:
+                    try:
+                        connection.close()
+                    except Exception:  # noqa: BLE001 - a broken connection may fail to close any way
+                        LOGGER.debug("ignoring error while closing", exc_info=True)
+
+    def _open_room(self, connection, stop: StopFlag, on_event: OnEvent, beat: _Beat) -> None:
+        """Make sure the room exists; a user who may not create it waits until someone does."""
+        started = time.monotonic()
+        while True:
+            try:
+                declare_room(connection.channel(), self.room)
+                return
+            except AuthError as exc:
+                if "not allowed to create" not in str(exc):
+                    raise
+                reason = str(exc)
+            delay = self.retry.next_delay(started)
+            if delay is None:
+                raise AuthError(f"the chat {self.room!r} does not exist and this user may not create it ({reason}); "
+                                "the server's definitions create it, or a user who may") from None
+            beat.tries += 1
+            on_event(Status(Link.RECONNECTING, detail=f"the chat {self.room!r} does not exist yet; waiting"))
+            if stop.wait(delay):
+                return
+            connection.process_data_events(0)
+
+    def _read(self, connection, stream: str, stop: StopFlag, history: int, shown: _Shown, on_event: OnEvent) -> None:
+        """Consume the stream until stop, resuming after shown.offset, which it keeps up to date."""
+        inbox: deque = deque()
+
+        def attach(offset):
+            channel = connection.channel()
+            channel.basic_qos(prefetch_count=PREFETCH)
+            channel.basic_consume(stream, lambda ch, method, props, body: inbox.append((ch, method, props, body)),
+                                  arguments={"x-stream-offset": offset})
+            return channel
+
+        probing = shown.offset < 0 and history > 0
+        # Resume after the last message shown; else probe the newest offset, or start with what comes next.
+        channel = attach(shown.offset + 1 if shown.offset >= 0 else "last" if probing else "next")
+        on_event(Status(Link.CONNECTED, self.where))  # from here on, nothing said is missed
+        while not stop.is_set():
+            connection.process_data_events(time_limit=0.2)
+            while inbox:
+                delivery_channel, method, props, body = inbox.popleft()
+                if delivery_channel is not channel:
+                    continue  # left over from the probe
+                channel.basic_ack(method.delivery_tag)
+                offset = int((props.headers or {}).get("x-stream-offset", shown.offset + 1))
+                if probing:
+                    probing = False
+                    channel.close()
+                    inbox.clear()
+                    channel = attach(max(0, offset - history + 1))
+                    break
+                if offset <= shown.offset:
+                    continue  # already shown before a reconnect
+                shown.offset = offset
+                when = float(props.timestamp) if props.timestamp else None
+                on_event(ChatMessage.parse(body, when))
+
+    def close(self) -> None:
+        if self._publisher is not None:
+            self._publisher.close()
+            self._publisher = None
