@@ -1,7 +1,7 @@
 """`rabbitipc-chat` (and `python chat/chat.py`): send, listen or enter the room.
 
 Options before the subcommand choose the backend and the server; each is a flag, an
-environment variable and a default, declared once (rabbitipc.config.Option), like the
+environment variable and a default, declared once (rabbitipc.programs.options.Option), like the
 other programs' options.
 """
 
@@ -15,7 +15,6 @@ import sys
 from collections.abc import Mapping, Sequence
 
 from rabbitipc import Backoff, Retry, StopFlag
-from rabbitipc.config import Option
 from rabbitipc.errors import EXIT_OK, EXIT_USAGE, FatalError, UnreachableError
 from rabbitipc.programs import options as config
 
@@ -45,32 +44,32 @@ def _username(text: str) -> str:
 
 
 GLOBAL = [
-    Option("--backend", "RABBITIPC_CHAT_BACKEND", "rabbitmq", config.choice(BACKENDS),
+    config.Option("--backend", "RABBITIPC_CHAT_BACKEND", "rabbitmq", config.choice(BACKENDS),
            "rabbitmq or pubsub (Google Cloud Pub/Sub: pip install 'rabbitipc[chat-pubsub]')", "NAME"),
-    Option("--room", "RABBITIPC_CHAT_ROOM", "chat", config.queue_name,
+    config.Option("--room", "RABBITIPC_CHAT_ROOM", "chat", config.queue_name,
            "the room: the fanout exchange (RabbitMQ) or the topic (Pub/Sub)", "NAME"),
-    Option("--history", "RABBITIPC_CHAT_HISTORY", 20, config.non_negative_int,
+    config.Option("--history", "RABBITIPC_CHAT_HISTORY", 20, config.non_negative_int,
            "messages a listener sees from before it started (RabbitMQ; Pub/Sub keeps none)", "N"),
     _COMMON["--url"],
     _COMMON["--ca-file"],
-    Option("--project", "PUBSUB_PROJECT_ID", None, config.text,
+    config.Option("--project", "PUBSUB_PROJECT_ID", None, config.text,
            "Google Cloud project of the Pub/Sub topic", "ID", shown_default="$GOOGLE_CLOUD_PROJECT"),
     _COMMON["--retry-timeout"],
     _COMMON["--max-retry-delay"],
-    Option("--log-level", "RABBITIPC_LOG_LEVEL", "INFO", config.choice(config.LOG_LEVELS, upper=True),
+    config.Option("--log-level", "RABBITIPC_LOG_LEVEL", "INFO", config.choice(config.LOG_LEVELS, upper=True),
            "DEBUG, INFO, WARNING or ERROR (send and listen log on stderr; the room logs nothing)", "LEVEL"),
 ]
-USER = Option("--username", "RABBITIPC_CHAT_USERNAME", None, _username, "your name in the chat (1-32 characters)",
-              "NAME", shown_default="$USER")
+USER = config.Option("--username", "RABBITIPC_CHAT_USERNAME", None, _username,
+                     "your name in the chat (1-32 characters)", "NAME", shown_default="$USER")
 SEND = [
     USER,
-    Option("--message", "RABBITIPC_CHAT_MESSAGE", None, config.text,
+    config.Option("--message", "RABBITIPC_CHAT_MESSAGE", None, config.text,
            "what to say; '-' sends each line of stdin as a message", "TEXT", shown_default="required"),
 ]
 LISTEN = [
-    Option("--mode", "RABBITIPC_CHAT_MODE", "print", config.choice(("print", "rich")),
+    config.Option("--mode", "RABBITIPC_CHAT_MODE", "print", config.choice(("print", "rich")),
            "print (a line per message) or rich (a live table keeping the latest rows)", "MODE"),
-    Option("--count", "RABBITIPC_CHAT_COUNT", None, config.positive_int,
+    config.Option("--count", "RABBITIPC_CHAT_COUNT", None, config.positive_int,
            "stop after N messages", "N", shown_default="forever"),
 ]
 ROOM = [USER]
