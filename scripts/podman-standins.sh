@@ -22,6 +22,11 @@ FORCE=0
 command -v debootstrap >/dev/null 2>&1 || die "debootstrap missing: ./scripts/install-podman.sh"
 [ "$(id -u)" -eq 0 ] || die "debootstrap needs root"
 
+# One builder at a time (the Docker and podman tests may both ask, from parallel test workers): a
+# second run waits, then finds the images the first one made.
+exec 9>/var/lock/rabbitipc-standins.lock
+flock -w 900 9 || die "another stand-in build held the lock for 15 minutes"
+
 WORK=$(mktemp -d /var/tmp/rabbitipc-standin.XXXXXX)
 cleanup() {
   for mnt in "$WORK"/*/proc; do if mountpoint -q "$mnt" 2>/dev/null; then umount -l "$mnt"; fi; done

@@ -19,7 +19,18 @@ def pytest_addoption(parser):
                      help="run the smoke test against the Kubernetes cluster in the current kubeconfig")
 
 
+#: The files that take minutes, longest first: run first, so that with xdist (`-n N --dist loadfile`,
+#: as run-tests.sh does) they overlap instead of ending the run one after another.
+LONG_FILES = ("test_podman_e2e.py", "test_docker.py", "test_fault_matrix.py", "test_tutorials_interop.py",
+              "test_chat_recovery.py", "test_consumer_cancel.py", "test_http_producer.py", "test_bench.py")
+
+
 def pytest_collection_modifyitems(config, items):
+    def rank(item) -> int:
+        name = item.path.name
+        return LONG_FILES.index(name) if name in LONG_FILES else len(LONG_FILES)
+
+    items.sort(key=rank)  # stable: the order within a file is kept
     if config.getoption("--cluster"):
         return
     skip = pytest.mark.skip(reason="needs a Kubernetes cluster with the bundle deployed: run with --cluster")
@@ -28,11 +39,20 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+#: Fault-matrix rows as the reports carry them: from this process, or from xdist's workers.
+_MATRIX_ROWS: list[tuple] = []
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """Under CI=true a skip is a failure: CI installs every tool a test needs, so a skip there means
-    an install step is missing (as catatonit once was) and must not pass as green. The cluster tier
-    is the exception: no cluster can be had in CI."""
+    """Two things on each test's report:
+    - Under CI=true a skip is a failure: CI installs every tool a test needs, so a skip there means
+      an install step is missing (as catatonit once was) and must not pass as green. The cluster
+      tier is the exception: no cluster can be had in CI.
+    - The fault-matrix rows the test added travel on the report (user_properties), so the matrix is
+      printed also when the tests run in xdist workers."""
+    from support import FAULT_MATRIX
+
     outcome = yield
     report = outcome.get_result()
     if report.skipped and os.environ.get("CI") == "true" and "cluster" not in item.keywords \
@@ -40,18 +60,23 @@ def pytest_runtest_makereport(item, call):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"skipped under CI=true, where every test must run: {reason}"
+    if report.when == "teardown" and FAULT_MATRIX:
+        report.user_properties.extend(("fault-matrix", row) for row in FAULT_MATRIX)
+        FAULT_MATRIX.clear()
+
+
+def pytest_runtest_logreport(report):
+    _MATRIX_ROWS.extend(tuple(row) for key, row in report.user_properties if key == "fault-matrix")
 
 
 def pytest_terminal_summary(terminalreporter):
     """Print the fault matrix when fault tests ran."""
-    from support import FAULT_MATRIX
-
-    if not FAULT_MATRIX:
+    if not _MATRIX_ROWS:
         return
     terminalreporter.section("fault matrix")
     header = ("fault", "sent", "received", "lost", "duplicated", "extra")
     terminalreporter.write_line("%-32s %8s %9s %5s %11s %6s" % header)
-    for row in FAULT_MATRIX:
+    for row in _MATRIX_ROWS:
         terminalreporter.write_line("%-32s %8d %9d %5d %11d %6d" % row)
 
 
