@@ -180,11 +180,11 @@ def run_backlog(broker: LocalBroker, count: int) -> dict:
     span, p50, p99 = consumer_result("rabbitipc", consumer)
     sampler.join()  # ends when the receiver exits (its /proc entry goes)
     usage = reap(consumer, timeout=3600)
-    half = len(samples) // 2
+    half = max(1, len(samples) // 2)  # a drain shorter than two samples compares one sample with itself
     return {"scenario": "backlog", "client": "rabbitipc", "size": 100, "count": count, "fill_s": filled,
             "msgs_per_s": (count - 1) / span, "consumer_cpu_s": usage["cpu_s"], "consumer_rss_mib": usage["rss_mib"],
             "rss_first_half_mib": max(samples[:half], default=0.0),
-            "rss_second_half_mib": max(samples[half:], default=0.0)}
+            "rss_second_half_mib": max(samples[half:] or samples[-1:], default=0.0)}
 
 
 def sample_rss(pid: int, samples: list[float], every: float = 0.05) -> None:
