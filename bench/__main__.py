@@ -401,7 +401,7 @@ def paced(client: str) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small counts, one run: under a minute")
+    parser.add_argument("--quick", action="store_true", help="small counts, one run: about two minutes")
     parser.add_argument("--runs", type=int, default=3, help="runs per configuration; the median is reported")
     parser.add_argument("--out", default="bench-results", help="directory for results.json and throughput.png")
     parser.add_argument("--count", type=int, help="messages per configuration (overrides the defaults)")
