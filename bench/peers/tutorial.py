@@ -32,9 +32,10 @@ def consume(url: str, queue: str, count: int) -> None:
     receipts = Receipts(count)
 
     def on_message(ch, method, _properties, body):
-        if receipts.add(body):
-            ch.stop_consuming()
+        done = receipts.add(body)
         ch.basic_ack(method.delivery_tag)
+        if done:
+            ch.stop_consuming()
 
     channel.basic_consume(queue, on_message)
     ready()
