@@ -50,6 +50,7 @@ from bench.peers import PEERS
 from bench.peers import by_name as peers_by_name
 from bench.peers import installed as peer_installed
 from devtools.localbroker import LocalBroker
+from rabbitipc.wire import PURE_PYTHON_ENV  # set to 1: the pure-Python codec, not the C extension
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_DIR = ROOT / "bench" / "node"
@@ -62,7 +63,6 @@ C_DIR = ROOT / "bench" / "c"
 C_BINARY = C_DIR / "amqp_bench"
 NON_PYTHON = ("c-librabbitmq", "amqplib")
 RABBITIPC = ("rabbitipc", "rabbitipc-fast", "rabbitipc-pure", "rabbitipc-quorum")
-PURE_PYTHON_ENV = "RABBITIPC_PURE_PYTHON"  # rabbitipc.wire: forces the pure-Python codec
 CLIENTS = (*RABBITIPC, *(peer.name for peer in PEERS), *NON_PYTHON)
 # rabbitipc at 100 B before the compiled path, as a share of the C client's msgs/s in the same run
 # (docs/performance.md, 2026-11-24: 15,220 / 32,754): what the pure-Python fallback must still reach.
@@ -255,7 +255,7 @@ def fastest_python_peer(results: list[dict]) -> dict | None:
 
 
 def targets(results: list[dict]) -> list[tuple[str, str, bool]]:
-    """Issue 16's targets, as (what, measured, met) from this run's figures."""
+    """The targets, as (what, measured, met) from this run's figures."""
     out = []
     limit_name = limit_client(results)
     ours, limit = find(results, "throughput", "rabbitipc"), find(results, "throughput", limit_name)
