@@ -35,13 +35,13 @@ docker-e2e: ## on a Docker engine of our own: the local broker script, compose.y
 	./run-tests.sh -m docker
 
 .PHONY: bench
-bench: ## benchmark against tutorial-style pika and amqplib (3 runs each, a few minutes)
+bench: ## rabbitipc against the C limit, amqplib and the Python clients, with the targets (3 runs each, ~15 min; BENCH_ARGS="--clients rabbitipc,c-librabbitmq")
 	./run-tests.sh --version >/dev/null
 	.venv/bin/python -m pip install -q -e '.[bench]'
 	.venv/bin/python -m bench $(BENCH_ARGS)
 
 .PHONY: bench-quick
-bench-quick: ## the same, small and once: under a minute
+bench-quick: ## the same, small and once: about two minutes
 	$(MAKE) bench BENCH_ARGS=--quick
 
 .PHONY: bench-sweep

@@ -1,10 +1,12 @@
 """The benchmark harness runs end to end (its figures are for people, not assertions)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+from bench.peers import PEERS, Peer, installed
 from support import ROOT
 
 
@@ -16,17 +18,45 @@ def test_bench_measures_every_client_scenario_and_target(tmp_path):
     data = json.loads((tmp_path / "results.json").read_text())
     rows = data["results"]
     throughput = [row for row in rows if row["scenario"] == "throughput"]
-    assert {"rabbitipc", "rabbitipc-fast", "tutorial-pika"} <= {row["client"] for row in throughput}
+    measured = {row["client"] for row in throughput}
+    assert {"rabbitipc", "rabbitipc-fast", "rabbitipc-pure", "rabbitipc-quorum", "tutorial-pika"} <= measured
+    for peer in PEERS:  # each Python peer whose package is there (CI: the test extra has them all)
+        assert peer.name in measured or (not installed(peer) and os.environ.get("CI") != "true"), peer.package
     assert {row["size"] for row in throughput} == {100, 65536}
     assert all(row["msgs_per_s"] > 0 and row["p99_ms"] >= row["p50_ms"] for row in throughput)
-    assert {"rabbitipc", "tutorial-pika"} <= {row["client"] for row in rows if row["scenario"] == "paced"}
+    assert {"rabbitipc", "tutorial-pika"} | {peer.name for peer in PEERS if peer.paced and peer.name in measured} \
+        == {row["client"] for row in rows if row["scenario"] == "paced"} - {"c-librabbitmq", "amqplib"}
     backlog = [row for row in rows if row["scenario"] == "backlog"]
-    assert backlog and backlog[0]["consumer_rss_mib"] > 0
+    assert backlog and backlog[0]["consumer_rss_mib"] > 0 and backlog[0]["rss_second_half_mib"] > 0
     assert "rabbitipc throughput at 100 B relative to" in result.stdout and "tutorial-pika: " in result.stdout
     if Path("/usr/include/amqp.h").exists():  # librabbitmq-dev: CI installs it, the bench builds the C client
-        assert "c-librabbitmq" in {row["client"] for row in throughput}
+        assert "c-librabbitmq" in measured
     assert "targets:" in result.stdout
-    assert any("10x tutorial-pika" in what for what, _measured, _met in data["targets"])
+    checks = [what for what, _measured, _met in data["targets"]]
+    assert any("1.5x the fastest other Python client" in what for what in checks)
+    assert any("RSS flat through" in what for what in checks)
+    if "c-librabbitmq" in measured:
+        assert any("pure-Python fallback no slower than before" in what for what in checks)
+        assert any("64 KiB MB/s >= 0.8x c-librabbitmq" in what for what in checks)
+
+
+def test_a_peer_whose_package_is_missing_is_left_out_with_one_line(monkeypatch, capsys):
+    """--clients keeps the bench's order, and a client without its package is named once on stderr."""
+    import bench.__main__ as harness
+
+    missing = Peer("kombu", "kombu_peer", "no_such_module_for_the_bench", "kombu", "test")
+    monkeypatch.setattr(harness, "peers_by_name", lambda: {"kombu": missing})
+    assert harness.available(("kombu", "rabbitipc-pure", "rabbitipc")) == ["rabbitipc", "rabbitipc-pure"]
+    assert capsys.readouterr().err.splitlines() == [
+        "kombu: package kombu not installed (pip install -e '.[bench]'): left out"]
+
+
+def test_clients_option_rejects_an_unknown_name():
+    """--clients with a typo: a one-line usage error naming the choices, exit 2."""
+    result = subprocess.run([sys.executable, "-m", "bench", "--clients", "rabbitipc,pika-selct"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "unknown client pika-selct; choose from rabbitipc," in result.stderr
 
 
 def test_profile_groups_samples_by_who_spends_them(tmp_path):
