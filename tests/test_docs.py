@@ -31,6 +31,6 @@ def test_relative_links_resolve():
 
 def test_no_issue_numbers_in_the_product():
     """Users read the README, docs, --help and bench output: none refers to a tracker issue by number."""
-    files = [*DOCS, *ROOT.glob("rabbitipc/**/*.py"), *ROOT.glob("bench/*.py"), *ROOT.glob("*.sh")]
+    files = [*DOCS, *ROOT.glob("rabbitipc/**/*.py"), *ROOT.glob("bench/**/*.py"), *ROOT.glob("*.sh")]
     hits = [f"{f.relative_to(ROOT)}: {m}" for f in files for m in re.findall(r"(?i)\bissue \d+", f.read_text())]
     assert not hits, hits
