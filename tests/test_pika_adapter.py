@@ -11,7 +11,7 @@ import pytest
 from rabbitipc import wire
 from rabbitipc.wire import pika_adapter
 from rabbitipc.wire.pika_adapter import WireConnection
-from support import queue_depth
+from support import RECEIVED, SENT, queue_depth
 
 
 def test_pika_still_has_the_private_names_the_adapter_uses():
@@ -141,3 +141,19 @@ def test_blocking_connection_consumes_through_the_adapter(broker, queue):
 def test_the_active_codec_is_named():
     """describe() names the codec in use; RABBITIPC_PURE_PYTHON picks the fallback (see test_wire.py)."""
     assert wire.describe().startswith("wire codec: ")
+
+
+@pytest.mark.parametrize("pure", ["1", "0"], ids=["pure-python", "compiled-if-built"])
+def test_programs_deliver_exactly_once_on_each_codec(run, pure):
+    """Sender and receiver on the pure-Python fallback (and on the C extension where built) deliver every
+    message once and log which codec is active."""
+    expected = "pure Python" if pure == "1" or wire.implementation() is wire.Implementation.PYTHON else "C extension"
+    receiver = run("receiver", env={wire.PURE_PYTHON_ENV: pure})
+    receiver.wait_for_line("consuming from queue")
+    sender = run("sender", "--count", "300", "--rate", "0", "--size", "3000", env={wire.PURE_PYTHON_ENV: pure})
+    assert sender.wait() == 0, sender.output
+    receiver.wait_count(RECEIVED, 300)
+    for program in (sender, receiver):
+        assert f"wire codec: {expected}" in program.output, program.output[:2000]
+    sent = sender.ids(SENT)
+    assert len(set(sent)) == 300 and sorted(receiver.ids(RECEIVED)) == sorted(sent)
