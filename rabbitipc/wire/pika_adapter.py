@@ -23,6 +23,7 @@ used are listed in PRIVATE_NAMES; tests/test_pika_adapter.py fails when a pika r
 from __future__ import annotations
 
 import logging
+import operator
 from typing import Any
 
 import pika
@@ -67,6 +68,8 @@ _decode = wire.decode
 #: Properties a template cannot carry per message: when one is set, pika encodes the message.
 _UNTEMPLATED = ("content_encoding", "priority", "correlation_id", "reply_to", "expiration", "type", "user_id",
                 "app_id", "cluster_id")
+_untemplated = operator.itemgetter(*_UNTEMPLATED)
+_NONE_UNTEMPLATED = (None,) * len(_UNTEMPLATED)
 
 
 class WireConnection(pika.SelectConnection):
@@ -96,13 +99,13 @@ class WireConnection(pika.SelectConnection):
         """Hand everything held to the transport, as one write."""
         if self._out:
             data, self._out = self._out, bytearray()
-            super()._adapter_emit_data(bytes(data))
+            super()._adapter_emit_data(data)  # the transport queues and sends a bytearray as it does bytes
 
     def publish(self, channel, exchange: str, routing_key: str, body: bytes,
                 properties: pika.BasicProperties, mandatory: bool = False) -> None:
         """channel.basic_publish(...), with the frames encoded by a template when the properties allow."""
         fields = properties.__dict__
-        if type(body) is not bytes or any(fields[name] is not None for name in _UNTEMPLATED):
+        if type(body) is not bytes or _untemplated(fields) != _NONE_UNTEMPLATED:
             channel.basic_publish(exchange, routing_key, body, properties, mandatory=mandatory)
             return
         if self.is_closed:
