@@ -2,7 +2,7 @@
 # Local stand-ins for the base images, for machines that reach no image registry.
 # Builds, from Debian bookworm (debootstrap --variant=minbase), images tagged with the official
 # names, so the real Dockerfiles and manifests run unmodified:
-#   docker.io/library/python:3.11-slim      Debian's Python 3.11 with venv and pip at /usr/local/bin/python
+#   docker.io/library/python:3.11-slim      Debian's Python 3.11 with venv and pip at /usr/local/bin/python, and its headers
 #   docker.io/library/rabbitmq:3-management Debian's rabbitmq-server, behaving like the official image:
 #                                           user 999, management plugin on, guest allowed remotely,
 #                                           RABBITMQ_DEFAULT_USER/PASS honoured, logs on stdout.
@@ -66,7 +66,8 @@ rootfs() {
 
 build_python() {
   if [ "$FORCE" = 0 ] && podman image exists "$PY_IMAGE"; then log "$PY_IMAGE exists"; return; fi
-  rootfs python python3 python3-venv python3-pip ca-certificates
+  # python3-dev: the headers the official image ships, which the images need to compile rabbitipc.wire
+  rootfs python python3 python3-venv python3-pip python3-dev ca-certificates
   local root="$WORK/python"
   ln -sf /usr/bin/python3 "$root/usr/local/bin/python"
   ln -sf /usr/bin/python3 "$root/usr/local/bin/python3"

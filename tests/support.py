@@ -105,7 +105,9 @@ class Program:
 
 
 def program_env(url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RABBITIPC_") and k != "AMQP_URL"}
+    # RABBITIPC_PURE_PYTHON goes through: `RABBITIPC_PURE_PYTHON=1 ./run-tests.sh` runs the programs on the fallback.
+    env = {k: v for k, v in os.environ.items()
+           if (not k.startswith("RABBITIPC_") or k == "RABBITIPC_PURE_PYTHON") and k != "AMQP_URL"}
     # Tests check every message's own log line, so the per-second line budget is lifted.
     env.update(AMQP_URL=url, RABBITIPC_MAX_RETRY_DELAY="1", PYTHONUNBUFFERED="1", RABBITIPC_LOG_RATE="1000000",
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")])))

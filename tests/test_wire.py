@@ -494,3 +494,17 @@ def test_micro_benchmark_runs():
         "encode 100 B", "encode 64 KiB", "encode_into 100 B, one buffer", "decode deliver 100 B, 4 KiB reads",
         "decode deliver 100 B, 256 KiB reads", "decode deliver 64 KiB, 4 KiB reads",
         "decode deliver 64 KiB, 256 KiB reads", "decode ack, 4 KiB reads"]
+
+
+@pytest.mark.parametrize("dockerfile", ["Dockerfile-sender", "Dockerfile-receiver"])
+def test_images_compile_the_codec_in_the_build_stage_only(dockerfile):
+    """Both images install gcc and copy setup.py in their first stage, and the stage they ship has no compiler."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, dockerfile)) as file:
+        stages = file.read().split("\nFROM ")[1:]
+    assert len(stages) == 2, "expected a build stage and a final stage"
+    build, final = stages
+    assert "gcc" in build and "libc6-dev" in build and "setup.py" in build
+    assert "gcc" not in final and "apt-get" not in final and "COPY --from=build /opt/venv /opt/venv" in final
+    with open(os.path.join(root, ".dockerignore")) as file:
+        assert "!setup.py" in file.read().splitlines(), "setup.py must reach the build context"

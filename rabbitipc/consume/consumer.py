@@ -22,6 +22,7 @@ from ..errors import AuthError, Stopped
 from ..health import Health
 from ..shutdown import StopFlag
 from ..topology import Subscription
+from ..wire import pika_adapter
 from . import effects, stage
 from .dispatch import Dispatcher
 from .handlers import Handler
@@ -88,7 +89,7 @@ class Consumer:
     def _consume_once(self) -> None:
         settings = self.settings
         self._connection = connect(self.url, settings.connection_name, self.retry, self.stop, self.health,
-                                   settings.ca_file)
+                                   settings.ca_file, opener=pika_adapter.blocking_connection)
         channel = self._connection.channel()
         self.queue, self.dead_letter_queue = self.subscription.declare(channel)
         channel.basic_qos(prefetch_count=settings.prefetch)

@@ -12,7 +12,7 @@ import socket
 import sys
 from collections.abc import Callable, Sequence
 
-from .. import defaults
+from .. import defaults, wire
 from ..backoff import Backoff
 from ..connection import Broker, Retry, has_password
 from ..consume.consumer import Consumer
@@ -68,6 +68,7 @@ class Setup:
         self.queue = args.queue
         target = f"queue {args.queue}" if args.pattern == "work" else f"{args.pattern} exchange"
         LOGGER.info("%s starting: broker %s, %s", role, self.broker.redacted, target)
+        LOGGER.info("%s", wire.describe())
         if "url" in args.from_flags and has_password(args.url):
             LOGGER.warning("the password in --url is visible to every user of this machine (ps); "
                            "prefer the AMQP_URL environment variable")

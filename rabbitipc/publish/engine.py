@@ -30,7 +30,7 @@ from ..errors import AuthError, Stopped, UndeliverableError
 from ..health import Health
 from ..shutdown import StopFlag
 from ..topology import Route
-from .pika_frames import CoalescingConnection
+from ..wire.pika_adapter import WireConnection
 
 LOGGER = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class StreamPublisher:
         self.ca_file = ca_file
         self.on_confirmed = on_confirmed or (lambda item: None)
         self.on_unrouted = on_unrouted or (lambda item: None)
-        self._connection: CoalescingConnection | None = None
+        self._connection: WireConnection | None = None
         self._channel = None
         self._lost: BaseException | None = None  # why the link went away, set by pika's callbacks
         self._fatal: Exception | None = None  # an error found inside a callback, raised after the turn
@@ -214,11 +214,11 @@ class StreamPublisher:
             for outgoing in again:
                 self._send(outgoing)
 
-    def _open(self, params: pika.URLParameters) -> CoalescingConnection:
+    def _open(self, params: pika.URLParameters) -> WireConnection:
         """One connection attempt for connect(): raises what pika.BlockingConnection would."""
         state: dict[str, Any] = {}
-        connection = CoalescingConnection(
-            params,
+        connection = WireConnection(
+            params, hold_output=True,
             on_open_callback=lambda _c: state.setdefault("open", True),
             on_open_error_callback=lambda _c, error: state.setdefault("error", error),
             on_close_callback=self._on_connection_closed,
@@ -276,7 +276,7 @@ class StreamPublisher:
 
     # -- turning the loop --------------------------------------------------------------
     @staticmethod
-    def _poll(connection: CoalescingConnection, timeout: float) -> None:
+    def _poll(connection: WireConnection, timeout: float) -> None:
         """One turn of pika's I/O loop: write what is held, dispatch what arrived, wait at most timeout."""
         connection.release()
         ioloop = connection.ioloop
@@ -314,8 +314,8 @@ class StreamPublisher:
             self._again.append(outgoing)  # the link is gone: it goes on the next one
             return
         try:
-            self._channel.basic_publish(self._exchange, self._key, outgoing.body, outgoing.properties,
-                                        mandatory=True)
+            self._connection.publish(self._channel, self._exchange, self._key, outgoing.body, outgoing.properties,
+                                     mandatory=True)
         except (px.ChannelWrongStateError, px.ConnectionWrongStateError) as exc:
             self._lost = self._lost or exc
             self._again.append(outgoing)

@@ -1,0 +1,208 @@
+"""The one place rabbitipc reaches into pika's private API: the per-message path under pika.
+
+pika connects, negotiates, opens channels and does everything rare; once a connection is open,
+`WireConnection` takes the per-message work off pika's pure-Python codec:
+
+- out: `publish()` encodes Basic.Publish + content header + body with a `rabbitipc.wire`
+  PublishTemplate (one per channel, route and fixed properties, built on the connection, so a
+  reconnect builds new ones with the new frame_max) straight into the output buffer, where
+  pika's own frames also go, in call order. With `hold_output` the buffer is written as one
+  send when `release()` is called (the publishing engine does that before its loop waits).
+- in: the data pika reads is decoded with `rabbitipc.wire.decode` in batches: Basic.Deliver
+  and Basic.Return go to the channel's own `_on_deliver`/`_on_return` (so pika's checks on
+  cancelled and unknown consumer tags still apply), in order with everything else; any frame
+  the codec leaves (OTHER: heartbeats, channel methods, Basic.Ack/Nack too, as confirms come in
+  batches and need pika's callback routing) goes through pika's generic frame path. Reads are
+  256 KiB instead of pika's 4 KiB.
+
+The counters pika's heartbeat checker reads (bytes_sent, bytes_received, frames_*) stay right.
+Checked against pika 1.4.4 (installed here; pyproject allows pika>=1.3,<2). The private names
+used are listed in PRIVATE_NAMES; tests/test_pika_adapter.py fails when a pika release drops one.
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+from typing import Any
+
+import pika
+import pika.adapters.base_connection
+import pika.channel
+import pika.connection
+import pika.exceptions as px
+from pika import frame as _frame
+from pika import spec as _spec
+from pika.adapters.utils import io_services_utils as _io
+
+from .. import wire
+
+LOGGER = logging.getLogger(__name__)
+
+#: Socket reads once open (pika's own _AsyncTransportBase._MAX_RECV_BYTES is 4096).
+RECV_BYTES = 256 << 10
+
+#: The private pika names this module relies on: (class, attribute) defined on the class...
+PRIVATE_NAMES = (
+    (pika.connection.Connection, "_adapter_emit_data"),  # every outgoing byte passes here
+    (pika.connection.Connection, "_on_data_available"),  # every incoming byte passes here
+    (pika.connection.Connection, "_process_frame"),  # the generic path of one decoded frame
+    (pika.channel.Channel, "_on_deliver"),  # a whole message, with the consumer-tag checks
+    (pika.channel.Channel, "_on_return"),
+    (_io._AsyncTransportBase, "_MAX_RECV_BYTES"),
+)
+#: ... and those set on each instance (by the named class's methods).
+PRIVATE_INSTANCE_NAMES = (
+    (pika.connection.Connection, "_channels"),
+    (pika.connection.Connection, "_frame_buffer"),
+    (pika.adapters.base_connection.BaseConnection, "_transport"),
+)
+#: The private keyword of pika.BlockingConnection that picks its I/O connection class.
+BLOCKING_IMPL_KEYWORD = "_impl_class"
+
+_Method, _Header = _frame.Method, _frame.Header
+_Deliver, _Return = _spec.Basic.Deliver, _spec.Basic.Return
+_DELIVER, _RETURN, _ACK, _NACK = wire.DELIVER, wire.RETURN, wire.ACK, wire.NACK
+_OTHER = wire.OTHER
+_decode = wire.decode
+#: Properties a template cannot carry per message: when one is set, pika encodes the message.
+_UNTEMPLATED = ("content_encoding", "priority", "correlation_id", "reply_to", "expiration", "type", "user_id",
+                "app_id", "cluster_id")
+_untemplated = operator.itemgetter(*_UNTEMPLATED)
+_NONE_UNTEMPLATED = (None,) * len(_UNTEMPLATED)
+
+
+class WireConnection(pika.SelectConnection):
+    """A SelectConnection whose per-message frames are encoded and decoded by rabbitipc.wire."""
+
+    def __init__(self, *args: Any, hold_output: bool = False, **kwargs: Any) -> None:
+        self._out = bytearray()
+        self._in = bytearray()
+        self._hold = hold_output
+        self._fast_in = False
+        self._templates: dict[tuple, Any] = {}
+        super().__init__(*args, **kwargs)
+
+    # -- out ----------------------------------------------------------------------------
+    @property
+    def held_bytes(self) -> int:
+        """Bytes written and not yet handed to the socket (hold_output only)."""
+        return len(self._out)
+
+    def _adapter_emit_data(self, data: bytes) -> None:
+        if self._hold:
+            self._out += data
+        else:
+            super()._adapter_emit_data(data)
+
+    def release(self) -> None:
+        """Hand everything held to the transport, as one write."""
+        if self._out:
+            data, self._out = self._out, bytearray()
+            super()._adapter_emit_data(data)  # the transport queues and sends a bytearray as it does bytes
+
+    def publish(self, channel, exchange: str, routing_key: str, body: bytes,
+                properties: pika.BasicProperties, mandatory: bool = False) -> None:
+        """channel.basic_publish(...), with the frames encoded by a template when the properties allow."""
+        fields = properties.__dict__
+        if type(body) is not bytes or _untemplated(fields) != _NONE_UNTEMPLATED:
+            channel.basic_publish(exchange, routing_key, body, properties, mandatory=mandatory)
+            return
+        if self.is_closed:
+            raise px.ConnectionWrongStateError("Attempted to send a frame on closed connection.")
+        if not channel.is_open:
+            raise px.ChannelWrongStateError("Channel is closed.")
+        number = channel.channel_number
+        key = (number, exchange, routing_key, mandatory, fields["content_type"], fields["delivery_mode"])
+        template = self._templates.get(key)
+        if template is None:
+            template = self._templates[key] = wire.PublishTemplate(
+                number, exchange, routing_key, mandatory, frame_max=self.params.frame_max,
+                content_type=fields["content_type"], delivery_mode=fields["delivery_mode"])
+        timestamp = fields["timestamp"]
+        if self._hold:
+            sent = template.encode_into(self._out, body, fields["message_id"], timestamp, fields["headers"])
+        else:
+            out = bytearray()
+            sent = template.encode_into(out, body, fields["message_id"], timestamp, fields["headers"])
+            super()._adapter_emit_data(bytes(out))
+        self.bytes_sent += sent
+        chunk = self.params.frame_max - 8
+        self.frames_sent += 2 + (len(body) + chunk - 1) // chunk
+
+    # -- in -----------------------------------------------------------------------------
+    def _on_data_available(self, data_in: bytes) -> None:
+        if not self._fast_in:
+            if not self.is_open:
+                super()._on_data_available(data_in)
+                return
+            self._take_over_input()
+        buf = self._in
+        buf += data_in
+        pos = 0
+        try:
+            while True:
+                events, end, status = _decode(buf, pos)
+                self.bytes_received += end - pos
+                pos = end
+                if events:
+                    self._dispatch(events)
+                if status != _OTHER:
+                    return
+                # One frame the codec leaves to pika: decoded and processed by pika's own path.
+                if len(buf) - pos < 7:
+                    return
+                size = int.from_bytes(buf[pos + 3:pos + 7], "big") + 8
+                if len(buf) - pos < size:
+                    return
+                consumed, value = _frame.decode_frame(bytes(buf[pos:pos + size]))
+                if value is None:
+                    return
+                pos += consumed
+                self.bytes_received += consumed
+                self._process_frame(value)
+        finally:
+            del buf[:pos]
+
+    def _take_over_input(self) -> None:
+        """From now on: our buffer (with what pika has not decoded yet) and large reads."""
+        self._fast_in = True
+        self._in += self._frame_buffer
+        self._frame_buffer = b""
+        transport = getattr(self, "_transport", None)
+        if transport is not None:
+            transport._MAX_RECV_BYTES = RECV_BYTES  # an instance attribute: other connections keep pika's
+
+    def _dispatch(self, events: list[tuple]) -> None:
+        """Hand decoded events to pika's channels (or callbacks), in the order they arrived."""
+        channels = self._channels
+        chunk = self.params.frame_max - 8
+        for event in events:
+            kind = event[0]
+            if kind == _DELIVER:
+                _, number, consumer_tag, tag, redelivered, exchange, routing_key, properties, body = event
+                self.frames_received += 2 + (len(body) + chunk - 1) // chunk
+                channel = channels.get(number)
+                if channel is None:
+                    LOGGER.critical("Received Basic.Deliver for unregistered channel %i", number)
+                    continue
+                channel._on_deliver(_Method(number, _Deliver(consumer_tag, tag, redelivered, exchange, routing_key)),
+                                    _Header(number, len(body), properties), body)
+            elif kind == _ACK:
+                self._process_frame(_Method(event[1], _spec.Basic.Ack(event[2], event[3])))
+            elif kind == _NACK:
+                self._process_frame(_Method(event[1], _spec.Basic.Nack(event[2], event[3], event[4])))
+            else:
+                _, number, reply_code, reply_text, exchange, routing_key, properties, body = event
+                self.frames_received += 2 + (len(body) + chunk - 1) // chunk
+                channel = channels.get(number)
+                if channel is None:
+                    LOGGER.critical("Received Basic.Return for unregistered channel %i", number)
+                    continue
+                channel._on_return(_Method(number, _Return(reply_code, reply_text, exchange, routing_key)),
+                                   _Header(number, len(body), properties), body)
+
+
+def blocking_connection(params: pika.ConnectionParameters) -> pika.BlockingConnection:
+    """A pika.BlockingConnection whose I/O connection is a WireConnection (pika's _impl_class hook)."""
+    return pika.BlockingConnection(params, **{BLOCKING_IMPL_KEYWORD: WireConnection})

@@ -1,0 +1,161 @@
+"""The pika adapter: the wire codec under pika's connections, and the private pika names it needs."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import time
+
+import pika
+import pytest
+
+from rabbitipc import wire
+from rabbitipc.wire import pika_adapter
+from rabbitipc.wire.pika_adapter import WireConnection
+from support import RECEIVED, SENT, queue_depth
+
+
+def test_pika_still_has_the_private_names_the_adapter_uses():
+    """The installed pika still has every private method and attribute the adapter hooks (checked on 1.4.4)."""
+    missing = [f"{cls.__name__}.{name}" for cls, name in pika_adapter.PRIVATE_NAMES if not hasattr(cls, name)]
+    missing += [f"{cls.__name__}.{name}" for cls, name in pika_adapter.PRIVATE_INSTANCE_NAMES
+                if f"self.{name} =" not in inspect.getsource(cls) and f"self.{name}:" not in inspect.getsource(cls)]
+    if pika_adapter.BLOCKING_IMPL_KEYWORD not in inspect.signature(pika.BlockingConnection).parameters:
+        missing.append(f"BlockingConnection({pika_adapter.BLOCKING_IMPL_KEYWORD}=...)")
+    assert not missing, f"pika {pika.__version__} lacks {missing}: re-check rabbitipc/wire/pika_adapter.py"
+
+
+class _Link:
+    """A WireConnection turned by hand, as the publishing engine turns it."""
+
+    def __init__(self, url: str, hold_output: bool = True) -> None:
+        self.state: dict = {}
+        self.connection = WireConnection(pika.URLParameters(url), hold_output=hold_output,
+                                         on_open_callback=lambda c: self.state.setdefault("open", True),
+                                         on_open_error_callback=lambda c, e: self.state.setdefault("error", e))
+        self.connection.ioloop.activate_poller()
+        self.turn(lambda: self.state)
+        assert "open" in self.state, self.state
+
+    def turn(self, until, seconds: float = 30.0) -> None:
+        connection = self.connection
+        deadline = time.monotonic() + seconds
+        while not until() and time.monotonic() < deadline:
+            connection.release()
+            timer = connection.ioloop.call_later(0.1, lambda: None)
+            connection.ioloop.poll()
+            connection.ioloop.process_timeouts()
+            connection.ioloop.remove_timeout(timer)
+        assert until(), "the broker did not answer"
+
+    def channel(self, queue: str):
+        opened: list = []
+        channel = self.connection.channel(on_open_callback=opened.append)
+        self.turn(lambda: opened)
+        declared: list = []
+        channel.queue_declare(queue, durable=True, callback=declared.append)
+        self.turn(lambda: declared)
+        return channel
+
+    def close(self) -> None:
+        self.connection.close()
+        self.turn(lambda: self.connection.is_closed)
+        self.connection.ioloop.close()
+
+
+def test_held_frames_reach_the_broker_on_release(broker, queue):
+    """Publishes (ours and pika's) are held until release(), then all of them arrive at the queue."""
+    link = _Link(broker.url)
+    channel = link.channel(queue)
+    properties = pika.BasicProperties(content_type="text/plain", delivery_mode=2, message_id="m")
+    for n in range(3):
+        link.connection.publish(channel, "", queue, b"held %d" % n, properties)
+    channel.basic_publish("", queue, b"pika's own")
+    assert link.connection.held_bytes > 0, "frames went to the socket before release()"
+    link.connection.release()
+    assert link.connection.held_bytes == 0
+    link.turn(lambda: queue_depth(broker.url, queue) == 4)
+    link.close()
+
+
+@pytest.mark.parametrize("size", [0, 100, 200_000])
+def test_templated_and_pika_publishes_arrive_identical_in_order(broker, queue, size):
+    """Messages encoded by the template and by pika interleave in order; a consumer on the adapter gets
+    bodies, properties and the counters pika's heartbeat checker reads right (bodies past frame_max too)."""
+    link = _Link(broker.url)
+    channel = link.channel(queue)
+    confirmed: list = []
+    channel.confirm_delivery(ack_nack_callback=confirmed.append, callback=lambda _f: confirmed.append("on"))
+    link.turn(lambda: confirmed)
+    confirmed.clear()
+    sent_before = link.connection.bytes_sent
+    sent = []
+    for n in range(20):
+        body = bytes([n]) * size
+        properties = pika.BasicProperties(content_type="application/json", delivery_mode=2, message_id=f"id-{n}",
+                                          timestamp=1_700_000_000 + n, headers={"n": n} if n % 3 == 0 else None,
+                                          app_id="odd" if n % 5 == 0 else None)  # app_id: pika encodes it
+        link.connection.publish(channel, "", queue, body, properties)
+        sent.append((body, properties))
+    wrote = link.connection.bytes_sent - sent_before
+    assert wrote == link.connection.held_bytes, "bytes_sent disagrees with what was written"
+    link.turn(lambda: confirmed and confirmed[-1].method.delivery_tag == 20)
+    assert all(isinstance(f.method, pika.spec.Basic.Ack) for f in confirmed), confirmed
+    received: list = []
+    channel.basic_qos(prefetch_count=50)
+    channel.basic_consume(queue, lambda ch, method, props, body: received.append((method, props, body)))
+    received_before = link.connection.bytes_received
+    link.turn(lambda: len(received) == 20)
+    assert link.connection.bytes_received > received_before + 20 * size
+    for n, ((body, properties), (method, props, got)) in enumerate(zip(sent, received)):
+        assert got == body, n
+        assert method.delivery_tag == n + 1 and not method.redelivered and method.routing_key == queue
+        assert (props.message_id, props.timestamp, props.headers, props.app_id, props.content_type,
+                props.delivery_mode) == (properties.message_id, properties.timestamp, properties.headers,
+                                         properties.app_id, properties.content_type, properties.delivery_mode)
+    link.close()
+
+
+def test_blocking_connection_consumes_through_the_adapter(broker, queue):
+    """pika.BlockingConnection with the adapter underneath: publish confirmed, consume, ack, all as pika does."""
+    connection = pika_adapter.blocking_connection(pika.URLParameters(broker.url))
+    assert isinstance(connection._impl, WireConnection)
+    channel = connection.channel()
+    channel.queue_declare(queue, durable=True)
+    channel.confirm_delivery()
+    for n in range(5):
+        channel.basic_publish("", queue, b"blocking %d" % n, pika.BasicProperties(message_id=str(n)))
+    got = []
+    for method, properties, body in channel.consume(queue, inactivity_timeout=10):
+        assert method is not None, "no delivery within 10 s"
+        got.append((properties.message_id, body))
+        channel.basic_ack(method.delivery_tag)
+        if len(got) == 5:
+            break
+    channel.cancel()
+    assert got == [(str(n), b"blocking %d" % n) for n in range(5)]
+    assert connection._impl._fast_in, "the adapter never took over the input"
+    connection.close()
+    assert queue_depth(broker.url, queue) == 0
+
+
+def test_the_active_codec_is_named():
+    """describe() names the codec in use; RABBITIPC_PURE_PYTHON picks the fallback (see test_wire.py)."""
+    assert wire.describe().startswith("wire codec: ")
+
+
+@pytest.mark.parametrize("pure", ["1", "0"], ids=["pure-python", "compiled-if-built"])
+def test_programs_deliver_exactly_once_on_each_codec(run, pure):
+    """Sender and receiver on the pure-Python fallback (and on the C extension where built) deliver every
+    message once and log which codec is active."""
+    built = importlib.util.find_spec("rabbitipc.wire._speedups") is not None
+    expected = "C extension" if pure == "0" and built else "pure Python"
+    receiver = run("receiver", env={wire.PURE_PYTHON_ENV: pure})
+    receiver.wait_for_line("consuming from queue")
+    sender = run("sender", "--count", "300", "--rate", "0", "--size", "3000", env={wire.PURE_PYTHON_ENV: pure})
+    assert sender.wait() == 0, sender.output
+    receiver.wait_count(RECEIVED, 300)
+    for program in (sender, receiver):
+        assert f"wire codec: {expected}" in program.output, program.output[:2000]
+    sent = sender.ids(SENT)
+    assert len(set(sent)) == 300 and sorted(receiver.ids(RECEIVED)) == sorted(sent)
