@@ -91,17 +91,7 @@ def parse(argv: Sequence[str] | None, environ: Mapping[str, str] | None = None) 
                             parents=[config.build_parser(None, help_text, options)],
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     args = parser.parse_args(argv)
-    for opt in GLOBAL + SUBCOMMANDS[args.command][0]:
-        if getattr(args, opt.dest) is not None:
-            continue
-        raw = environ.get(opt.env)
-        if raw is None or raw == "":
-            setattr(args, opt.dest, opt.default)
-            continue
-        try:
-            setattr(args, opt.dest, opt.convert(raw))
-        except ValueError as exc:
-            parser.error(f"environment variable {opt.env}: {exc}")
+    config.apply_environment(parser, args, GLOBAL + SUBCOMMANDS[args.command][0], environ)
     if args.command in ("send", "room") and args.username is None:
         try:
             args.username = username(environ.get("USER") or getpass.getuser())

@@ -240,17 +240,11 @@ def _argparse_type(opt: Option) -> Callable[[str], Any]:
     return convert
 
 
-def parse(
-    description: str,
-    options: Sequence[Option],
-    argv: Sequence[str] | None = None,
-    environ: Mapping[str, str] | None = None,
-    prog: str | None = None,
-) -> argparse.Namespace:
-    """Parse flags over environment over defaults; exit 2 with one line on any bad value."""
-    environ = os.environ if environ is None else environ
-    parser = build_parser(prog, description, options)
-    args = parser.parse_args(argv)
+def apply_environment(parser: argparse.ArgumentParser, args: argparse.Namespace, options: Sequence[Option],
+                      environ: Mapping[str, str]) -> None:
+    """Fill what no flag set: the environment variable if set, else the default (flag beats
+    environment beats default). A bad value exits 2 with one line naming the variable.
+    Records the options given as flags in args.from_flags."""
     args.from_flags = {opt.dest for opt in options if getattr(args, opt.dest) is not None}
     for opt in options:
         if opt.dest in args.from_flags:
@@ -263,6 +257,20 @@ def parse(
             setattr(args, opt.dest, opt.convert(raw))
         except ValueError as exc:
             parser.error(f"environment variable {opt.env}: {exc}")
+
+
+def parse(
+    description: str,
+    options: Sequence[Option],
+    argv: Sequence[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    prog: str | None = None,
+) -> argparse.Namespace:
+    """Parse flags over environment over defaults; exit 2 with one line on any bad value."""
+    environ = os.environ if environ is None else environ
+    parser = build_parser(prog, description, options)
+    args = parser.parse_args(argv)
+    apply_environment(parser, args, options, environ)
     if args.queue is None and args.pattern == "work":
         args.queue = defaults.QUEUE
     if getattr(args, "min_interval", 0) > getattr(args, "max_interval", float("inf")):
