@@ -83,7 +83,10 @@ class Terminal:
     def __init__(self, argv: list[str], env: dict[str, str], width: int = 100, height: int = 24) -> None:
         self.socket = f"rabbitipc-test-{uuid.uuid4().hex[:8]}"
         self.width, self.height = width, height
-        env = {**env, "TERM": "xterm-256color", "COLORTERM": "truecolor"}
+        # The size is the pane's: COLUMNS/LINES from the test process (xdist's workers set 80x24) would
+        # make the program draw for another screen.
+        env = {**{k: v for k, v in env.items() if k not in ("COLUMNS", "LINES")},
+               "TERM": "xterm-256color", "COLORTERM": "truecolor"}
         exports = " ".join(f"{key}={_quote(value)}" for key, value in env.items())
         command = f"env -i {exports} {' '.join(_quote(a) for a in argv)}; echo \"[exit $?]\"; sleep 600"
         self._tmux("new-session", "-d", "-x", str(width), "-y", str(height), "-s", "t", command)

@@ -83,7 +83,8 @@ def test_local_docker_script_runs_the_broker_in_docker(docker, tmp_path):
         admin = ("rabbitipc-admin", urls["ADMIN_AMQP_URL"].split(":")[2].split("@")[0])
         status, users = http_json(f"http://127.0.0.1:{ui_port}/api/users", auth=admin)
         assert status == 200, users
-        assert {user["name"] for user in users} == {"rabbitipc-admin", "rabbitipc-sender", "rabbitipc-receiver"}
+        assert {user["name"] for user in users} == {"rabbitipc-admin", "rabbitipc-sender", "rabbitipc-receiver",
+                                                    "rabbitipc-chat", "rabbitipc-listener"}
         assert http_json(f"http://127.0.0.1:{ui_port}/api/overview", auth=("guest", "guest"))[0] == 401
 
         again = subprocess.run(script, env=env, capture_output=True, text=True, timeout=300)
