@@ -26,6 +26,14 @@ from .names import CONTROL_EXCHANGE, DEAD_EXCHANGE, DEAD_SUFFIX, WORK_EXCHANGE  
 LOGGER = logging.getLogger(__name__)
 
 QUEUE_TYPES = ("classic", "quorum")
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """A difference is said once per process, not again at each reconnect's declare."""
+    if message not in _warned:
+        _warned.add(message)
+        LOGGER.warning("%s", message)
 
 
 class Declarer:
@@ -111,7 +119,7 @@ def declare_queue(declare: Declarer, name: str, wanted: QueueSettings, flag: str
     else:  # pragma: no cover - the broker keeps disagreeing: use it as it is
         _passive(declare, "queue", name, lambda ch: ch.queue_declare(queue=name, passive=True), None)
     if differences:
-        LOGGER.warning("queue %s already exists and is used as it is: %s", name, "; ".join(differences))
+        _warn_once(f"queue {name} already exists and is used as it is: {'; '.join(differences)}")
     return settings
 
 
@@ -184,11 +192,10 @@ def declare_exchange(declare: Declarer, name: str, kind: str, durable: bool = Tr
             raise
     declare(lambda ch: ch.exchange_declare(exchange=name, exchange_type=kind, durable=not durable))
     if durable:
-        LOGGER.warning("exchange %s already exists and is used as it is: it is not durable, so it disappears "
-                       "with its bindings when the broker restarts (--exchange-durable false says so and "
-                       "silences this)", name)
+        _warn_once(f"exchange {name} already exists and is used as it is: it is not durable, so it disappears "
+                   "with its bindings when the broker restarts (--exchange-durable false says so and silences this)")
     else:
-        LOGGER.warning("exchange %s already exists and is used as it is: it is durable", name)
+        _warn_once(f"exchange {name} already exists and is used as it is: it is durable")
     return not durable
 
 
