@@ -17,19 +17,25 @@ import sys
 import pika
 import pika.exceptions as px
 
-from .connection import AUTH_ERRORS, TRANSIENT, Broker, check_url, describe, parameters, redact
-from .errors import EXIT_AUTH, EXIT_UNREACHABLE
-from .topology import CONTROL_EXCHANGE
+from . import defaults
+from .connection import AUTH_ERRORS, TRANSIENT, Broker, Retry, check_url, describe, parameters, redact
+from .errors import EXIT_AUTH, EXIT_UNREACHABLE, FatalError
+from .topology import CONTROL_EXCHANGE, Declarer, bind, declare_exchange
 
 LOGGER = logging.getLogger(__name__)
 COMMANDS = ("stop",)
 
 
-def listen(channel, group: str, on_command) -> None:
-    """Bind an exclusive queue for `group` to the control exchange and consume it with on_command."""
-    channel.exchange_declare(exchange=CONTROL_EXCHANGE, exchange_type="direct", durable=True)
-    queue = channel.queue_declare(queue="", exclusive=True, auto_delete=True).method.queue
-    channel.queue_bind(queue, CONTROL_EXCHANGE, routing_key=group)
+def listen(declare: Declarer, group: str, on_command) -> None:
+    """Bind an exclusive queue for `group` to the control exchange and consume it with on_command.
+
+    The control exchange is the admin's (the definitions declare it; a receiver may not delete
+    it): where the receiver may not declare it, it is checked passively.
+    """
+    declare_exchange(declare, CONTROL_EXCHANGE, "direct")
+    queue = declare(lambda ch: ch.queue_declare(queue="", exclusive=True, auto_delete=True)).method.queue
+    bind(declare, queue, CONTROL_EXCHANGE, group)
+    channel = declare.channel
 
     def deliver(_channel, _method, _properties, body: bytes) -> None:
         """pika calls this for each control message."""
@@ -63,16 +69,31 @@ def send(url: str, group: str, command: str, ca_file: str | None = None) -> bool
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`rabbitipc-ctl stop --queue NAME`: stop every receiver and stage consuming NAME."""
-    parser = argparse.ArgumentParser(prog="rabbitipc-ctl", description=main.__doc__)
-    parser.add_argument("command", choices=COMMANDS)
-    parser.add_argument("--queue", required=True,
-                        help="the group to address: the receivers' queue (or exchange, for exclusive queues)")
+    """`rabbitipc-ctl stop --queue NAME`: stop every receiver and stage consuming NAME.
+    `rabbitipc-ctl call [--queue NAME] PAYLOAD`: call a responder (receiver --pattern rpc, or the
+    tutorial's rpc_server.py) and print its reply."""
+    parser = argparse.ArgumentParser(prog="rabbitipc-ctl", description=main.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="exit codes: 0 done, 1 no receiver listening / no reply (call: "
+                                            "timeout, or the responder failed), 3 refused credentials, "
+                                            "4 broker unreachable")
+    parser.add_argument("command", choices=(*COMMANDS, "call"))
+    parser.add_argument("payload", nargs="?", help="call: the request body (text, sent as is)")
+    parser.add_argument("--queue", default=None,
+                        help="stop: the group to address, the receivers' queue (or exchange, for exclusive "
+                             f"queues); call: the responder's queue (default {defaults.RPC_QUEUE})")
+    parser.add_argument("--timeout", type=float, default=30.0, help="call: seconds to wait for the reply")
     parser.add_argument("--url", type=check_url, default=None, help="broker URL (env AMQP_URL)")
     parser.add_argument("--ca-file", default=os.environ.get("RABBITIPC_CA_FILE"),
                         help="CA to verify the broker with amqps:// (env RABBITIPC_CA_FILE)")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # the payload may come after the options
     url = Broker.from_env(args.url).url
+    if args.command == "call":
+        if args.payload is None:
+            parser.error("call needs a PAYLOAD")
+        return _call(url, args.queue or defaults.RPC_QUEUE, args.payload, args.timeout, args.ca_file)
+    if args.queue is None:
+        parser.error("stop needs --queue NAME")
     try:
         delivered = send(url, args.queue, args.command, args.ca_file)
     except AUTH_ERRORS as exc:
@@ -85,6 +106,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rabbitipc-ctl: no receiver of {args.queue!r} is listening", file=sys.stderr)
         return 1
     print(f"{args.command} sent to every receiver of {args.queue!r}")
+    return 0
+
+
+def _call(url: str, queue: str, payload: str, timeout: float, ca_file: str | None) -> int:
+    """One request/reply; the reply on stdout, any failure one line on stderr."""
+    from .rpc import RpcClient, RpcError
+
+    retry = Retry(timeout=min(timeout, 10.0))
+    try:
+        with RpcClient(url, queue, timeout=timeout, retry=retry, connection_name="rabbitipc-ctl",
+                       ca_file=ca_file) as client:
+            reply = client.call(payload, timeout)
+    except FatalError as exc:
+        print(f"rabbitipc-ctl: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except RpcError as exc:
+        print(f"rabbitipc-ctl: error: {exc}", file=sys.stderr)
+        return 1
+    print(reply)
     return 0
 
 

@@ -5,6 +5,9 @@ dev tools read them from here. Standard library only (definitions.py runs before
 URL = "amqp://guest:guest@localhost:5672/%2F"
 #: The work queue, and the routing key and binding of the direct pattern.
 QUEUE = "hello"
+#: The type of the queues ours creates: the current tutorials' (durable quorum queues), so either side
+#: may start first. A queue that exists is used as it is, whatever its type.
+QUEUE_TYPE = "quorum"
 #: The request queue of request/reply (the tutorials' sixth pattern).
 RPC_QUEUE = "rpc_queue"
 #: Unacked messages the broker may hand one receiver at once (sized by `make bench-sweep`).

@@ -1,9 +1,16 @@
-"""Access control: a RabbitMQ definitions file with one user per role, loaded at broker start.
+"""Access control: a RabbitMQ definitions file with one user per role and the topology, loaded at broker start.
 
-    sender    may declare its queue and publish through the default exchange; cannot consume
+The broker creates the topology from this file, so no program needs the right to change it:
+
+    topology  the work queue (durable quorum) and <queue>.dead; the direct exchange `rabbitipc.work`
+              bound to the work queue; `rabbitipc.dead` bound to <queue>.dead; `rabbitipc.control`
+    sender    may publish through `rabbitipc.work` only (which reaches only the work queue, not
+              <queue>.dead nor any other queue, as the default exchange would); no configure
+              right, so it can neither delete nor purge nor declare anything; cannot consume
     receiver  may declare and consume its queue, park messages in <queue>.dead through the
-              `rabbitipc.dead` exchange and listen on the control exchange; cannot publish work
-    admin     the management UI (administrator tag, every permission)
+              `rabbitipc.dead` exchange and listen on the control exchange; cannot publish work,
+              send control commands, nor delete the control or parking exchanges (the admin's)
+    admin     the management UI and `rabbitipc-ctl` (administrator tag, every permission)
 
 and, when their passwords are set, the chat's users (rabbitipc-chat, docs/chat.md), for sharing
 the server with a group without the admin password:
@@ -39,7 +46,7 @@ from pathlib import Path
 from rabbitipc.chat.names import ROOM, STREAM_ARGUMENTS, history_stream
 
 from . import defaults
-from .names import CONTROL_EXCHANGE, DEAD_EXCHANGE, DEAD_SUFFIX
+from .names import CONTROL_EXCHANGE, DEAD_EXCHANGE, DEAD_SUFFIX, WORK_EXCHANGE
 
 ROLES = ("sender", "receiver", "admin")
 #: Written only when their password is set: the chat's users.
@@ -57,11 +64,11 @@ def permissions(role: str, queue: str) -> dict[str, str]:
     q, dead = re.escape(queue), re.escape(queue + DEAD_SUFFIX)
     server_named = r"amq\.gen-.*"
     if role == "sender":
-        return {"configure": f"^({q}|{dead})$", "write": r"^amq\.default$", "read": "^$"}
+        return {"configure": "^$", "write": f"^{re.escape(WORK_EXCHANGE)}$", "read": "^$"}
     if role == "receiver":
         control, parked = re.escape(CONTROL_EXCHANGE), re.escape(DEAD_EXCHANGE)
         return {
-            "configure": f"^({q}|{dead}|{control}|{parked}|{server_named})$",
+            "configure": f"^({q}|{dead}|{server_named})$",
             "write": f"^({dead}|{parked}|{server_named})$",
             "read": f"^({q}|{control}|{parked}|{server_named})$",
         }
@@ -88,7 +95,10 @@ def chat_room(vhost: str = "/") -> dict:
 
 def definitions(users: dict[str, tuple[str, str]], queue: str = defaults.QUEUE, vhost: str = "/") -> dict:
     """Definitions for users {role: (name, password)}; with a chat role, the chat room too."""
-    room = chat_room(vhost) if set(users) & set(CHAT_ROLES) else {}
+    declared = topology(queue, vhost)
+    if set(users) & set(CHAT_ROLES):
+        for key, items in chat_room(vhost).items():
+            declared[key] = declared[key] + items
     return {
         "vhosts": [{"name": vhost}],
         "users": [
@@ -100,7 +110,27 @@ def definitions(users: dict[str, tuple[str, str]], queue: str = defaults.QUEUE, 
         "permissions": [
             {"user": name, "vhost": vhost, **permissions(role, queue)} for role, (name, _) in users.items()
         ],
-        **room,
+        **declared,
+    }
+
+
+def topology(queue: str, vhost: str = "/") -> dict:
+    """The queues, exchanges and bindings of the work pattern, created by the broker from the definitions."""
+    dead = queue + DEAD_SUFFIX
+
+    def exchange(name: str) -> dict:
+        return {"name": name, "vhost": vhost, "type": "direct", "durable": True, "auto_delete": False,
+                "internal": False, "arguments": {}}
+
+    def binding(source: str, destination: str) -> dict:
+        return {"source": source, "vhost": vhost, "destination": destination, "destination_type": "queue",
+                "routing_key": destination, "arguments": {}}
+
+    return {
+        "queues": [{"name": name, "vhost": vhost, "durable": True, "auto_delete": False,
+                    "arguments": {"x-queue-type": defaults.QUEUE_TYPE}} for name in (queue, dead)],
+        "exchanges": [exchange(name) for name in (WORK_EXCHANGE, DEAD_EXCHANGE, CONTROL_EXCHANGE)],
+        "bindings": [binding(WORK_EXCHANGE, queue), binding(DEAD_EXCHANGE, dead)],
     }
 
 

@@ -9,7 +9,7 @@ EXIT_FAILURE = 1  # an unexpected error: a bug, reported with its traceback
 EXIT_USAGE = 2  # bad flag, environment variable or value (argparse's own code)
 EXIT_AUTH = 3  # the broker refused the credentials or the permissions
 EXIT_UNREACHABLE = 4  # the broker stayed unreachable for the whole retry budget
-EXIT_TOPOLOGY = 5  # a queue exists with other settings than ours
+EXIT_TOPOLOGY = 5  # a queue or exchange exists that ours cannot use (other type, exclusive elsewhere)
 EXIT_UNDELIVERABLE = 6  # the broker kept refusing (nack/return) a message
 EXIT_TLS = 7  # the broker's TLS certificate could not be verified
 
@@ -19,7 +19,7 @@ EXIT_CODES = {
     EXIT_USAGE: "invalid flag, environment variable or value",
     EXIT_AUTH: "the broker refused the credentials or permissions",
     EXIT_UNREACHABLE: "the broker stayed unreachable for the retry budget",
-    EXIT_TOPOLOGY: "a queue already exists with other settings",
+    EXIT_TOPOLOGY: "a queue or exchange exists that cannot be used (another type, exclusive elsewhere)",
     EXIT_UNDELIVERABLE: "the broker kept refusing a message",
     EXIT_TLS: "the broker's TLS certificate could not be verified",
 }

@@ -38,7 +38,7 @@ class MessageQueue:
         exchange: str | None = None,
         routing_key: str = defaults.QUEUE,
         bindings: tuple[str, ...] = (),
-        queue_type: str = "classic",
+        queue_type: str = defaults.QUEUE_TYPE,
         prefetch: int = defaults.PREFETCH,
         retry: Retry | None = None,
         ca_file: str | None = None,

@@ -103,7 +103,7 @@ def test_passwords_are_not_on_the_command_line(run, secured):
 
 
 # -- issue 13 item 7: every right each user must NOT have ---------------------------------------
-CONTROL, PARKING, OTHER = "rabbitipc.control", "rabbitipc.dead", "someone-elses-queue"
+CONTROL, PARKING, WORK, OTHER = "rabbitipc.control", "rabbitipc.dead", "rabbitipc.work", "someone-elses-queue"
 
 
 def attempt(url, operation):
@@ -128,33 +128,27 @@ def topology(secured):
     node, url, _ = secured
 
     def build(channel):
-        channel.queue_declare(QUEUE, durable=True, arguments={"x-queue-type": "classic"})
-        channel.queue_declare(QUEUE + ".dead", durable=True, arguments={"x-queue-type": "classic"})
+        channel.queue_declare(QUEUE, durable=True, arguments={"x-queue-type": "quorum"})
+        channel.queue_declare(QUEUE + ".dead", durable=True, arguments={"x-queue-type": "quorum"})
         channel.queue_declare(OTHER, durable=True)
         channel.exchange_declare(CONTROL, "direct", durable=True)
         channel.exchange_declare(PARKING, "direct", durable=True)
+        channel.exchange_declare(WORK, "direct", durable=True)
         channel.queue_bind(QUEUE + ".dead", PARKING, routing_key=QUEUE + ".dead")
+        channel.queue_bind(QUEUE, WORK, routing_key=QUEUE)
 
     admin_channel_call(url("admin"), build)
     yield
     admin_channel_call(url("admin"), build)
 
 
-def refused_today(item, what):
-    return pytest.mark.xfail(strict=True, reason=f"issue 13 item 7: {what}")
-
-
 FORBIDDEN = [
-    pytest.param("sender", lambda ch: ch.queue_delete(QUEUE), id="sender-deletes-the-work-queue",
-                 marks=refused_today(7, "configure on its queue includes delete: the sender deleted hello")),
-    pytest.param("sender", lambda ch: ch.queue_delete(QUEUE + ".dead"), id="sender-deletes-the-dead-letter-queue",
-                 marks=refused_today(7, "configure on hello.dead lets the sender delete it")),
+    pytest.param("sender", lambda ch: ch.queue_delete(QUEUE), id="sender-deletes-the-work-queue"),
+    pytest.param("sender", lambda ch: ch.queue_delete(QUEUE + ".dead"), id="sender-deletes-the-dead-letter-queue"),
     pytest.param("sender", lambda ch: ch.basic_publish("", QUEUE + ".dead", b"forged", mandatory=True),
-                 id="sender-publishes-into-the-dead-letter-queue",
-                 marks=refused_today(7, "write on amq.default reaches every queue, hello.dead included")),
+                 id="sender-publishes-into-the-dead-letter-queue"),
     pytest.param("sender", lambda ch: ch.basic_publish("", OTHER, b"forged", mandatory=True),
-                 id="sender-publishes-into-another-queue",
-                 marks=refused_today(7, "write on amq.default reaches every queue of the vhost")),
+                 id="sender-publishes-into-another-queue"),
     pytest.param("sender", lambda ch: ch.queue_declare("sender-made-queue", durable=True),
                  id="sender-declares-another-queue"),
     pytest.param("sender", lambda ch: ch.exchange_declare("sender-made-exchange", "fanout"),
@@ -165,13 +159,23 @@ FORBIDDEN = [
                  id="sender-sends-a-control-command"),
     pytest.param("sender", lambda ch: ch.basic_publish(PARKING, QUEUE + ".dead", b"forged"),
                  id="sender-publishes-through-the-parking-exchange"),
+    pytest.param("sender", lambda ch: ch.queue_bind(OTHER, WORK, routing_key=OTHER),
+                 id="sender-binds-another-queue-to-the-work-exchange"),
+    pytest.param("sender", lambda ch: ch.exchange_delete(WORK), id="sender-deletes-the-work-exchange"),
+    pytest.param("sender", lambda ch: ch.queue_declare(QUEUE, durable=True, arguments={"x-queue-type": "quorum"}),
+                 id="sender-declares-even-its-own-queue"),
     pytest.param("receiver", lambda ch: ch.basic_publish("", QUEUE, b"work"), id="receiver-publishes-work"),
+    pytest.param("receiver", lambda ch: ch.basic_publish(WORK, QUEUE, b"work"),
+                 id="receiver-publishes-through-the-work-exchange"),
+    pytest.param("receiver", lambda ch: ch.exchange_delete(WORK), id="receiver-deletes-the-work-exchange"),
+    pytest.param("receiver", lambda ch: ch.queue_bind(QUEUE + ".dead", WORK, routing_key="x"),
+                 id="receiver-binds-to-the-work-exchange"),
+    pytest.param("receiver", lambda ch: ch.basic_publish("", QUEUE + ".dead", b"forged"),
+                 id="receiver-publishes-through-the-default-exchange"),
     pytest.param("receiver", lambda ch: ch.basic_publish(CONTROL, QUEUE, b'{"command": "stop"}'),
                  id="receiver-sends-a-control-command"),
-    pytest.param("receiver", lambda ch: ch.exchange_delete(CONTROL), id="receiver-deletes-the-control-exchange",
-                 marks=refused_today(7, "receivers may delete rabbitipc.control; rabbitipc-ctl then reaches nobody")),
-    pytest.param("receiver", lambda ch: ch.exchange_delete(PARKING), id="receiver-deletes-the-parking-exchange",
-                 marks=refused_today(7, "receivers may delete rabbitipc.dead, which every receiver parks through")),
+    pytest.param("receiver", lambda ch: ch.exchange_delete(CONTROL), id="receiver-deletes-the-control-exchange"),
+    pytest.param("receiver", lambda ch: ch.exchange_delete(PARKING), id="receiver-deletes-the-parking-exchange"),
     pytest.param("receiver", lambda ch: ch.queue_declare("receiver-made-queue", durable=True),
                  id="receiver-declares-another-queue"),
     pytest.param("receiver", lambda ch: ch.basic_get(OTHER), id="receiver-reads-another-queue"),
@@ -198,3 +202,14 @@ def test_ctl_without_the_right_exits_3_with_one_line(secured):
     result = ctl_as(url("sender"), "stop", "--queue", QUEUE)
     assert result.returncode == 3, result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_sender_without_configure_right_publishes_into_the_definitions_topology(run, secured):
+    """No receiver ever ran: the sender, who may declare nothing, publishes into the queue the definitions made."""
+    _, url, _ = secured
+    admin_channel_call(url("admin"), lambda ch: ch.queue_purge(QUEUE))
+    sender = run("sender", "--queue", QUEUE, "--count", "3", "--rate", "0", url=url("sender"), own_queue=False)
+    assert sender.wait() == 0, sender.output
+    assert len(sender.ids(SENT)) == 3
+    assert "not allowed" not in sender.output and "WARNING" not in sender.output
+    admin_channel_call(url("admin"), lambda ch: ch.queue_purge(QUEUE))

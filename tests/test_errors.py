@@ -34,21 +34,58 @@ def test_unreachable_broker_exits_4_after_the_retry_budget(run):
     assert "hidden-pw" not in program.output and "Traceback" not in program.output
 
 
-def test_existing_queue_with_other_settings_exits_5_naming_the_difference(run, broker, queue):
-    """The tutorial's non-durable queue under our name: exit 5 and a message saying what differs."""
+def test_existing_queue_with_other_settings_is_used_as_it_is_with_one_warning(run, broker, queue):
+    """The previous tutorial's non-durable queue under our name: both programs use it, one warning names the cost."""
     connection = pika.BlockingConnection(pika.URLParameters(broker.url))
-    connection.channel().queue_declare(queue, durable=False)  # as the RabbitMQ tutorial does
+    connection.channel().queue_declare(queue, durable=False)  # as the previous RabbitMQ tutorial did
     try:
-        for role in ("receiver", "sender"):
-            program = run(role)
-            assert program.wait() == 5, program.output
-            errors = _error_lines(program)
-            assert len(errors) == 1
-            assert f"queue '{queue}' already exists with other settings" in errors[0]
-            assert "'durable' is 'false', we need 'true'" in errors[0]
+        sender = run("sender", "--count", "2", "--rate", "0")
+        assert sender.wait() == 0, sender.output
+        receiver = run("receiver", "--count", "2")
+        assert receiver.wait() == 0, receiver.output
+        for program in (sender, receiver):
+            warnings = [line for line in program.lines if f"queue {queue} already exists" in line]
+            assert len(warnings) == 1, program.output
+            assert "it is not durable: it and every message in it are lost when the broker restarts" in warnings[0]
             assert "Traceback" not in program.output
     finally:
         connection.channel().queue_delete(queue)
+        connection.close()
+
+
+def test_queue_of_another_type_is_used_and_the_flag_named(run, broker, queue):
+    """A classic queue where ours would create a quorum one: used as it is, the warning names --queue-type."""
+    connection = pika.BlockingConnection(pika.URLParameters(broker.url))
+    connection.channel().queue_declare(queue, durable=True)
+    try:
+        receiver = run("receiver", "--count", "1")
+        receiver.wait_for_line("consuming from queue")
+        sender = run("sender", "--count", "1", "--rate", "0")
+        assert sender.wait() == 0, sender.output
+        assert receiver.wait() == 0, receiver.output
+        warning = next(line for line in receiver.lines if "already exists" in line)
+        assert "it is a classic queue, not quorum" in warning and "--queue-type classic" in warning
+        silenced = run("receiver", "--count", "1", "--queue-type", "classic")
+        silenced.wait_for_line("consuming from queue")
+        assert "already exists" not in silenced.output
+        silenced.stop()
+    finally:
+        connection.channel().queue_delete(queue)
+        connection.close()
+
+
+def test_exchange_of_another_type_exits_5_naming_the_flag(run, broker):
+    """An exchange that exists with another type cannot be adopted: exit 5, one line naming --exchange."""
+    connection = pika.BlockingConnection(pika.URLParameters(broker.url))
+    connection.channel().exchange_declare("typed-elsewhere", "fanout")
+    try:
+        receiver = run("receiver", "--pattern", "direct", "--exchange", "typed-elsewhere", own_queue=False)
+        assert receiver.wait() == 5, receiver.output
+        errors = _error_lines(receiver)
+        assert len(errors) == 1 and "--exchange" in errors[0], receiver.output
+    finally:
+        connection.channel().exchange_delete("typed-elsewhere")
+        connection.channel().queue_delete("typed-elsewhere.dead")
         connection.close()
 
 

@@ -122,3 +122,61 @@ def test_reply_marked_as_error_raises_remote_error(broker, queue):
             client.call("4", timeout=10)
     finally:
         server.close()
+
+
+# -- our responder: receiver --pattern rpc --------------------------------------------------------
+def responder(run, *args):
+    program = run("receiver", "--pattern", "rpc", *args)
+    program.wait_for_line("consuming from queue")
+    return program
+
+
+def test_our_responder_answers_our_client_with_the_handlers_return_value(run, broker, queue):
+    """receiver --pattern rpc replies with the handler's value to reply_to, under the request's correlation_id."""
+    responder(run, "--handler", "tutorial_handlers:fib")
+    with RpcClient(broker.url, queue) as client:
+        assert [client.call(str(n), timeout=20) for n in (10, 20)] == ["55", "6765"]
+    assert queue_depth(broker.url, queue) == 0  # each request acked once answered
+
+
+def test_a_failing_handler_answers_with_the_reason_and_parks_the_request(run, broker, queue):
+    """The handler raises: the caller gets RemoteError at once, the request goes to <queue>.dead."""
+    server = responder(run, "--handler", "tutorial_handlers:refuse")
+    with RpcClient(broker.url, queue) as client, pytest.raises(RemoteError, match="ValueError: cannot answer"):
+        client.call("7", timeout=20)
+    server.wait_for_line("dead-lettered")
+    wait_until(lambda: queue_depth(broker.url, queue + ".dead") == 1, 10, "the request in the dead-letter queue")
+
+
+def test_a_responder_killed_mid_request_loses_nothing(run, broker, queue):
+    """SIGKILL while the handler works: the request goes back to the queue and the next responder answers it."""
+    first = responder(run, "--handler", "tutorial_handlers:slow_fib")
+    answers: list[str] = []
+    with RpcClient(broker.url, queue) as client:
+        caller = threading.Thread(target=lambda: answers.append(client.call("25", timeout=60)))
+        caller.start()
+        wait_until(lambda: queue_depth(broker.url, queue) == 0, 10, "the request taken by the first responder")
+        first.stop()  # SIGKILL, in the middle of its 3 s of work
+        responder(run, "--handler", "tutorial_handlers:slow_fib")
+        caller.join(60)
+    assert answers == ["75025"]
+
+
+def test_ctl_call_prints_the_reply(run, broker, queue):
+    """`rabbitipc-ctl call --queue Q PAYLOAD` prints the responder's reply and exits 0."""
+    import subprocess
+    import sys
+
+    from support import ROOT, program_env
+
+    responder(run, "--handler", "tutorial_handlers:fib")
+    result = subprocess.run([sys.executable, "-m", "rabbitipc.control", "call", "--queue", queue, "12"], cwd=ROOT,
+                            env=program_env(broker.url), capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout) == (0, "144\n"), result.stderr
+
+
+def test_rpc_responder_needs_a_handler(run):
+    """--pattern rpc without --handler: exit 2, one line."""
+    program = run("receiver", "--pattern", "rpc")
+    assert program.wait() == 2
+    assert "--pattern rpc needs --handler" in program.output

@@ -4,7 +4,7 @@ The tutorial side is tests/tutorial_clients.py: our own pika code that declares 
 exchanges exactly as the tutorials do, in their current version (durable quorum `hello`,
 `task_queue`, `rpc_queue`) and their previous one (plain `hello` and `rpc_queue`, durable
 classic `task_queue`); exchanges `logs`, `direct_logs`, `topic_logs` are not durable in both.
-Every pattern runs in both start orders. Cases that fail today are strict xfails of issue 12.
+Every pattern runs in both start orders (issue 12).
 """
 
 from __future__ import annotations
@@ -17,9 +17,25 @@ from rabbitipc.rpc import RpcClient
 from support import wait_until
 
 VERSIONS = ("current", "previous")
-#: The flag with which ours creates an exchange the tutorials can declare (not durable). Issue 12
-#: asks for "at most one documented flag when ours created an exchange first"; phase 2 adds it.
+#: The flag with which ours creates an exchange the tutorials can declare (not durable): issue 12
+#: allows "at most one documented flag when ours created an exchange first".
 NON_DURABLE_EXCHANGE = ("--exchange-durable", "false")
+
+
+def queue_flags(version: str, queue: str) -> tuple[str, ...]:
+    """The one flag ours needs, when it starts first, to create the queue as this tutorial version declares it.
+
+    None for the current tutorials (durable quorum queues, our default); the previous ones declared
+    hello and rpc_queue not durable, and task_queue as a durable classic queue.
+    """
+    declared = tutorial.DECLARATIONS[version][queue]
+    if not declared.get("durable", False):
+        return ("--queue-durable", "false")
+    if declared.get("arguments", {}).get("x-queue-type") != "quorum":
+        return ("--queue-type", "classic")
+    return ()
+
+
 #: pattern, exchange, our receiver's binding flags, our sender's routing-key flags, tutorial keys.
 EXCHANGE_CASES = [
     pytest.param("broadcast", "logs", (), (), ("",), id="3-fanout-logs"),
@@ -39,10 +55,6 @@ def consuming(program, queue: str = "") -> None:
     assert line in program.output, f"exit {program.proc.poll()}: {program.output}"
 
 
-def xfail(reason: str):
-    return pytest.mark.xfail(strict=True, reason=f"issue 12: {reason}")
-
-
 @pytest.fixture
 def url(broker):
     """The broker, without the tutorials' queues and exchanges left by another test."""
@@ -51,32 +63,13 @@ def url(broker):
     tutorial.clean(broker.url)
 
 
-def work_cases(order: str):
-    """(version, queue) pairs of tutorials 1 and 2, with today's failures marked."""
-    today = {
-        ("tutorial-first", "current"): xfail("our receiver redeclares the tutorial's quorum queue as classic: "
-                                             "exit 5 (needs: use the existing queue as it is)"),
-        ("tutorial-first", "previous"): None,
-        ("ours-first", "current"): xfail("ours creates a classic queue; the tutorial's quorum declare gets 406 "
-                                         "(needs: quorum by default)"),
-        ("ours-first", "previous"): None,
-    }
-    cases = []
-    for version in VERSIONS:
-        for queue in ("hello", "task_queue"):
-            mark = today[(order, version)]
-            if version == "previous" and queue == "hello":
-                mark = xfail("the previous tutorial's hello is not durable; " + (
-                    "our receiver redeclares it durable: exit 5 (needs: use the existing queue as it is)"
-                    if order == "tutorial-first" else
-                    "ours creates it durable, so its non-durable declare gets 406 (no flag of ours makes it "
-                    "non-durable)"))
-            cases.append(pytest.param(version, queue, marks=mark or (), id=f"{version}-{queue}"))
-    return cases
+#: (version, queue) pairs of tutorials 1 and 2.
+WORK_CASES = [pytest.param(version, queue, id=f"{version}-{queue}") for version in VERSIONS
+              for queue in ("hello", "task_queue")]
 
 
 # -- tutorials 1 and 2: hello, task_queue ------------------------------------------------------
-@pytest.mark.parametrize(("version", "queue_name"), work_cases("tutorial-first"))
+@pytest.mark.parametrize(("version", "queue_name"), WORK_CASES)
 def test_work_queue_tutorial_first(url, run, version, queue_name):
     """send.py/new_task.py declared and filled the queue; our receiver takes the messages from it."""
     tutorial.send(url, queue_name, version, ["Hello World!", "Second task..."], persistent=queue_name == "task_queue")
@@ -86,11 +79,11 @@ def test_work_queue_tutorial_first(url, run, version, queue_name):
     assert "received text id=- bytes=14 body=Second task..." in receiver.output
 
 
-@pytest.mark.parametrize(("version", "queue_name"), work_cases("ours-first"))
+@pytest.mark.parametrize(("version", "queue_name"), WORK_CASES)
 def test_work_queue_ours_first(url, run, version, queue_name):
     """Our sender created and filled the queue; the tutorial's receive.py/worker.py declares it and gets them."""
-    sender = run("sender", "--queue", queue_name, "--count", "2", "--rate", "0", "--message", "from ours",
-                 own_queue=False)
+    sender = run("sender", "--queue", queue_name, *queue_flags(version, queue_name), "--count", "2", "--rate", "0",
+                 "--message", "from ours", own_queue=False)
     assert sender.wait(60) == 0, sender.output
     bodies = tutorial.work(url, queue_name, version, 2, ack=queue_name == "task_queue")
     assert len(bodies) == 2
@@ -98,10 +91,6 @@ def test_work_queue_ours_first(url, run, version, queue_name):
 
 
 # -- tutorials 3, 4, 5: logs (fanout), direct_logs, topic_logs ------------------------------------
-EXCHANGE_TODAY = "ours declares the exchange durable; the tutorials' is not: 406, exit 5"
-
-
-@xfail(EXCHANGE_TODAY + " (needs: use the existing exchange as it is)")
 @pytest.mark.parametrize(("pattern", "exchange", "bind", "key", "tutorial_keys"), EXCHANGE_CASES)
 def test_exchange_tutorial_receiver_first(url, run, pattern, exchange, bind, key, tutorial_keys):
     """receive_logs*.py runs (exchange and its queue declared); our sender's message reaches it."""
@@ -116,7 +105,6 @@ def test_exchange_tutorial_receiver_first(url, run, pattern, exchange, bind, key
     assert len(receiver.bodies) == 1 and b'"payload":"from ours"' in receiver.bodies[0]
 
 
-@xfail(EXCHANGE_TODAY + " (needs: use the existing exchange as it is)")
 @pytest.mark.parametrize(("pattern", "exchange", "bind", "key", "tutorial_keys"), EXCHANGE_CASES)
 def test_exchange_tutorial_emitter_first(url, run, pattern, exchange, bind, key, tutorial_keys):
     """emit_log*.py declared the exchange; our receiver joins it and logs what the tutorial emits next."""
@@ -128,7 +116,6 @@ def test_exchange_tutorial_emitter_first(url, run, pattern, exchange, bind, key,
     assert "body=info: from the tutorial" in receiver.output
 
 
-@xfail("no flag of ours creates a non-durable exchange (phase 2: --exchange-durable false)")
 @pytest.mark.parametrize(("pattern", "exchange", "bind", "key", "tutorial_keys"), EXCHANGE_CASES)
 def test_exchange_ours_first(url, run, pattern, exchange, bind, key, tutorial_keys):
     """Our receiver created the exchange (with one documented flag); the tutorial's emitter declares it and is heard."""
@@ -140,7 +127,6 @@ def test_exchange_ours_first(url, run, pattern, exchange, bind, key, tutorial_ke
     assert "body=info: from the tutorial" in receiver.output
 
 
-@xfail("no flag of ours creates a non-durable exchange (phase 2: --exchange-durable false)")
 @pytest.mark.parametrize(("pattern", "exchange", "bind", "key", "tutorial_keys"), EXCHANGE_CASES)
 def test_exchange_our_sender_first(url, run, pattern, exchange, bind, key, tutorial_keys):
     """Our sender created the exchange (one documented flag); receive_logs*.py declares it and gets the next message."""
@@ -170,7 +156,6 @@ def test_rpc_tutorial_server_first_our_client(url, version):
         server.close()
 
 
-@xfail("the receiver has no --pattern rpc: it acks the request and never answers")
 @pytest.mark.parametrize("version", VERSIONS)
 def test_rpc_tutorial_queue_first_our_server(url, run, version):
     """rpc_queue exists as the tutorial's server declared it; our receiver answers the tutorial's rpc_client.py."""
@@ -183,15 +168,11 @@ def test_rpc_tutorial_queue_first_our_server(url, run, version):
     assert tutorial.rpc_call(url, 30, timeout=20) == b"832040"
 
 
-@pytest.mark.parametrize("version", [
-    pytest.param("current", marks=xfail("the receiver has no --pattern rpc, and creates rpc_queue classic")),
-    pytest.param("previous", marks=xfail("the receiver has no --pattern rpc; the previous tutorial's rpc_queue "
-                                         "is not durable, so its declare after ours gets 406")),
-])
+@pytest.mark.parametrize("version", VERSIONS)
 def test_rpc_ours_first(url, run, version):
     """Our receiver created rpc_queue; the tutorial's server declares it without error, its client gets our answer."""
-    server = run("receiver", "--pattern", "rpc", "--queue", "rpc_queue", "--handler", "tutorial_handlers:fib",
-                 own_queue=False)
+    server = run("receiver", "--pattern", "rpc", "--queue", "rpc_queue", *queue_flags(version, "rpc_queue"),
+                 "--handler", "tutorial_handlers:fib", own_queue=False)
     consuming(server, "rpc_queue")
     connection = tutorial.connect(url)
     tutorial.declare_queue(connection.channel(), "rpc_queue", version)
@@ -200,8 +181,6 @@ def test_rpc_ours_first(url, run, version):
 
 
 # -- a start that fails leaves nothing behind, and says which flag fixes it -----------------------
-@xfail("a failed start leaves hello.dead behind as a classic queue, so the retry with --queue-type quorum "
-       "fails again on a queue the user never asked for")
 def test_retry_with_other_flags_after_a_failed_start(url, run):
     """After a start with default flags, the obvious retry with --queue-type quorum gets the tutorial's messages."""
     tutorial.send(url, "hello", "current", ["Hello World!", "Hello again!"])
@@ -212,7 +191,6 @@ def test_retry_with_other_flags_after_a_failed_start(url, run):
     assert "received text" in retry.output
 
 
-@xfail("RESOURCE_LOCKED (405) is retried forever as if the channel had dropped, after <queue>.dead was created")
 def test_queue_held_exclusively_fails_at_once_and_leaves_nothing(url, run, queue):
     """A queue another connection holds exclusively: exit 5 with one line naming a flag; no <queue>.dead left."""
     holder = tutorial.connect(url)

@@ -6,3 +6,16 @@ from tutorial_clients import fib as _fib
 def fib(delivery) -> str:
     """The request body is a number as text; the reply is fib(n) as text."""
     return str(_fib(int(delivery.body)))
+
+
+def slow_fib(delivery) -> str:
+    """fib, after 3 s of work: long enough to kill the responder in the middle of a request."""
+    import time
+
+    time.sleep(3)
+    return fib(delivery)
+
+
+def refuse(delivery) -> str:
+    """Fail every request: the caller gets the reason at once."""
+    raise ValueError(f"cannot answer {delivery.body!r}")

@@ -21,9 +21,9 @@ from ..connection import RECONNECT, Retry, connect
 from ..errors import AuthError, Stopped
 from ..health import Health
 from ..shutdown import StopFlag
-from ..topology import Subscription
+from ..topology import Declarer, Subscription
 from ..wire import pika_adapter
-from . import effects, stage
+from . import effects, reply, stage
 from .dispatch import Dispatcher
 from .handlers import Handler
 from .outcome import Action, Outcome
@@ -90,17 +90,18 @@ class Consumer:
         settings = self.settings
         self._connection = connect(self.url, settings.connection_name, self.retry, self.stop, self.health,
                                    settings.ca_file, opener=pika_adapter.blocking_connection)
-        channel = self._connection.channel()
-        self.queue, self.dead_letter_queue = self.subscription.declare(channel)
-        channel.basic_qos(prefetch_count=settings.prefetch)
-        self._confirm_channel = self._connection.channel()
-        self._confirm_channel.confirm_delivery()
+        declarer = Declarer(self._connection.channel)  # a refused declare closes the channel: a new one
+        self.queue, self.dead_letter_queue = self.subscription.declare(declarer)
         if settings.forward_to is not None:
-            settings.forward_to.declare(self._confirm_channel)
+            settings.forward_to.declare(declarer)
         if settings.listen_for_control:
             # The same channel as the work: pika dispatches one channel's deliveries until none
             # are pending, so a busy work channel would starve a separate control channel.
-            control.listen(channel, self.subscription.group, self._on_control)
+            control.listen(declarer, self.subscription.group, self._on_control)
+        channel = declarer.channel
+        channel.basic_qos(prefetch_count=settings.prefetch)
+        self._confirm_channel = self._connection.channel()
+        self._confirm_channel.confirm_delivery()
         self.acks.reset(channel)
         # Handlers and sinks may be slow: they get a worker thread. Without them, deciding is
         # quick and never blocks, so it runs right in the delivery callback (no thread hop).
@@ -154,7 +155,10 @@ class Consumer:
 
     def _finish(self, channel, method, properties, body: bytes, outcome: Outcome) -> None:
         """I/O thread: carry out the pipeline's outcome with the channel operations it needs."""
+        answers = self.subscription.pattern == "rpc" and bool(properties.reply_to)
         if outcome.action is Action.DEAD:
+            if answers:  # the caller learns at once (RemoteError) instead of waiting for its timeout
+                reply.send(self._confirm_channel, properties, error=outcome.reason)
             self._dead_letter(channel, method, properties, body, outcome.reason)
         elif outcome.action is Action.POISON:
             self.acks.ack(channel, method.delivery_tag)
@@ -165,6 +169,11 @@ class Consumer:
             self.acks.ack(channel, method.delivery_tag)
             LOGGER.info("%s", outcome.note)
         else:
+            if answers:
+                failed = reply.send(self._confirm_channel, properties, outcome.result)
+                if failed:
+                    self._dead_letter(channel, method, properties, body, failed)
+                    return
             forward_to = self.settings.forward_to
             if forward_to is not None and outcome.result is not None:
                 failed = stage.forward(self._confirm_channel, forward_to, outcome.delivery, outcome.result,

@@ -89,7 +89,11 @@ def send_main(argv: Sequence[str] | None = None) -> int:
 
     def body() -> None:
         setup = Setup(args, "sender")
-        route = Route(args.pattern, setup.queue or defaults.QUEUE, args.queue_type, args.exchange, args.routing_key)
+        if args.pattern == "rpc":
+            raise FatalError("--pattern rpc is the receiver's (the responder); to call it: rabbitipc-ctl call "
+                             "--queue NAME PAYLOAD", EXIT_USAGE)
+        route = Route(args.pattern, setup.queue or defaults.QUEUE, args.queue_type, args.exchange, args.routing_key,
+                      args.exchange_durable, args.queue_durable)
         if args.http:
             from .http_front import serve
 
@@ -114,9 +118,12 @@ def send_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _consumer(args: argparse.Namespace, role: str) -> Consumer:
+    if args.pattern == "rpc" and not args.handler:
+        raise FatalError("--pattern rpc needs --handler MOD:FUNC: its return value is the reply", EXIT_USAGE)
     handler = load_handler(args.handler) if args.handler else None
     setup = Setup(args, role)
-    subscription = Subscription(args.pattern, setup.queue, args.queue_type, args.exchange, args.bind)
+    subscription = Subscription(args.pattern, setup.queue, args.queue_type, args.exchange, args.bind,
+                                args.exchange_durable, args.queue_durable)
     forward = Route("work", args.forward_to, args.queue_type) if args.forward_to else None
     settings = ConsumerSettings(
         prefetch=args.prefetch, max_size=args.max_size, strict=args.strict, dedupe_window=args.dedupe_window,

@@ -118,15 +118,23 @@ COMMON = [
     Option("--url", "AMQP_URL", defaults.URL, check_url,
            "broker URL, amqp:// or amqps:// (the password is never logged)", "URL"),
     Option("--pattern", "RABBITIPC_PATTERN", "work", choice(PATTERNS),
-           "work (one queue, receivers share it), broadcast (fanout), direct or topic (routing keys)",
+           "work (one queue, receivers share it), broadcast (fanout), direct or topic (routing keys); "
+           "receiver only: rpc (answer each request with the handler's return value)",
            "PATTERN"),
     Option("--queue", "RABBITIPC_QUEUE", None, queue_name,
            "durable queue; in the exchange patterns a receiver without one gets an exclusive queue",
            "NAME", shown_default=f"{defaults.QUEUE} in the work pattern"),
     Option("--exchange", "RABBITIPC_EXCHANGE", None, text,
            "exchange of the broadcast/direct/topic patterns", "NAME", shown_default="rabbitipc.PATTERN"),
-    Option("--queue-type", "RABBITIPC_QUEUE_TYPE", "classic", choice(QUEUE_TYPES),
-           "queue type when the queue is created: classic or quorum", "TYPE"),
+    Option("--queue-type", "RABBITIPC_QUEUE_TYPE", defaults.QUEUE_TYPE, choice(QUEUE_TYPES),
+           "type of the queues ours creates: quorum (as the current tutorials) or classic (faster, not "
+           "replicated); a queue that exists is used as it is, with a warning when it differs", "TYPE"),
+    Option("--queue-durable", "RABBITIPC_QUEUE_DURABLE", True, boolean,
+           "whether the queue ours creates survives a broker restart; false (a classic queue whose messages "
+           "a restart loses): as the previous tutorials declared hello and rpc_queue", "BOOL"),
+    Option("--exchange-durable", "RABBITIPC_EXCHANGE_DURABLE", True, boolean,
+           "whether the exchange ours creates survives a broker restart; false: as the tutorials 3-5 "
+           "declare theirs, so they can declare it after ours (an existing one is used as it is)", "BOOL"),
     Option("--ca-file", "RABBITIPC_CA_FILE", None, readable_file,
            "CA certificate(s) to verify the broker with amqps:// (PEM)", "PATH",
            shown_default="the system's trusted CAs"),
@@ -271,8 +279,8 @@ def parse(
     parser = build_parser(prog, description, options)
     args = parser.parse_args(argv)
     apply_environment(parser, args, options, environ)
-    if args.queue is None and args.pattern == "work":
-        args.queue = defaults.QUEUE
+    if args.queue is None and args.pattern in ("work", "rpc"):
+        args.queue = defaults.RPC_QUEUE if args.pattern == "rpc" else defaults.QUEUE
     if getattr(args, "min_interval", 0) > getattr(args, "max_interval", float("inf")):
         parser.error(f"--min-interval {args.min_interval} is larger than --max-interval {args.max_interval}")
     return args

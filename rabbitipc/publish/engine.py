@@ -29,7 +29,7 @@ from ..connection import Retry, blocked_timeout, connect, describe, watch_alarms
 from ..errors import AuthError, Stopped, UndeliverableError
 from ..health import Health
 from ..shutdown import StopFlag
-from ..topology import Route
+from ..topology import Declarer, Route
 from ..wire.pika_adapter import WireConnection
 
 LOGGER = logging.getLogger(__name__)
@@ -203,8 +203,11 @@ class StreamPublisher:
             try:
                 if self._channel is None:
                     self._open_channel()
-                # Declared on every new link, and again when the work queue returned a message.
-                self.route.declare(_Waiting(self))
+                # Declared on every new link, and again when the work queue returned a message, on a
+                # channel of its own: a refused declare closes it, not the publishing channel.
+                declarer = Declarer(lambda: _DeclareChannel(self))
+                self.route.declare(declarer)
+                declarer.channel.close()
                 self._redeclare = False
             except (LinkLost, px.ChannelClosedByBroker) as exc:
                 self._lost = self._lost or exc
@@ -377,19 +380,43 @@ class StreamPublisher:
             self._lost = self._lost or reason
 
 
-class _Waiting:
-    """The asynchronous channel's methods made blocking, so topology.py declares on both kinds."""
+class _DeclareChannel:
+    """An asynchronous channel of its own whose methods block, so topology.py declares on both kinds.
+
+    A broker refusal closes this channel only; it is raised as pika's ChannelClosedByBroker.
+    """
 
     def __init__(self, publisher: StreamPublisher) -> None:
         self._publisher = publisher
+        self._closed: BaseException | None = None
+        opened: list = []
+        self._channel = publisher._connection.channel(on_open_callback=opened.append)
+        self._channel.add_on_close_callback(self._on_close)
+        publisher._wait(lambda: opened or self._closed, "channel.open")
+        self._raise_if_closed()
+
+    def _on_close(self, _channel, reason: BaseException) -> None:
+        self._closed = reason
+
+    def _raise_if_closed(self) -> None:
+        if self._closed is not None:
+            if isinstance(self._closed, px.ChannelClosedByBroker):
+                raise self._closed
+            raise LinkLost(f"declaring channel closed: {describe(self._closed)}")
+
+    def close(self) -> None:
+        if self._channel.is_open:
+            self._channel.close()
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
-        method = getattr(self._publisher._channel, name)
+        method = getattr(self._channel, name)
 
         def call(*args: Any, **kwargs: Any) -> Any:
             answers: list = []
             method(*args, callback=answers.append, **kwargs)
-            self._publisher._wait(lambda: answers, name)
+            self._publisher._wait(lambda: answers or self._closed, name)
+            if not answers:
+                self._raise_if_closed()
             return answers[0]
 
         return call
