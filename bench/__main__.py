@@ -8,7 +8,7 @@ Clients (each a separate publisher and consumer process, durable queue):
                     after handling, a log line per message up to 100 a second, then summaries
   rabbitipc-fast    the same with --transient: messages not written to disk by the broker
   rabbitipc-pure    the same as rabbitipc with RABBITIPC_PURE_PYTHON=1: the pure-Python wire codec
-  rabbitipc-quorum  the same as rabbitipc on a quorum queue (--queue-type quorum on both)
+  rabbitipc-classic the same as rabbitipc on a classic queue (--queue-type classic on both; quorum is the default)
   the Python peers  bench/peers/, each its fastest reliable strategy (persistent messages,
                     publisher confirms, manual acks): pika-select, py-amqp, aio-pika, aiormq,
                     amqpstorm, kombu, tutorial-pika (the RabbitMQ tutorials' way); a peer whose
@@ -62,7 +62,7 @@ DONE = re.compile(r"receiver done: (\d+) messages handled; first to last ([\d.]+
 C_DIR = ROOT / "bench" / "c"
 C_BINARY = C_DIR / "amqp_bench"
 NON_PYTHON = ("c-librabbitmq", "amqplib")
-RABBITIPC = ("rabbitipc", "rabbitipc-fast", "rabbitipc-pure", "rabbitipc-quorum")
+RABBITIPC = ("rabbitipc", "rabbitipc-fast", "rabbitipc-pure", "rabbitipc-classic")
 CLIENTS = (*RABBITIPC, *(peer.name for peer in PEERS), *NON_PYTHON)
 # rabbitipc at 100 B before the compiled path, as a share of the C client's msgs/s in the same run
 # (docs/performance.md, 2026-11-24: 15,220 / 32,754): what the pure-Python fallback must still reach.
@@ -97,8 +97,8 @@ def commands(client: str, url: str, queue: str, count: int, size: int, rate: flo
     python = sys.executable
     if client.startswith("rabbitipc"):
         common = ["--url", url, "--queue", queue, "--retry-timeout", "10"]
-        if client == "rabbitipc-quorum":
-            common += ["--queue-type", "quorum"]
+        if client == "rabbitipc-classic":
+            common += ["--queue-type", "classic"]
         # `env` execs the program, so the pid (and wait4's CPU and RSS) stay the program's own.
         prefix = ["env", f"{PURE_PYTHON_ENV}=1"] if client == "rabbitipc-pure" else []
         sender = [*prefix, python, str(ROOT / "sender" / "send.py"), *common, "--rate", str(rate),

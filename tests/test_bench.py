@@ -19,7 +19,7 @@ def test_bench_measures_every_client_scenario_and_target(tmp_path):
     rows = data["results"]
     throughput = [row for row in rows if row["scenario"] == "throughput"]
     measured = {row["client"] for row in throughput}
-    assert {"rabbitipc", "rabbitipc-fast", "rabbitipc-pure", "rabbitipc-quorum", "tutorial-pika"} <= measured
+    assert {"rabbitipc", "rabbitipc-fast", "rabbitipc-pure", "rabbitipc-classic", "tutorial-pika"} <= measured
     for peer in PEERS:  # each Python peer whose package is there (CI: the test extra has them all)
         assert peer.name in measured or (not installed(peer) and os.environ.get("CI") != "true"), peer.package
     assert {row["size"] for row in throughput} == {100, 65536}
