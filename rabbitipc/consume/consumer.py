@@ -125,12 +125,20 @@ class Consumer:
         finally:
             if dispatcher is not None:
                 dispatcher.close()
+            self._flush_acks_quietly()
 
     def _handle_inline(self, channel, method, properties, body: bytes) -> None:
         """The delivery callback when there is no handler thread: decide and finish at once."""
         if self.stop.is_set():
             return  # stopping: left unacked, the broker requeues it when the channel closes
         self._finish(channel, method, properties, body, self._decide(method, properties, body))
+
+    def _flush_acks_quietly(self) -> None:
+        """Whatever ends this link, the acks of messages already handled go out if the channel still can."""
+        try:
+            self.acks.flush()
+        except Exception:  # noqa: BLE001 - the channel is gone: those messages come back as duplicates
+            LOGGER.debug("pending acks could not be sent", exc_info=True)
 
     def _on_control(self, command: str) -> None:
         """A command from `rabbitipc-ctl` for this receiver's group (only "stop" exists)."""

@@ -45,7 +45,8 @@ class AckBatch:
     def flush(self) -> None:
         if self._pending:
             self._pending = 0
-            self._channel.basic_ack(self._tag, multiple=True)
+            if self._channel is not None and self._channel.is_open:
+                self._channel.basic_ack(self._tag, multiple=True)
 
 
 def dead_letter(confirm_channel, channel, method, properties, body: bytes, queue: str, dead_letter_queue: str,
