@@ -18,8 +18,6 @@ def probe_ready(health) -> bool:
                           capture_output=True, timeout=30).returncode == 0
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 2: pika swallows the broker's Basic.Cancel; the receiver "
-                                       "consumes nothing for ever and the queue has 0 consumers")
 def test_receiver_consumes_again_after_its_queue_is_deleted(run, broker, queue):
     """Queue deleted under a running receiver: it declares it again, consumes again, gets what is sent next."""
     receiver = run("receiver")
@@ -32,8 +30,6 @@ def test_receiver_consumes_again_after_its_queue_is_deleted(run, broker, queue):
     assert queue_counts(broker, queue)[2] == 1, "the receiver is the queue's consumer again"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 2: after the cancel the receiver keeps running and its "
-                                       "readiness probe passes, though it consumes nothing")
 def test_cancelled_receiver_that_cannot_consume_again_exits_or_fails_its_probe(run, broker, queue, tmp_path):
     """Queue deleted and re-created with other settings: the receiver exits non-zero or its probe says not ready."""
     health = tmp_path / "health"

@@ -42,7 +42,8 @@ def settle(fault, sender, receivers, path, broker, queue, extra_allowed=0, timeo
     assert sender.wait(180) == 0, sender.output[-3000:]
     accepted = set(sender.ids(SENT))
     wait_until(lambda: accepted <= set(ledger(path)), timeout, f"every accepted message handled after {fault}",
-               lambda: "\n".join(r.output[-1500:] for r in receivers))
+               lambda: f"missing: {sorted(accepted - set(ledger(path)))[:10]}\n"
+                       + "\n".join(r.output[-1500:] for r in receivers))
     wait_until(lambda: queue_depth(broker.url, queue) == 0, 30, "the queue drained")
     handled = ledger(path)
     lost = len(accepted - set(handled))
@@ -160,16 +161,19 @@ def test_handler_slower_than_heartbeats(run, broker, queue, jsonl):
 
 
 # -- issue 13: faults the broker or an operator causes ------------------------------------------
-@pytest.mark.xfail(strict=True, reason="issue 13 item 2: the broker cancels the consumer, the receiver never "
-                                       "consumes again; the sent messages pile up in the re-declared queue")
 def test_queue_deleted_mid_stream(run, broker, queue, jsonl):
     """An operator deletes the (empty) queue while messages flow: the receiver consumes again, nothing sent is lost."""
     receiver = start_receiver(run, jsonl)
     sender = run("sender", "--count", str(COUNT), "--rate", "60")
     wait_until(lambda: len(sender.ids(SENT)) >= 100, 60, "traffic before the deletion")
-    # Deleted while empty (the receiver keeps up), so what the deletion itself throws away is nothing.
-    wait_until(lambda: (queue_counts(broker, queue) or (1,))[0] == 0, 10, "the queue momentarily empty")
-    admin_channel_call(broker.url, lambda channel: channel.queue_delete(queue))
+    # Deleted while empty, so what the deletion itself throws away is nothing: the sender is paused
+    # (SIGSTOP) until all it published is handled and acked, and resumed once the queue is gone.
+    sender.signal(signal.SIGSTOP)
+    try:
+        wait_until(lambda: (queue_counts(broker, queue) or (1, 1))[:2] == (0, 0), 20, "the queue empty, all acked")
+        admin_channel_call(broker.url, lambda channel: channel.queue_delete(queue))
+    finally:
+        sender.signal(signal.SIGCONT)
     settle("queue deleted", sender, [receiver], jsonl, broker, queue, timeout=45)
 
 

@@ -58,6 +58,7 @@ class Consumer:
         self.dead_letter_queue = ""
         self._connection: pika.BlockingConnection | None = None
         self._confirm_channel = None
+        self._cancelled: str | None = None  # set when the broker cancels our consumer
 
     @property
     def handled(self) -> int:
@@ -71,7 +72,9 @@ class Consumer:
             while not self.stop.is_set():
                 try:
                     self._consume_once()
-                except RECONNECT + (px.ConsumerCancelled,) as exc:
+                except px.ConsumerCancelled as exc:
+                    LOGGER.warning("the broker cancelled the consumer (%s); declaring and consuming again", exc)
+                except RECONNECT as exc:
                     LOGGER.warning("connection to the broker lost (%s); reconnecting", exc.__class__.__name__)
                 except px.ChannelClosedByBroker as exc:
                     if exc.reply_code == 403:
@@ -90,6 +93,10 @@ class Consumer:
         self._connection = connect(self.url, settings.connection_name, self.retry, self.stop, self.health,
                                    settings.ca_file)
         channel = self._connection.channel()
+        # pika drops the broker's Basic.Cancel (queue deleted, quorum leader moved, node in
+        # maintenance) for callback consumers: without this, we would sit connected, consuming nothing.
+        self._cancelled = None
+        channel.add_on_cancel_callback(self._on_cancelled_by_broker)
         self.queue, self.dead_letter_queue = self.subscription.declare(channel)
         channel.basic_qos(prefetch_count=settings.prefetch)
         self._confirm_channel = self._connection.channel()
@@ -112,14 +119,17 @@ class Consumer:
             tag = channel.basic_consume(self.queue, on_delivery, auto_ack=False)
             LOGGER.info("consuming from queue %s (prefetch %d)", self.queue, settings.prefetch)
             while not self.stop.is_set():
+                if self._cancelled is not None:
+                    self.health.beat(connected=False)  # not ready until consuming again
+                    # Deliveries already in hand left the queue with it: handle them before leaving.
+                    self._finish_in_hand(dispatcher, settings.finish_timeout, until_empty=True)
+                    raise px.ConsumerCancelled(self._cancelled)
                 self.health.beat(connected=True)
                 self._connection.process_data_events(time_limit=0.2)
                 self.acks.flush()  # nothing more to dispatch right now
                 self.report.lines.tick()
             # Finish the message in hand (its ack needs this thread), then hand back the rest.
-            deadline = time.monotonic() + settings.finish_timeout
-            while dispatcher is not None and dispatcher.busy.is_set() and time.monotonic() < deadline:
-                self._connection.process_data_events(time_limit=0.1)
+            self._finish_in_hand(dispatcher, settings.finish_timeout)
             self.acks.flush()
             channel.basic_cancel(tag)
         finally:
@@ -132,6 +142,17 @@ class Consumer:
         if self.stop.is_set():
             return  # stopping: left unacked, the broker requeues it when the channel closes
         self._finish(channel, method, properties, body, self._decide(method, properties, body))
+
+    def _finish_in_hand(self, dispatcher: Dispatcher | None, timeout: float, until_empty: bool = False) -> None:
+        """Let the worker finish its message (and with until_empty, those queued behind it) within timeout."""
+        deadline = time.monotonic() + timeout
+        while dispatcher is not None and time.monotonic() < deadline and (
+                dispatcher.busy.is_set() or (until_empty and not dispatcher.items.empty())):
+            self._connection.process_data_events(time_limit=0.1)
+
+    def _on_cancelled_by_broker(self, *args) -> None:
+        """pika calls this (I/O thread) when the broker cancels one of this channel's consumers."""
+        self._cancelled = f"consumer {args[-1].method.consumer_tag} of queue {self.queue}"
 
     def _flush_acks_quietly(self) -> None:
         """Whatever ends this link, the acks of messages already handled go out if the channel still can."""
