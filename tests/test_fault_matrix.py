@@ -191,8 +191,6 @@ def test_consumer_timeout_with_a_slow_handler(run, limited_broker, queue, jsonl)
     assert timeouts() > before, "the broker's consumer timeout did not strike: the row proves nothing"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 4: with <queue>.dead deleted the oversized message is nacked "
-                                       "and redelivered in a busy loop (thousands of ERROR lines), never parked")
 def test_dead_letter_queue_deleted_then_a_message_to_park(run, broker, queue, jsonl):
     """<queue>.dead deleted, then a message to park: it is parked in a re-declared <queue>.dead, the rest flows."""
     receiver = start_receiver(run, jsonl, "--max-size", "2000")

@@ -20,6 +20,7 @@ from .. import control
 from ..connection import RECONNECT, Retry, connect
 from ..errors import AuthError, Stopped
 from ..health import Health
+from ..message import describe_body, printable
 from ..shutdown import StopFlag
 from ..topology import Subscription
 from . import effects, stage
@@ -54,6 +55,7 @@ class Consumer:
         self.pipeline = Pipeline(self.settings, handler)
         self.report = Report(self.settings.log_rate)
         self.acks = effects.AckBatch(self.settings.ack_batch)
+        self.park_retry = effects.ParkRetry()
         self.queue = subscription.queue or ""  # the server names exclusive queues at declare time
         self.dead_letter_queue = ""
         self._connection: pika.BlockingConnection | None = None
@@ -207,5 +209,19 @@ class Consumer:
                 self.stop.set(f"--count {count} reached")
 
     def _dead_letter(self, channel, method, properties, body: bytes, reason: str) -> None:
-        effects.dead_letter(self._confirm_channel, channel, method, properties, body, self.queue,
-                            self.dead_letter_queue, reason)
+        """Park the message in <queue>.dead, then ack it; never drop it (effects.py)."""
+        why = effects.park(self._confirm_channel, properties, body, self.queue, self.dead_letter_queue, reason)
+        if why == "UnroutableError":  # <queue>.dead was deleted: declare it again, try once more
+            LOGGER.warning("%s is missing; declaring it again", self.dead_letter_queue)
+            queue_type = self.subscription.queue_type if self.subscription.queue else "classic"
+            effects.declare_dead_letter_queue(self._confirm_channel, self.dead_letter_queue, queue_type)
+            why = effects.park(self._confirm_channel, properties, body, self.queue, self.dead_letter_queue, reason)
+        if why is not None:
+            self.park_retry.requeue_later(self._connection, channel, self.acks, method, properties,
+                                          self.dead_letter_queue, why, reason)
+            return
+        self.park_retry.succeeded()
+        self.acks.ack(channel, method.delivery_tag)
+        self.acks.flush()  # before the log line: the line says the message left the queue
+        LOGGER.warning("dead-lettered id=%s to %s: %s body=%s", properties.message_id or "-",
+                       self.dead_letter_queue, printable(reason, 200), describe_body(body, 60))
