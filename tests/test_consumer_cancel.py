@@ -8,8 +8,6 @@ readiness probe says all is well and messages pile up with no consumer.
 import subprocess
 import sys
 
-import pytest
-
 from support import RECEIVED, SENT, admin_channel_call, queue_counts, wait_alive_until, wait_until
 
 
@@ -52,8 +50,6 @@ def test_cancelled_receiver_that_cannot_consume_again_exits_or_fails_its_probe(r
         admin_channel_call(broker.url, lambda channel: channel.queue_delete(queue))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 3: the consumer timeout closes the channel before the ack; "
-                                       "the message is redelivered and dead-lettered again every cycle")
 def test_slow_failing_handler_past_the_consumer_timeout_is_dead_lettered_once(run, limited_broker, queue):
     """A handler that outlasts the broker's consumer timeout and then fails: one dead letter, the queue empties."""
     receiver = run("receiver", "--prefetch", "1", "--handler", "slow_handler:slow_then_fail", url=limited_broker.url)

@@ -10,8 +10,10 @@ run on a worker thread (dispatch.py) so slow work never starves the connection's
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import time
+from collections import OrderedDict
 
 import pika
 import pika.exceptions as px
@@ -56,6 +58,7 @@ class Consumer:
         self.report = Report(self.settings.log_rate)
         self.acks = effects.AckBatch(self.settings.ack_batch)
         self.park_retry = effects.ParkRetry()
+        self._dead_unparked = DecidedDead(1000)  # decided dead, not yet parked: key -> reason
         self.queue = subscription.queue or ""  # the server names exclusive queues at declare time
         self.dead_letter_queue = ""
         self._connection: pika.BlockingConnection | None = None
@@ -81,6 +84,11 @@ class Consumer:
                 except px.ChannelClosedByBroker as exc:
                     if exc.reply_code == 403:
                         raise AuthError(f"not allowed to consume from {self.queue!r}: {exc.reply_text}") from None
+                    if "acknowledgement" in exc.reply_text and "timed out" in exc.reply_text:
+                        LOGGER.warning("the broker's consumer_timeout expired before a message was acked (a "
+                                       "handler slower than it); the message comes back, already-decided "
+                                       "messages are not handled again; raise the broker's consumer_timeout")
+                        continue
                     LOGGER.warning("channel closed by the broker (%s); reconnecting", exc.reply_text)
                     self.stop.wait(1)
                 finally:
@@ -121,6 +129,10 @@ class Consumer:
             tag = channel.basic_consume(self.queue, on_delivery, auto_ack=False)
             LOGGER.info("consuming from queue %s (prefetch %d)", self.queue, settings.prefetch)
             while not self.stop.is_set():
+                if channel.is_closed:
+                    # pika's process_data_events does not raise when the broker closes a callback
+                    # consumer's channel (e.g. its consumer_timeout): noticed here, raised with the reason.
+                    raise _closing_reason(channel)
                 if self._cancelled is not None:
                     self.health.beat(connected=False)  # not ready until consuming again
                     # Deliveries already in hand left the queue with it: handle them before leaving.
@@ -180,7 +192,16 @@ class Consumer:
     def _decide(self, method, properties, body: bytes) -> Outcome:
         """Worker thread: everything but channel operations (parse, handler, sink)."""
         self.health.beat(connected=True)  # under steady traffic the main loop may not turn for long
-        return self.pipeline.decide(method, properties, body)
+        key = _redelivery_key(properties, body)
+        reason = self._dead_unparked.get(key) if method.redelivered else None
+        if reason is not None:
+            # Decided dead before, but the channel closed before it was parked (the broker's
+            # consumer_timeout, a lost link): park it now, without running the handler again.
+            return Outcome.dead(reason)
+        outcome = self.pipeline.decide(method, properties, body)
+        if outcome.action is Action.DEAD:
+            self._dead_unparked.add(key, outcome.reason)
+        return outcome
 
     def _finish(self, channel, method, properties, body: bytes, outcome: Outcome) -> None:
         """I/O thread: carry out the pipeline's outcome with the channel operations it needs."""
@@ -210,6 +231,8 @@ class Consumer:
 
     def _dead_letter(self, channel, method, properties, body: bytes, reason: str) -> None:
         """Park the message in <queue>.dead, then ack it; never drop it (effects.py)."""
+        if not channel.is_open:
+            return  # the ack cannot follow: parked when it comes back (see _decide), so parked once
         why = effects.park(self._confirm_channel, properties, body, self.queue, self.dead_letter_queue, reason)
         if why == "UnroutableError":  # <queue>.dead was deleted: declare it again, try once more
             LOGGER.warning("%s is missing; declaring it again", self.dead_letter_queue)
@@ -221,7 +244,39 @@ class Consumer:
                                           self.dead_letter_queue, why, reason)
             return
         self.park_retry.succeeded()
+        self._dead_unparked.discard(_redelivery_key(properties, body))
         self.acks.ack(channel, method.delivery_tag)
         self.acks.flush()  # before the log line: the line says the message left the queue
         LOGGER.warning("dead-lettered id=%s to %s: %s body=%s", properties.message_id or "-",
                        self.dead_letter_queue, printable(reason, 200), describe_body(body, 60))
+
+
+def _redelivery_key(properties, body: bytes) -> str:
+    """What recognises a redelivered message before it is parsed: its message_id, else its body's digest."""
+    return properties.message_id or hashlib.blake2b(body, digest_size=16).hexdigest()
+
+
+class DecidedDead:
+    """A bounded map of messages decided dead but not yet parked, oldest forgotten first (thread-safe enough:
+    single dict operations)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._reasons: OrderedDict[str, str] = OrderedDict()
+
+    def get(self, key: str) -> str | None:
+        return self._reasons.get(key)
+
+    def add(self, key: str, reason: str) -> None:
+        self._reasons[key] = reason
+        while len(self._reasons) > self.size:
+            self._reasons.popitem(last=False)
+
+    def discard(self, key: str) -> None:
+        self._reasons.pop(key, None)
+
+
+def _closing_reason(channel) -> Exception:
+    """Why a BlockingChannel closed: pika keeps it only in a private attribute (checked with pika 1.3)."""
+    reason = getattr(channel, "_closing_reason", None)
+    return reason if isinstance(reason, px.ChannelClosed) else px.ChannelClosed(0, "work channel closed")
