@@ -279,4 +279,4 @@ class DecidedDead:
 def _closing_reason(channel) -> Exception:
     """Why a BlockingChannel closed: pika keeps it only in a private attribute (checked with pika 1.3)."""
     reason = getattr(channel, "_closing_reason", None)
-    return reason if isinstance(reason, px.ChannelClosed) else px.ChannelClosed(0, "work channel closed")
+    return reason if isinstance(reason, px.ChannelClosedByBroker) else px.ChannelWrongStateError("channel closed")
