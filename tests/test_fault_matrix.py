@@ -207,8 +207,6 @@ def test_dead_letter_queue_deleted_then_a_message_to_park(run, broker, queue, js
     assert len(retries) <= 10, f"{len(retries)} error lines: the retry is not bounded"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 5: the broker closes the channel for a message over "
-                                       "max_message_size and the sender reconnects and retries for ever")
 def test_message_over_the_brokers_size_limit(run, limited_broker, queue, jsonl):
     """One sender's message is over max_message_size: that sender exits 6, the other's stream is untouched."""
     receiver = start_receiver(run, jsonl, url=limited_broker.url)
