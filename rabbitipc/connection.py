@@ -52,6 +52,8 @@ def check_url(text: str) -> str:
         pika.URLParameters(text)
     except ValueError as exc:
         raise ValueError(str(exc).split("\n")[0]) from None
+    except (SyntaxError, TypeError, MemoryError, RecursionError) as exc:  # ?ssl_options=( and the like
+        raise ValueError(f"has an option pika cannot read ({exc.__class__.__name__})") from None
     return text
 
 
