@@ -70,7 +70,7 @@ class Message:
             content_type=CONTENT_TYPE,
             delivery_mode=PERSISTENT if persistent else TRANSIENT,
             message_id=self.id,
-            timestamp=int(self.sent_at),
+            timestamp=int(self.sent_at) if 0 <= self.sent_at < 2**63 else None,  # AMQP: 64-bit seconds
         )
 
     @classmethod

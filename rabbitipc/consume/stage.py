@@ -40,7 +40,7 @@ def forward(confirm_channel, route: Route, delivery: Delivery, result: object, q
         # Bytes are forwarded as they are (not in our JSON), with the derived id and persistent.
         out = output_message(delivery, "", queue)
         body, properties = bytes(result), pika.BasicProperties(delivery_mode=PERSISTENT, message_id=out.id,
-                                                               timestamp=int(out.sent_at))
+                                                               timestamp=out.properties().timestamp)
     else:
         try:
             out = output_message(delivery, result, queue)
