@@ -68,7 +68,7 @@ def test_any_number_in_our_schema_goes_the_whole_receive_path(run, broker, queue
                     return True
             return any(record.get("id") == marker for record in records(stage_file))
 
-        wait_alive_until(stage, settled, 15, f"the stage settling {marker} (seq={seq[:40]} sent_at={sent_at[:40]})")
+        wait_alive_until(stage, settled, 30, f"the stage settling {marker} (seq={seq[:40]} sent_at={sent_at[:40]})")
 
     try:
         check()
