@@ -31,6 +31,8 @@ LOGGER = logging.getLogger(__name__)
 TRANSIENT = (px.AMQPConnectionError, OSError)
 #: Subclasses of AMQPConnectionError that retrying cannot fix.
 AUTH_ERRORS = (px.ProbableAuthenticationError, px.AuthenticationError, px.ProbableAccessDeniedError)
+#: Handshakes cut during authentication retried before it counts as a refusal (see connect()).
+HANDSHAKE_CUTS = 3
 #: A lost connection or channel in the middle of work: reconnect and carry on.
 RECONNECT = TRANSIENT + (px.ChannelWrongStateError,)
 #: Seconds a broker alarm may block publishing before pika gives up the connection.
@@ -50,6 +52,8 @@ def check_url(text: str) -> str:
         pika.URLParameters(text)
     except ValueError as exc:
         raise ValueError(str(exc).split("\n")[0]) from None
+    except (SyntaxError, TypeError, MemoryError, RecursionError) as exc:  # ?ssl_options=( and the like
+        raise ValueError(f"has an option pika cannot read ({exc.__class__.__name__})") from None
     return text
 
 
@@ -166,11 +170,37 @@ def connect(
     params = parameters(url, connection_name, ca_file)
     safe_url = redact(url)
     started = time.monotonic()
+    handshake_cuts = 0
     while True:
         if stop.is_set():
             raise Stopped()
         try:
             connection = opener(params)
+        except px.ProbableAuthenticationError as exc:
+            # RabbitMQ refuses credentials with a Connection.Close 403 (ACCESS_REFUSED) that pika
+            # wraps in this error; without that close, the socket merely closed during the
+            # handshake, as a cut network path does: retried, and taken for a refusal only when it repeats.
+            cause = root_cause(exc)
+            refused = isinstance(cause, px.ConnectionClosedByBroker) and cause.reply_code == 403
+            handshake_cuts += 1
+            if refused:
+                raise AuthError(
+                    f"the broker at {safe_url} refused user {params.credentials.username!r}: {describe(exc)}"
+                ) from None
+            if handshake_cuts > HANDSHAKE_CUTS:
+                raise AuthError(
+                    f"the broker at {safe_url} refused user {params.credentials.username!r} (the connection closed "
+                    f"during authentication {handshake_cuts} times): {describe(exc)}"
+                ) from None
+            delay = retry.next_delay(started)
+            if delay is None:
+                raise UnreachableError(f"broker at {safe_url}: connection cut during the handshake: "
+                                       f"{describe(exc)}") from None
+            LOGGER.warning("broker at %s closed the connection during the handshake (%s); retrying in %.1fs",
+                           safe_url, describe(exc), delay)
+            if stop.wait(delay):
+                raise Stopped() from None
+            continue
         except AUTH_ERRORS as exc:
             raise AuthError(
                 f"the broker at {safe_url} refused user {params.credentials.username!r}: {describe(exc)}"

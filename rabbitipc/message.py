@@ -70,7 +70,7 @@ class Message:
             content_type=CONTENT_TYPE,
             delivery_mode=PERSISTENT if persistent else TRANSIENT,
             message_id=self.id,
-            timestamp=int(self.sent_at),
+            timestamp=int(self.sent_at) if 0 <= self.sent_at < 2**63 else None,  # AMQP: 64-bit seconds
         )
 
     @classmethod
@@ -78,17 +78,26 @@ class Message:
         """Decode a body of ours, or raise NotOurMessage saying what is wrong with it."""
         try:
             data = _loads(body)
-        except (UnicodeDecodeError, ValueError) as exc:
+        except ValueError as exc:  # (RecursionError, nesting deeper than the stack, is the caller's: dead-letter)
             raise NotOurMessage(f"not JSON ({exc.__class__.__name__})") from None
         if not isinstance(data, dict):
             raise NotOurMessage(f"JSON {type(data).__name__}, not an object")
         fields = tuple(map(data.get, SCHEMA_FIELDS))
-        if tuple(map(type, fields)) in _VALID_TYPES:  # the usual case, checked in one go
-            return cls(*fields)
-        for name, kind in SCHEMA_FIELDS.items():
-            value = data.get(name)
-            if not isinstance(value, kind) or isinstance(value, bool):
-                raise NotOurMessage(f"field {name!r} missing or not {getattr(kind, '__name__', 'a number')}")
+        if tuple(map(type, fields)) not in _VALID_TYPES:  # the usual case is checked in one go
+            for name, kind in SCHEMA_FIELDS.items():
+                value = data.get(name)
+                if not isinstance(value, kind) or isinstance(value, bool):
+                    raise NotOurMessage(f"field {name!r} missing or not {getattr(kind, '__name__', 'a number')}")
+        sent_at = fields[2]
+        if type(sent_at) is not float or not math.isfinite(sent_at):
+            # JSON allows NaN, Infinity and integers of any size: the time must be a finite float.
+            try:
+                sent_at = float(sent_at)
+            except OverflowError:
+                sent_at = math.inf
+            if not math.isfinite(sent_at):
+                raise NotOurMessage("field 'sent_at' not a finite number")
+            fields = fields[:2] + (sent_at,) + fields[3:]
         return cls(*fields)
 
 

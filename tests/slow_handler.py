@@ -43,3 +43,12 @@ def slow_then_fail(delivery):
 def as_bytes(delivery):
     """A stage handler returning bytes (the payload, UTF-8 encoded)."""
     return delivery.message.payload.encode()
+
+
+def uses_every_field(delivery):
+    """Touch every field of our schema as a user's handler would: arithmetic on seq and sent_at, text of the rest."""
+    message = delivery.message
+    if message is None:
+        return delivery.body.decode("utf-8", errors="replace").upper()
+    age = time.time() - message.sent_at
+    return f"{message.seq + 1} {age:.3f} {message.host} {message.payload.upper()}"

@@ -94,8 +94,6 @@ def assert_hostile_message_settled(broker, queue, receiver):
     assert "duplicate" not in receiver.output, "acks of messages handled before were lost"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 1: the receiver exits 1 (RecursionError in the JSON parse, "
-                                       "OverflowError in the latency histogram); the message is requeued")
 @pytest.mark.parametrize("body", HOSTILE.values(), ids=HOSTILE.keys())
 def test_hostile_body_neither_stops_the_receiver_nor_is_redelivered(run, broker, queue, body):
     """A body that breaks parsing or the latency sums is settled (text or dead letter); the receiver goes on."""
@@ -109,8 +107,6 @@ def test_hostile_body_neither_stops_the_receiver_nor_is_redelivered(run, broker,
     assert_hostile_message_settled(broker, queue, receiver)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 1: with a handler thread the RecursionError leaves the "
-                                       "message unacked for ever and the queue stalls behind it")
 @pytest.mark.parametrize("options", [("--handler", "slow_handler:handle", "--prefetch", "1"),
                                      ("--jsonl", "JSONL", "--prefetch", "1")], ids=["handler", "jsonl"])
 def test_hostile_body_does_not_stall_a_receiver_with_a_handler_thread(run, broker, queue, tmp_path, options):
@@ -126,8 +122,6 @@ def test_hostile_body_does_not_stall_a_receiver_with_a_handler_thread(run, broke
     assert_hostile_message_settled(broker, queue, receiver)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 13: a foreign message whose message_id was used before "
-                                       "is acked as a duplicate and never handled")
 def test_another_clients_reused_message_ids_are_all_handled(run, broker, queue):
     """A client numbering its messages "1", "2", "1", "2" has each of them handled, none dropped as a duplicate."""
     receiver = run("receiver")

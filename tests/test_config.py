@@ -79,23 +79,18 @@ def test_password_on_the_command_line_draws_a_warning(run, broker):
 
 
 # -- issue 13 item 9: values only the broker or Python refuse are usage errors too ---------------
-TRACEBACK_TODAY = pytest.mark.xfail(strict=True, reason="issue 13 item 9: exit 1 with a traceback, not exit 2")
 TOO_LONG = "k" * 256  # AMQP short strings (names, routing keys) hold 255 bytes
 
 LATE_REFUSALS = [
-    pytest.param("receiver", ["--prefetch", "70000"], "", id="prefetch-over-65535", marks=TRACEBACK_TODAY),
-    pytest.param("sender", ["--pattern", "direct", "--routing-key", TOO_LONG], "", id="routing-key-over-255-bytes",
-                 marks=TRACEBACK_TODAY),
-    pytest.param("sender", ["--pattern", "broadcast", "--exchange", TOO_LONG], "", id="exchange-over-255-bytes",
-                 marks=TRACEBACK_TODAY),
-    pytest.param("receiver", ["--pattern", "direct", "--bind", TOO_LONG], "", id="binding-over-255-bytes",
-                 marks=TRACEBACK_TODAY),
-    pytest.param("sender", [], "?ssl_options=(", id="url-ssl-options-unparsable", marks=TRACEBACK_TODAY),
-    pytest.param("sender", [], "?tcp_options=(", id="url-tcp-options-unparsable", marks=TRACEBACK_TODAY),
-    pytest.param("sender", ["--size", "99999999999"], "", id="size-beyond-memory", marks=TRACEBACK_TODAY),
-    pytest.param("sender", ["--http", "no-such-host.invalid:8080"], "", id="http-host-unresolvable",
-                 marks=TRACEBACK_TODAY),
-    pytest.param("sender", [b"--message", b"caf\xe9"], "", id="message-not-utf-8", marks=TRACEBACK_TODAY),
+    pytest.param("receiver", ["--prefetch", "70000"], "", id="prefetch-over-65535"),
+    pytest.param("sender", ["--pattern", "direct", "--routing-key", TOO_LONG], "", id="routing-key-over-255-bytes"),
+    pytest.param("sender", ["--pattern", "broadcast", "--exchange", TOO_LONG], "", id="exchange-over-255-bytes"),
+    pytest.param("receiver", ["--pattern", "direct", "--bind", TOO_LONG], "", id="binding-over-255-bytes"),
+    pytest.param("sender", [], "?ssl_options=(", id="url-ssl-options-unparsable"),
+    pytest.param("sender", [], "?tcp_options=(", id="url-tcp-options-unparsable"),
+    pytest.param("sender", ["--size", "99999999999"], "", id="size-beyond-memory"),
+    pytest.param("sender", ["--http", "no-such-host.invalid:8080"], "", id="http-host-unresolvable"),
+    pytest.param("sender", [b"--message", b"caf\xe9"], "", id="message-not-utf-8"),
 ]
 
 
@@ -108,7 +103,6 @@ def test_values_the_broker_or_python_would_refuse_exit_2_with_one_line(run, brok
     assert len([line for line in program.lines if ": error: " in line]) == 1, program.output[-2000:]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 9: invalid UTF-8 on stdin: UnicodeDecodeError traceback, exit 1")
 def test_stdin_that_is_not_utf_8_exits_2_with_one_line(broker, queue):
     """--message - with bytes that are not UTF-8 on stdin: exit 2 and one line, no traceback."""
     result = subprocess.run([sys.executable, str(SENDER), "--queue", queue, "--message", "-", "--rate", "0"],

@@ -8,8 +8,6 @@ readiness probe says all is well and messages pile up with no consumer.
 import subprocess
 import sys
 
-import pytest
-
 from support import RECEIVED, SENT, admin_channel_call, queue_counts, wait_alive_until, wait_until
 
 
@@ -18,8 +16,6 @@ def probe_ready(health) -> bool:
                           capture_output=True, timeout=30).returncode == 0
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 2: pika swallows the broker's Basic.Cancel; the receiver "
-                                       "consumes nothing for ever and the queue has 0 consumers")
 def test_receiver_consumes_again_after_its_queue_is_deleted(run, broker, queue):
     """Queue deleted under a running receiver: it declares it again, consumes again, gets what is sent next."""
     receiver = run("receiver")
@@ -32,8 +28,6 @@ def test_receiver_consumes_again_after_its_queue_is_deleted(run, broker, queue):
     assert queue_counts(broker, queue)[2] == 1, "the receiver is the queue's consumer again"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 2: after the cancel the receiver keeps running and its "
-                                       "readiness probe passes, though it consumes nothing")
 def test_cancelled_receiver_that_cannot_consume_again_exits_or_fails_its_probe(run, broker, queue, tmp_path):
     """Queue deleted and re-created with other settings: the receiver exits non-zero or its probe says not ready."""
     health = tmp_path / "health"
@@ -56,8 +50,6 @@ def test_cancelled_receiver_that_cannot_consume_again_exits_or_fails_its_probe(r
         admin_channel_call(broker.url, lambda channel: channel.queue_delete(queue))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 3: the consumer timeout closes the channel before the ack; "
-                                       "the message is redelivered and dead-lettered again every cycle")
 def test_slow_failing_handler_past_the_consumer_timeout_is_dead_lettered_once(run, limited_broker, queue):
     """A handler that outlasts the broker's consumer timeout and then fails: one dead letter, the queue empties."""
     receiver = run("receiver", "--prefetch", "1", "--handler", "slow_handler:slow_then_fail", url=limited_broker.url)

@@ -89,8 +89,6 @@ def test_exchange_of_another_type_exits_5_naming_the_flag(run, broker):
         connection.close()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 5: the broker's 406 for the size is taken for a lost link; "
-                                       "the sender reconnects thousands of times and never exits")
 def test_message_over_the_brokers_max_message_size_exits_6_naming_both_sizes(run, limited_broker):
     """A message larger than the broker's max_message_size is a refusal: exit 6, the size and the limit in one line."""
     sender = run("sender", "--count", "1", "--size", str(MAX_MESSAGE_SIZE + 1000), url=limited_broker.url)

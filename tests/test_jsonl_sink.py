@@ -6,8 +6,6 @@ import json
 import signal
 from collections import Counter
 
-import pytest
-
 from support import RECEIVED, SENT, publish_raw, queue_depth, wait_until
 
 
@@ -52,8 +50,6 @@ def base64_of(value) -> bytes | None:
         return None
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 12: --jsonl writes body.decode(errors='replace'): "
-                                       "bytes that are not UTF-8 become U+FFFD, the body is lost")
 def test_binary_body_is_kept_byte_for_byte(run, broker, queue, tmp_path):
     """A body that is not UTF-8 is stored recoverably (base64 with a marker), not with its bytes replaced."""
     path = tmp_path / "messages.jsonl"

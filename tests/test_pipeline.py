@@ -3,8 +3,6 @@
 import signal
 from collections import Counter
 
-import pytest
-
 from support import RECEIVED, SENT, queue_counts, wait_alive_until, wait_until
 
 
@@ -39,8 +37,6 @@ def test_stage_needs_a_handler_and_a_next_queue(run):
     assert "--handler and --forward-to required" in stage.output
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 10: json.dumps(bytes) raises TypeError on the I/O thread; "
-                                       "the stage exits 1 and crash-loops on the redelivered input")
 def test_stage_handler_returning_bytes_does_not_stop_the_stage(run, broker, queue):
     """A handler returning bytes: they are forwarded as they are, or the input is dead-lettered with the reason."""
     q1, q2 = f"{queue}.in", f"{queue}.out"

@@ -10,8 +10,10 @@ run on a worker thread (dispatch.py) so slow work never starves the connection's
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import time
+from collections import OrderedDict
 
 import pika
 import pika.exceptions as px
@@ -20,6 +22,7 @@ from .. import control
 from ..connection import RECONNECT, Retry, connect
 from ..errors import AuthError, Stopped
 from ..health import Health
+from ..message import describe_body, printable
 from ..shutdown import StopFlag
 from ..topology import Declarer, Subscription
 from ..wire import pika_adapter
@@ -55,10 +58,13 @@ class Consumer:
         self.pipeline = Pipeline(self.settings, handler)
         self.report = Report(self.settings.log_rate)
         self.acks = effects.AckBatch(self.settings.ack_batch)
+        self.park_retry = effects.ParkRetry()
+        self._dead_unparked = DecidedDead(1000)  # decided dead, not yet parked: key -> reason
         self.queue = subscription.queue or ""  # the server names exclusive queues at declare time
         self.dead_letter_queue = ""
         self._connection: pika.BlockingConnection | None = None
         self._confirm_channel = None
+        self._cancelled: str | None = None  # set when the broker cancels our consumer
 
     @property
     def handled(self) -> int:
@@ -72,11 +78,18 @@ class Consumer:
             while not self.stop.is_set():
                 try:
                     self._consume_once()
-                except RECONNECT + (px.ConsumerCancelled,) as exc:
+                except px.ConsumerCancelled as exc:
+                    LOGGER.warning("the broker cancelled the consumer (%s); declaring and consuming again", exc)
+                except RECONNECT as exc:
                     LOGGER.warning("connection to the broker lost (%s); reconnecting", exc.__class__.__name__)
                 except px.ChannelClosedByBroker as exc:
                     if exc.reply_code == 403:
                         raise AuthError(f"not allowed to consume from {self.queue!r}: {exc.reply_text}") from None
+                    if "acknowledgement" in exc.reply_text and "timed out" in exc.reply_text:
+                        LOGGER.warning("the broker's consumer_timeout expired before a message was acked (a "
+                                       "handler slower than it); the message comes back, already-decided "
+                                       "messages are not handled again; raise the broker's consumer_timeout")
+                        continue
                     LOGGER.warning("channel closed by the broker (%s); reconnecting", exc.reply_text)
                     self.stop.wait(1)
                 finally:
@@ -99,6 +112,10 @@ class Consumer:
             # are pending, so a busy work channel would starve a separate control channel.
             control.listen(declarer, self.subscription.group, self._on_control)
         channel = declarer.channel
+        # pika drops the broker's Basic.Cancel (queue deleted, quorum leader moved, node in
+        # maintenance) for callback consumers: without this, we would sit connected, consuming nothing.
+        self._cancelled = None
+        channel.add_on_cancel_callback(self._on_cancelled_by_broker)
         channel.basic_qos(prefetch_count=settings.prefetch)
         self._confirm_channel = self._connection.channel()
         self._confirm_channel.confirm_delivery()
@@ -114,25 +131,51 @@ class Consumer:
             tag = channel.basic_consume(self.queue, on_delivery, auto_ack=False)
             LOGGER.info("consuming from queue %s (prefetch %d)", self.queue, settings.prefetch)
             while not self.stop.is_set():
+                if channel.is_closed:
+                    # pika's process_data_events does not raise when the broker closes a callback
+                    # consumer's channel (e.g. its consumer_timeout): noticed here, raised with the reason.
+                    raise _closing_reason(channel)
+                if self._cancelled is not None:
+                    self.health.beat(connected=False)  # not ready until consuming again
+                    # Deliveries already in hand left the queue with it: handle them before leaving.
+                    self._finish_in_hand(dispatcher, settings.finish_timeout, until_empty=True)
+                    raise px.ConsumerCancelled(self._cancelled)
                 self.health.beat(connected=True)
                 self._connection.process_data_events(time_limit=0.2)
                 self.acks.flush()  # nothing more to dispatch right now
                 self.report.lines.tick()
             # Finish the message in hand (its ack needs this thread), then hand back the rest.
-            deadline = time.monotonic() + settings.finish_timeout
-            while dispatcher is not None and dispatcher.busy.is_set() and time.monotonic() < deadline:
-                self._connection.process_data_events(time_limit=0.1)
+            self._finish_in_hand(dispatcher, settings.finish_timeout)
             self.acks.flush()
             channel.basic_cancel(tag)
         finally:
             if dispatcher is not None:
                 dispatcher.close()
+            self._flush_acks_quietly()
 
     def _handle_inline(self, channel, method, properties, body: bytes) -> None:
         """The delivery callback when there is no handler thread: decide and finish at once."""
         if self.stop.is_set():
             return  # stopping: left unacked, the broker requeues it when the channel closes
         self._finish(channel, method, properties, body, self._decide(method, properties, body))
+
+    def _finish_in_hand(self, dispatcher: Dispatcher | None, timeout: float, until_empty: bool = False) -> None:
+        """Let the worker finish its message (and with until_empty, those queued behind it) within timeout."""
+        deadline = time.monotonic() + timeout
+        while dispatcher is not None and time.monotonic() < deadline and (
+                dispatcher.busy.is_set() or (until_empty and not dispatcher.items.empty())):
+            self._connection.process_data_events(time_limit=0.1)
+
+    def _on_cancelled_by_broker(self, *args) -> None:
+        """pika calls this (I/O thread) when the broker cancels one of this channel's consumers."""
+        self._cancelled = f"consumer {args[-1].method.consumer_tag} of queue {self.queue}"
+
+    def _flush_acks_quietly(self) -> None:
+        """Whatever ends this link, the acks of messages already handled go out if the channel still can."""
+        try:
+            self.acks.flush()
+        except Exception:  # noqa: BLE001 - the channel is gone: those messages come back as duplicates
+            LOGGER.debug("pending acks could not be sent", exc_info=True)
 
     def _on_control(self, command: str) -> None:
         """A command from `rabbitipc-ctl` for this receiver's group (only "stop" exists)."""
@@ -151,7 +194,16 @@ class Consumer:
     def _decide(self, method, properties, body: bytes) -> Outcome:
         """Worker thread: everything but channel operations (parse, handler, sink)."""
         self.health.beat(connected=True)  # under steady traffic the main loop may not turn for long
-        return self.pipeline.decide(method, properties, body)
+        key = _redelivery_key(properties, body)
+        reason = self._dead_unparked.get(key) if method.redelivered else None
+        if reason is not None:
+            # Decided dead before, but the channel closed before it was parked (the broker's
+            # consumer_timeout, a lost link): park it now, without running the handler again.
+            return Outcome.dead(reason)
+        outcome = self.pipeline.decide(method, properties, body)
+        if outcome.action is Action.DEAD:
+            self._dead_unparked.add(key, outcome.reason)
+        return outcome
 
     def _finish(self, channel, method, properties, body: bytes, outcome: Outcome) -> None:
         """I/O thread: carry out the pipeline's outcome with the channel operations it needs."""
@@ -188,5 +240,53 @@ class Consumer:
                 self.stop.set(f"--count {count} reached")
 
     def _dead_letter(self, channel, method, properties, body: bytes, reason: str) -> None:
-        effects.dead_letter(self._confirm_channel, channel, method, properties, body, self.queue,
-                            self.dead_letter_queue, reason)
+        """Park the message in <queue>.dead, then ack it; never drop it (effects.py)."""
+        if not channel.is_open:
+            return  # the ack cannot follow: parked when it comes back (see _decide), so parked once
+        why = effects.park(self._confirm_channel, properties, body, self.queue, self.dead_letter_queue, reason)
+        if why == "UnroutableError":  # <queue>.dead was deleted: declare it again, try once more
+            LOGGER.warning("%s is missing; declaring it again", self.dead_letter_queue)
+            queue_type = self.subscription.queue_type if self.subscription.queue else "classic"
+            effects.declare_dead_letter_queue(Declarer(self._connection.channel), self.dead_letter_queue, queue_type)
+            why = effects.park(self._confirm_channel, properties, body, self.queue, self.dead_letter_queue, reason)
+        if why is not None:
+            self.park_retry.requeue_later(self._connection, channel, self.acks, method, properties,
+                                          self.dead_letter_queue, why, reason)
+            return
+        self.park_retry.succeeded()
+        self._dead_unparked.discard(_redelivery_key(properties, body))
+        self.acks.ack(channel, method.delivery_tag)
+        self.acks.flush()  # before the log line: the line says the message left the queue
+        LOGGER.warning("dead-lettered id=%s to %s: %s body=%s", properties.message_id or "-",
+                       self.dead_letter_queue, printable(reason, 200), describe_body(body, 60))
+
+
+def _redelivery_key(properties, body: bytes) -> str:
+    """What recognises a redelivered message before it is parsed: its message_id, else its body's digest."""
+    return properties.message_id or hashlib.blake2b(body, digest_size=16).hexdigest()
+
+
+class DecidedDead:
+    """A bounded map of messages decided dead but not yet parked, oldest forgotten first (thread-safe enough:
+    single dict operations)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._reasons: OrderedDict[str, str] = OrderedDict()
+
+    def get(self, key: str) -> str | None:
+        return self._reasons.get(key)
+
+    def add(self, key: str, reason: str) -> None:
+        self._reasons[key] = reason
+        while len(self._reasons) > self.size:
+            self._reasons.popitem(last=False)
+
+    def discard(self, key: str) -> None:
+        self._reasons.pop(key, None)
+
+
+def _closing_reason(channel) -> Exception:
+    """Why a BlockingChannel closed: pika keeps it only in a private attribute (checked with pika 1.3)."""
+    reason = getattr(channel, "_closing_reason", None)
+    return reason if isinstance(reason, px.ChannelClosedByBroker) else px.ChannelWrongStateError("channel closed")

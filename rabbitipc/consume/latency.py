@@ -14,6 +14,7 @@ LOWEST_MS = 0.001
 _LOG_RATIO = math.log(RATIO)
 _SCALE = 1 / _LOG_RATIO
 _BUCKETS = int(math.log(3_600_000 / LOWEST_MS) / _LOG_RATIO) + 2
+_HIGHEST_MS = 1e12  # about 30 years: anything above lands in the top bucket, unchanged in max
 
 
 class Latencies:
@@ -25,6 +26,8 @@ class Latencies:
         self.max = 0.0
 
     def add(self, ms: float) -> None:
+        if not LOWEST_MS < ms < _HIGHEST_MS:  # clocks apart, or a sent_at far off: the edge buckets
+            ms = 0.0 if not ms > LOWEST_MS else _HIGHEST_MS  # NaN counts as the lowest
         index = int(math.log(ms / LOWEST_MS) * _SCALE) + 1 if ms > LOWEST_MS else 0
         self.counts[min(index, _BUCKETS - 1)] += 1
         self.total += 1

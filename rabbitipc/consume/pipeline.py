@@ -6,7 +6,7 @@ channel: it returns an Outcome, and the consumer's I/O thread carries it out (ef
 
 from __future__ import annotations
 
-from ..message import Message, NotOurMessage
+from ..message import Message, NotOurMessage, printable
 from .dedupe import RecentIds
 from .handlers import Delivery, Handler
 from .outcome import Outcome
@@ -23,6 +23,13 @@ class Pipeline:
         self.recent = RecentIds(settings.dedupe_window)
 
     def decide(self, method, properties, body: bytes) -> Outcome:
+        """The outcome for one message; any error while deciding dead-letters it with the reason."""
+        try:
+            return self._decide(method, properties, body)
+        except Exception as exc:  # noqa: BLE001 - one message must never stop or stall the receiver
+            return Outcome.dead(f"could not be decided: {exc.__class__.__name__}: {printable(str(exc), 200)}")
+
+    def _decide(self, method, properties, body: bytes) -> Outcome:
         settings = self.settings
         if len(body) > settings.max_size:
             return Outcome.dead(f"body of {len(body)} bytes exceeds the {settings.max_size}-byte limit")
@@ -35,7 +42,9 @@ class Pipeline:
             return Outcome.dead(f"not a rabbitipc message: {error}")
         if settings.poison_pill is not None and _text(delivery) == settings.poison_pill:
             return Outcome.poison()
-        message_id = delivery.id
+        # Duplicates are judged only among our messages: their ids are unique by construction,
+        # while another client's message_id may be a counter that starts again ("1", "2", ...).
+        message_id = message.id if message is not None else None
         seq = message.seq if message else "-"
         if message_id is not None and message_id in self.recent:
             return Outcome.duplicate(f"duplicate seq={seq} id={message_id} already handled; acked again")

@@ -7,6 +7,7 @@ after a crash is not written twice.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -16,6 +17,14 @@ from ..errors import EXIT_USAGE, FatalError
 from .handlers import Delivery
 
 LOGGER = logging.getLogger(__name__)
+
+
+def body_record(body: bytes) -> dict:
+    """A foreign body as a record field: {"text": ...} when it is UTF-8, else {"base64": ...}, byte for byte."""
+    try:
+        return {"text": body.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(body).decode("ascii")}
 
 
 class JsonlSink:
@@ -39,24 +48,25 @@ class JsonlSink:
                 except ValueError:
                     LOGGER.warning("%s line %d is not JSON (a torn write?); ignored", self.path, number)
                     continue
-                if isinstance(record, dict) and record.get("id"):
-                    self.ids.add(record["id"])
+                if isinstance(record, dict) and isinstance(record.get("id"), str) and "payload" in record:
+                    self.ids.add(record["id"])  # ours only: see write()
         LOGGER.info("%s holds %d messages already", self.path, len(self.ids))
 
     def write(self, delivery: Delivery) -> bool:
-        """Persist the delivery; False when its id is already in the file (a redelivery)."""
-        if delivery.id is not None and delivery.id in self.ids:
+        """Persist the delivery; False when it is one of ours whose id is already in the file (a redelivery).
+
+        Another client's message_id is not unique by our rules, so its messages are always written.
+        """
+        ours = delivery.message
+        if ours is not None and ours.id in self.ids:
             return False
-        if delivery.message is not None:
-            record = delivery.message.as_dict()
-        else:
-            record = {"id": delivery.id, "text": delivery.body.decode("utf-8", errors="replace")}
+        record = ours.as_dict() if ours is not None else {"id": delivery.id, **body_record(delivery.body)}
         record["received_at"] = time.time()
         self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())
-        if delivery.id is not None:
-            self.ids.add(delivery.id)
+        if ours is not None:
+            self.ids.add(ours.id)
         return True
 
     def close(self) -> None:

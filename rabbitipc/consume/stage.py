@@ -12,9 +12,10 @@ import socket
 import time
 import uuid
 
+import pika
 import pika.exceptions as px
 
-from ..message import Message
+from ..message import PERSISTENT, Message
 from ..topology import Route
 from .handlers import Delivery
 
@@ -35,9 +36,19 @@ def output_message(delivery: Delivery, result: object, queue: str) -> Message:
 
 def forward(confirm_channel, route: Route, delivery: Delivery, result: object, queue: str) -> str | None:
     """Publish the result, confirmed; return None when the broker has it, else why not (to dead-letter)."""
-    out = output_message(delivery, result, queue)
+    if isinstance(result, (bytes, bytearray, memoryview)):
+        # Bytes are forwarded as they are (not in our JSON), with the derived id and persistent.
+        out = output_message(delivery, "", queue)
+        body, properties = bytes(result), pika.BasicProperties(delivery_mode=PERSISTENT, message_id=out.id,
+                                                               timestamp=out.properties().timestamp)
+    else:
+        try:
+            out = output_message(delivery, result, queue)
+        except (TypeError, ValueError) as exc:  # json.dumps of something that is not JSON
+            return f"handler result not forwardable: {exc.__class__.__name__}: {exc}"
+        body, properties = out.body(), out.properties()
     try:
-        confirm_channel.basic_publish(route.exchange_name, route.key, out.body(), out.properties(), mandatory=True)
+        confirm_channel.basic_publish(route.exchange_name, route.key, body, properties, mandatory=True)
     except (px.UnroutableError, px.NackError) as exc:
         return f"could not forward to {route.describe}: {exc.__class__.__name__}"
     LOGGER.debug("forwarded id=%s as id=%s to %s", delivery.id, out.id, route.describe)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -33,13 +34,14 @@ def queue_name(text: str) -> str:
     return text
 
 
-def _number(kind: Callable[[str], Any], minimum: float, description: str) -> Callable[[str], Any]:
+def _number(kind: Callable[[str], Any], minimum: float, description: str,
+            maximum: float = float("inf")) -> Callable[[str], Any]:
     def convert(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:
             raise ValueError(f"{text!r} is not {description}") from None
-        if value != value or value < minimum or value in (float("inf"),):
+        if value != value or value < minimum or value > maximum or value in (float("inf"),):
             raise ValueError(f"{text!r} is not {description}")
         return value
 
@@ -48,6 +50,10 @@ def _number(kind: Callable[[str], Any], minimum: float, description: str) -> Cal
 
 
 positive_int = _number(int, 1, "a whole number of at least 1")
+#: AMQP's prefetch count is a 16-bit field.
+prefetch_count = _number(int, 1, "a whole number from 1 to 65535", 65535)
+#: RabbitMQ's largest max_message_size (512 MiB); the default limit is 128 MiB.
+message_size = _number(int, 1, "a whole number from 1 to 536870912 (RabbitMQ's largest message)", 536870912)
 non_negative_int = _number(int, 0, "a whole number of at least 0")
 non_negative_float = _number(float, 0, "a number of at least 0")
 
@@ -75,6 +81,22 @@ def text(value: str) -> str:
     return value
 
 
+def utf8_text(value: str) -> str:
+    """Text that is valid UTF-8 (bytes that are not arrive as surrogates from argv and the environment)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("is not valid UTF-8") from None
+    return value
+
+
+def short_string(value: str) -> str:
+    """An AMQP short string (exchange name, routing or binding key): at most 255 bytes of UTF-8."""
+    if len(utf8_text(value).encode()) > 255:
+        raise ValueError(f"is {len(value.encode())} bytes; AMQP allows at most 255")
+    return value
+
+
 def readable_file(value: str) -> str:
     if not os.path.isfile(value) or not os.access(value, os.R_OK):
         raise ValueError(f"{value!r} is not a readable file")
@@ -82,7 +104,7 @@ def readable_file(value: str) -> str:
 
 
 def key_list(value: str) -> tuple[str, ...]:
-    keys = tuple(key.strip() for key in value.split(",") if key.strip())
+    keys = tuple(short_string(key.strip()) for key in value.split(",") if key.strip())
     if not keys:
         raise ValueError("needs at least one key")
     return keys
@@ -92,7 +114,12 @@ def host_port(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(f"{value!r} is not HOST:PORT")
-    return host or "127.0.0.1", int(port)
+    host = host or "127.0.0.1"
+    try:
+        socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise ValueError(f"host {host!r} cannot be resolved ({exc})") from None
+    return host, int(port)
 
 
 # -- declarations ----------------------------------------------------------------------
@@ -124,7 +151,7 @@ COMMON = [
     Option("--queue", "RABBITIPC_QUEUE", None, queue_name,
            "durable queue; in the exchange patterns a receiver without one gets an exclusive queue",
            "NAME", shown_default=f"{defaults.QUEUE} in the work pattern"),
-    Option("--exchange", "RABBITIPC_EXCHANGE", None, text,
+    Option("--exchange", "RABBITIPC_EXCHANGE", None, short_string,
            "exchange of the broadcast/direct/topic patterns", "NAME", shown_default="rabbitipc.PATTERN"),
     Option("--queue-type", "RABBITIPC_QUEUE_TYPE", defaults.QUEUE_TYPE, choice(QUEUE_TYPES),
            "type of the queues ours creates: quorum (as the current tutorials) or classic (faster, not "
@@ -165,12 +192,12 @@ SENDER = [
            "longest random sleep between messages", "S"),
     Option("--seed", "RABBITIPC_SEED", None, _number(int, -(2**63), "a whole number"),
            "seed of the random intervals, for repeatable runs", "N", shown_default="random"),
-    Option("--message", "RABBITIPC_MESSAGE", None, text,
+    Option("--message", "RABBITIPC_MESSAGE", None, utf8_text,
            "payload of every message; '-' reads one message per line of stdin",
            "TEXT", shown_default="generated 'hello N'"),
-    Option("--size", "RABBITIPC_SIZE", None, positive_int,
+    Option("--size", "RABBITIPC_SIZE", None, message_size,
            "pad or cut generated payloads to N characters", "N", shown_default="natural size"),
-    Option("--routing-key", "RABBITIPC_ROUTING_KEY", defaults.QUEUE, text,
+    Option("--routing-key", "RABBITIPC_ROUTING_KEY", defaults.QUEUE, short_string,
            "routing key in the direct and topic patterns", "KEY"),
     Option("--window", "RABBITIPC_WINDOW", defaults.WINDOW, positive_int,
            "messages published ahead of their confirms (and 16 MiB at most); each stays held until "
@@ -186,7 +213,7 @@ SENDER = [
 RECEIVER = [
     Option("--count", "RABBITIPC_COUNT", None, positive_int,
            "stop after handling N messages", "N", shown_default="forever"),
-    Option("--prefetch", "RABBITIPC_PREFETCH", defaults.PREFETCH, positive_int,
+    Option("--prefetch", "RABBITIPC_PREFETCH", defaults.PREFETCH, prefetch_count,
            "unacked messages the broker may hand this receiver at once (acked in batches of a quarter, "
            "at most 100); lower it to 1-10 when each message takes long and receivers share a queue", "N"),
     Option("--max-size", "RABBITIPC_MAX_SIZE", defaults.MAX_SIZE, positive_int,

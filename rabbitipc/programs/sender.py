@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from ..errors import Stopped
+from ..errors import EXIT_USAGE, FatalError, Stopped
 from ..loglines import SENT_LINE, LineBudget
 from ..message import Message, Stamper, printable
 from ..publish.engine import StreamPublisher
@@ -42,8 +42,7 @@ def payloads(message: str | None, size: int | None, stdin=None) -> Iterator[str]
     A generated payload is 'hello N', padded or cut to `size` characters when given.
     """
     if message == "-":
-        stream = stdin or sys.stdin
-        return (line.rstrip("\n") for line in stream)
+        return _lines(stdin or sys.stdin)
     if message is not None:
         return itertools.repeat(message)
 
@@ -55,6 +54,22 @@ def payloads(message: str | None, size: int | None, stdin=None) -> Iterator[str]
             yield text
 
     return generated()
+
+
+def _lines(stream) -> Iterator[str]:
+    """The lines of stdin; one that is not UTF-8 ends the run with a usage error (exit 2).
+
+    Depending on the locale, Python decodes stdin strictly (UnicodeDecodeError) or keeps the bad
+    bytes as surrogates (which no message can carry): both are caught here.
+    """
+    done = 0
+    try:
+        for line in stream:
+            line.encode("utf-8")
+            done += 1
+            yield line.rstrip("\n")
+    except UnicodeError:
+        raise FatalError(f"stdin line {done + 1} is not UTF-8", EXIT_USAGE) from None
 
 
 class _Tally:

@@ -253,6 +253,11 @@ class StreamPublisher:
         if isinstance(reason, px.ChannelClosedByBroker) and reason.reply_code == 403:
             self._drop_link()
             raise AuthError(f"not allowed to publish to {self.route.describe}: {reason.reply_text}")
+        if isinstance(reason, px.ChannelClosedByBroker) and reason.reply_code == 406 \
+                and "max size" in reason.reply_text:
+            # A refusal, not a lost link: sending it again would be refused again, for ever.
+            self._drop_link()
+            raise UndeliverableError(f"the broker refuses a message over its max_message_size: {reason.reply_text}")
         unconfirmed = list(self._unconfirmed.values())
         self._unconfirmed.clear()
         self._unconfirmed_bytes = 0
