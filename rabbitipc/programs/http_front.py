@@ -14,7 +14,7 @@ import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from ..errors import FatalError, Stopped
+from ..errors import EXIT_AUTH, EXIT_TLS, FatalError, Stopped
 from ..loglines import SENT_VIA_HTTP_LINE
 from ..message import Stamper
 from ..publish.blocking import Publisher
@@ -33,6 +33,8 @@ class MessageServer(ThreadingHTTPServer):
         self.max_size = max_size
         self.lock = threading.Lock()
         self.stamp = Stamper()
+        #: A refusal retrying cannot fix (credentials, permissions, TLS): serve() stops and raises it.
+        self.fatal: FatalError | None = None
 
     def publish(self, payload: str) -> tuple[int, dict]:
         """Publish one payload; return (HTTP status, JSON answer)."""
@@ -40,7 +42,15 @@ class MessageServer(ThreadingHTTPServer):
             message = self.stamp(payload)
             try:
                 routed = self.publisher.publish(message.body(), message.properties())
-            except (FatalError, Stopped) as exc:
+            except FatalError as exc:
+                if exc.exit_code in (EXIT_AUTH, EXIT_TLS):
+                    # 503 for ever would hide a configuration error: stop, and exit with its code.
+                    self.fatal = exc
+                    self.publisher.stop.set(f"fatal: {exc}")
+                    return 503, {"error": f"the broker refused: {exc}"}
+                LOGGER.warning("not accepted id=%s: %s", message.id, exc)
+                return 503, {"error": f"the broker cannot take messages now: {exc}; retry later"}
+            except Stopped as exc:
                 LOGGER.warning("not accepted id=%s: %s", message.id, exc or "stopping")
                 return 503, {"error": f"the broker cannot take messages now: {exc or 'stopping'}; retry later"}
         if not routed:
@@ -92,7 +102,11 @@ class RequestHandler(BaseHTTPRequestHandler):
 
 
 def serve(publisher: Publisher, address: tuple[str, int], max_size: int = 1024 * 1024) -> None:
-    """Serve until the publisher's stop flag is set; heartbeats are serviced between requests."""
+    """Serve until the publisher's stop flag is set; heartbeats are serviced between requests.
+
+    Raises the FatalError of refused credentials or permissions or a failed TLS handshake
+    (exit 3 or 7), met on the first POST, instead of answering 503 for ever.
+    """
     server = MessageServer(address, publisher, max_size)
     thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
     thread.start()
@@ -105,3 +119,5 @@ def serve(publisher: Publisher, address: tuple[str, int], max_size: int = 1024 *
         server.shutdown()
         server.server_close()
         LOGGER.info("http producer stopped")
+    if server.fatal is not None:
+        raise server.fatal
