@@ -19,8 +19,7 @@ import pika
 import pika.exceptions as px
 
 from . import defaults
-from .connection import (AUTH_ERRORS, TRANSIENT, Broker, Retry, check_url, describe, parameters, redact,
-                         root_cause)
+from .connection import AUTH_ERRORS, TRANSIENT, Broker, Retry, check_url, describe, parameters, redact, root_cause
 from .errors import EXIT_AUTH, EXIT_FAILURE, EXIT_TLS, EXIT_UNREACHABLE, FatalError
 from .topology import CONTROL_EXCHANGE, Declarer, bind, declare_exchange
 

@@ -1,7 +1,6 @@
 """Failures the user can cause or meet get one clear line and a distinct exit code."""
 
 import pika
-import pytest
 
 from devtools.localbroker import free_port
 from support import MAX_MESSAGE_SIZE
