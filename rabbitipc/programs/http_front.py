@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from ..errors import EXIT_AUTH, EXIT_TLS, FatalError, Stopped
 from ..loglines import SENT_VIA_HTTP_LINE
-from ..message import Stamper
+from ..message import Stamper, printable
 from ..publish.blocking import Publisher
 
 LOGGER = logging.getLogger(__name__)
@@ -64,6 +64,8 @@ class RequestHandler(BaseHTTPRequestHandler):
 
     server: MessageServer
     protocol_version = "HTTP/1.1"
+    #: Seconds a client may take to send a request line, headers or body: a stalled client is disconnected.
+    timeout = 10
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's name
         if self.path.rstrip("/") != "/messages":
@@ -73,6 +75,10 @@ class RequestHandler(BaseHTTPRequestHandler):
             length = int(self.headers.get("Content-Length", ""))
         except ValueError:
             self._answer(400, {"error": "Content-Length required"})
+            return
+        if length < 0:
+            self.close_connection = True  # the body is not read: the connection cannot carry another request
+            self._answer(400, {"error": f"invalid Content-Length {length}"})
             return
         if length > self.server.max_size:
             self.close_connection = True
@@ -98,7 +104,8 @@ class RequestHandler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - http.server's signature
-        LOGGER.info("http %s %s", self.address_string(), format % args)
+        # The request line is the client's text: escaped, it can neither forge a log line nor reach a terminal.
+        LOGGER.info("http %s %s", self.address_string(), printable(format % args, 300))
 
 
 def serve(publisher: Publisher, address: tuple[str, int], max_size: int = 1024 * 1024) -> None:
