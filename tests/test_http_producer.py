@@ -115,8 +115,6 @@ def test_memory_alarm_answers_503_quickly(run, broker):
         broker.ctl("set_vm_memory_high_watermark", "0.4")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 6: requests queue behind the one publisher lock while the "
-                                       "broker is down: 503 after 3, 5, 7, 9, 11 s")
 def test_requests_while_the_broker_is_down_are_answered_in_parallel(run):
     """Five clients POST while no broker answers: each gets 503 within a few seconds, not one after another."""
     sender, port = start_http_sender(run, url=f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F")

@@ -20,6 +20,8 @@ from ..message import Stamper, printable
 from ..publish.blocking import Publisher
 
 LOGGER = logging.getLogger(__name__)
+#: Seconds a request waits for the shared publisher before it is answered 503.
+LOCK_WAIT = 2.0
 
 
 class MessageServer(ThreadingHTTPServer):
@@ -37,8 +39,14 @@ class MessageServer(ThreadingHTTPServer):
         self.fatal: FatalError | None = None
 
     def publish(self, payload: str) -> tuple[int, dict]:
-        """Publish one payload; return (HTTP status, JSON answer)."""
-        with self.lock:
+        """Publish one payload; return (HTTP status, JSON answer).
+
+        A request that cannot take the publisher within LOCK_WAIT seconds (another one is waiting
+        out a broker outage) gets 503 at once instead of queueing behind it.
+        """
+        if not self.lock.acquire(timeout=LOCK_WAIT):
+            return 503, {"error": "the broker cannot take messages now: busy with an earlier request; retry later"}
+        try:
             message = self.stamp(payload)
             try:
                 routed = self.publisher.publish(message.body(), message.properties())
@@ -53,6 +61,8 @@ class MessageServer(ThreadingHTTPServer):
             except Stopped as exc:
                 LOGGER.warning("not accepted id=%s: %s", message.id, exc or "stopping")
                 return 503, {"error": f"the broker cannot take messages now: {exc or 'stopping'}; retry later"}
+        finally:
+            self.lock.release()
         if not routed:
             return 503, {"error": f"no queue is bound to {self.publisher.route.describe}; retry later"}
         LOGGER.info(SENT_VIA_HTTP_LINE, message.seq, message.id, len(payload))
