@@ -12,14 +12,15 @@ import argparse
 import json
 import logging
 import os
+import ssl
 import sys
 
 import pika
 import pika.exceptions as px
 
 from . import defaults
-from .connection import AUTH_ERRORS, TRANSIENT, Broker, Retry, check_url, describe, parameters, redact
-from .errors import EXIT_AUTH, EXIT_UNREACHABLE, FatalError
+from .connection import AUTH_ERRORS, TRANSIENT, Broker, Retry, check_url, describe, parameters, redact, root_cause
+from .errors import EXIT_AUTH, EXIT_FAILURE, EXIT_TLS, EXIT_UNREACHABLE, FatalError
 from .topology import CONTROL_EXCHANGE, Declarer, bind, declare_exchange
 
 LOGGER = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="exit codes: 0 done, 1 no receiver listening / no reply (call: "
                                             "timeout, or the responder failed), 3 refused credentials, "
-                                            "4 broker unreachable")
+                                            "4 broker unreachable, 7 the broker's TLS certificate not trusted")
     parser.add_argument("command", choices=(*COMMANDS, "call"))
     parser.add_argument("payload", nargs="?", help="call: the request body (text, sent as is)")
     parser.add_argument("--queue", default=None,
@@ -99,7 +100,18 @@ def main(argv: list[str] | None = None) -> int:
     except AUTH_ERRORS as exc:
         print(f"rabbitipc-ctl: error: the broker at {redact(url)} refused: {describe(exc)}", file=sys.stderr)
         return EXIT_AUTH
-    except TRANSIENT as exc:
+    except px.ChannelClosedByBroker as exc:  # 403: this user may not use the control exchange
+        print(f"rabbitipc-ctl: error: the broker at {redact(url)} refused: {describe(exc)}", file=sys.stderr)
+        return EXIT_AUTH if exc.reply_code == 403 else EXIT_FAILURE
+    except (ssl.SSLError, *TRANSIENT) as exc:
+        cause = root_cause(exc)
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            print(f"rabbitipc-ctl: error: the certificate of {redact(url)} is not trusted: {cause.verify_message}"
+                  f"{'' if args.ca_file else ' (give the CA with --ca-file)'}", file=sys.stderr)
+            return EXIT_TLS
+        if isinstance(cause, ssl.SSLError):
+            print(f"rabbitipc-ctl: error: TLS with {redact(url)} failed: {cause.reason or cause}", file=sys.stderr)
+            return EXIT_TLS
         print(f"rabbitipc-ctl: error: broker at {redact(url)} unreachable: {describe(exc)}", file=sys.stderr)
         return EXIT_UNREACHABLE
     if not delivered:

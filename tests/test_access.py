@@ -194,8 +194,6 @@ def ctl_as(url, *args):
                           capture_output=True, text=True, timeout=30)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 11: a 403 on the control exchange escapes as a "
-                                       "ChannelClosedByBroker traceback, exit 1")
 def test_ctl_without_the_right_exits_3_with_one_line(secured):
     """rabbitipc-ctl with a user that may not send control commands: exit 3, one line, no traceback."""
     _, url, _ = secured

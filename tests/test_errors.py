@@ -1,7 +1,6 @@
 """Failures the user can cause or meet get one clear line and a distinct exit code."""
 
 import pika
-import pytest
 
 from devtools.localbroker import free_port
 from support import MAX_MESSAGE_SIZE
@@ -99,8 +98,6 @@ def test_message_over_the_brokers_max_message_size_exits_6_naming_both_sizes(run
 
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 11: --http answers 503 for ever on refused credentials "
-                                       "instead of exiting 3")
 def test_http_sender_with_refused_credentials_exits_3(run, broker):
     """sender --http with a wrong password: exit 3 and one line, as without --http, not 503 for ever."""
     import urllib.request

@@ -78,8 +78,6 @@ def status_of(response: bytes) -> int | None:
     return int(response.split(b" ", 2)[1]) if response.startswith(b"HTTP/") else None
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 6: Content-Length -1 makes the server read the body to EOF "
-                                       "and publish it (202)")
 def test_negative_content_length_is_refused_without_reading_the_body(run):
     """Content-Length: -1 with a 3 MiB body: 400 at once, nothing published."""
     sender, port = start_http_sender(run)
@@ -117,8 +115,6 @@ def test_memory_alarm_answers_503_quickly(run, broker):
         broker.ctl("set_vm_memory_high_watermark", "0.4")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 6: requests queue behind the one publisher lock while the "
-                                       "broker is down: 503 after 3, 5, 7, 9, 11 s")
 def test_requests_while_the_broker_is_down_are_answered_in_parallel(run):
     """Five clients POST while no broker answers: each gets 503 within a few seconds, not one after another."""
     sender, port = start_http_sender(run, url=f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F")
@@ -138,8 +134,6 @@ def test_requests_while_the_broker_is_down_are_answered_in_parallel(run):
     assert max(seconds for _, seconds in answers) < 5, answers
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 6: the server has no socket timeout: a client that sends "
-                                       "half a request holds a connection and a thread for ever")
 def test_slow_clients_are_disconnected(run):
     """Twenty clients that send half a request and stall are disconnected; a normal POST is served meanwhile."""
     sender, port = start_http_sender(run)
@@ -164,8 +158,6 @@ def test_slow_clients_are_disconnected(run):
             sock.close()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 6: the request line is logged raw: a carriage return in it "
-                                       "forges a 'sent seq=999' line")
 def test_control_characters_in_a_request_are_escaped_in_the_log(run):
     """A request line with a carriage return and an escape sequence cannot forge a log line or reach the terminal."""
     sender, port = start_http_sender(run)

@@ -102,8 +102,6 @@ def poke(port) -> None:
         pass
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 11: rabbitipc-ctl takes the certificate error for an "
-                                       "unreachable broker: exit 4")
 def test_ctl_with_an_untrusted_certificate_exits_7(tls_broker):
     """rabbitipc-ctl against a broker whose certificate it cannot verify: exit 7, like the programs."""
     import sys
@@ -118,8 +116,6 @@ def test_ctl_with_an_untrusted_certificate_exits_7(tls_broker):
     assert "not trusted" in result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 11: --http answers 503 for ever on a TLS failure "
-                                       "instead of exiting 7")
 def test_http_sender_with_an_untrusted_certificate_exits_7(run, tls_broker):
     """sender --http against a broker whose certificate it cannot verify: exit 7, not 503 for ever."""
     from devtools.localbroker import free_port
