@@ -10,7 +10,7 @@ import sys
 
 import aio_pika
 
-from bench.peers.contract import PREFETCH, Receipts, main, ready, stream
+from bench.peers.contract import PREFETCH, Receipts, main_async, ready, stream
 
 
 async def publish_async(url: str, queue: str, count: int, size: int, rate: float) -> None:
@@ -46,13 +46,5 @@ async def consume_async(url: str, queue: str, count: int) -> None:
         receipts.report()
 
 
-def publish(url: str, queue: str, count: int, size: int, rate: float) -> None:
-    asyncio.run(publish_async(url, queue, count, size, rate))
-
-
-def consume(url: str, queue: str, count: int) -> None:
-    asyncio.run(consume_async(url, queue, count))
-
-
 if __name__ == "__main__":
-    sys.exit(main(publish, consume))
+    sys.exit(main_async(publish_async, consume_async))

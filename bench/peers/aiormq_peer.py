@@ -11,7 +11,7 @@ import sys
 import aiormq
 from pamqp.commands import Basic
 
-from bench.peers.contract import PREFETCH, Receipts, main, ready, stream
+from bench.peers.contract import PREFETCH, Receipts, main_async, ready, stream
 
 PERSISTENT = aiormq.spec.Basic.Properties(delivery_mode=2)
 
@@ -51,13 +51,5 @@ async def consume_async(url: str, queue: str, count: int) -> None:
     await connection.close()
 
 
-def publish(url: str, queue: str, count: int, size: int, rate: float) -> None:
-    asyncio.run(publish_async(url, queue, count, size, rate))
-
-
-def consume(url: str, queue: str, count: int) -> None:
-    asyncio.run(consume_async(url, queue, count))
-
-
 if __name__ == "__main__":
-    sys.exit(main(publish, consume))
+    sys.exit(main_async(publish_async, consume_async))

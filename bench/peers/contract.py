@@ -119,3 +119,9 @@ def main(publish: Callable[[str, str, int, int, float], None], consume: Callable
         print("usage: publish URL QUEUE COUNT SIZE [RATE] | consume URL QUEUE COUNT", file=sys.stderr)
         return 2
     return 0
+
+
+def main_async(publish: Callable[[str, str, int, int, float], Awaitable[None]],
+               consume: Callable[[str, str, int], Awaitable[None]]) -> int:
+    """main() for the asyncio clients: the chosen side runs in an event loop of its own."""
+    return main(lambda *args: asyncio.run(publish(*args)), lambda *args: asyncio.run(consume(*args)))
