@@ -16,7 +16,7 @@ case " $* " in
 esac
 ensure_venv test
 export PATH="$VENV/bin:$PATH"
-# Test files run in parallel worker processes (pytest-xdist, a file per worker at a time, each with
+# Test files run in two parallel worker processes (pytest-xdist, a file per worker at a time, each with
 # its own broker): most tests wait on brokers and containers, not on the CPU.
 # RABBITIPC_TEST_WORKERS=0 runs them in this process, one after another.
-exec "$VENV/bin/python" -m pytest -n "${RABBITIPC_TEST_WORKERS:-3}" --dist loadfile "$@"
+exec "$VENV/bin/python" -m pytest -n "${RABBITIPC_TEST_WORKERS:-2}" --dist loadfile "$@"

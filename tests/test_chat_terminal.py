@@ -42,7 +42,7 @@ def test_two_people_in_two_terminals(backend, broker, room, terminal, request):
                         env, width=90, height=16)
 
     alice = open_room("alice")
-    alice.wait_for("* alice joined")
+    alice.wait_for("* alice joined", timeout=60)  # the first room also creates the topic/exchange
     bob = open_room("bob")
     alice.wait_for("* bob joined")
     bob.wait_for("* bob joined")
