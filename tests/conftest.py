@@ -50,11 +50,18 @@ def pytest_runtest_makereport(item, call):
       an install step is missing (as catatonit once was) and must not pass as green. The cluster
       tier is the exception: no cluster can be had in CI.
     - The fault-matrix rows the test added travel on the report (user_properties), so the matrix is
-      printed also when the tests run in xdist workers."""
+      printed also when the tests run in xdist workers.
+    - A failed test that used the session's node gets the node's recent warnings and errors as a
+      report section: CI keeps no node logs, and a broker-side cause (a nack, a crashed queue) is
+      otherwise invisible."""
     from support import FAULT_MATRIX
 
     outcome = yield
     report = outcome.get_result()
+    node = item.funcargs.get("broker") if hasattr(item, "funcargs") else None
+    if report.failed and isinstance(node, LocalBroker):
+        noted = [line for line in node.tail_log(600).splitlines() if "[warning]" in line or "[error]" in line]
+        report.sections.append(("broker log (warnings and errors)", "\n".join(noted[-40:]) or "(none)"))
     if report.skipped and os.environ.get("CI") == "true" and "cluster" not in item.keywords \
             and not hasattr(report, "wasxfail"):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)

@@ -1,9 +1,13 @@
 """Nothing accepted is lost when a receiver dies or the broker restarts mid-stream."""
 
+import logging
 import signal
+import threading
+import uuid
 from collections import Counter
 
-from support import RECEIVED, SENT, queue_depth, wait_until
+from rabbitipc import MessageQueue
+from support import RECEIVED, SENT, queue_counts, queue_depth, wait_until
 
 
 def test_receiver_killed_mid_stream_loses_nothing(run, broker, queue):
@@ -87,3 +91,49 @@ def test_handler_slower_than_the_heartbeat_keeps_the_connection(run, broker, que
     assert "connection to the broker lost" not in receiver.output
     assert "duplicate" not in receiver.output
     wait_until(lambda: queue_depth(broker.url, queue) == 0, 10, "both acked")
+
+
+def test_a_handler_busy_across_a_broker_restart_never_overlaps_the_next(broker, caplog):
+    """The broker restarts while a handler works: the next message waits for that handler (handlers
+    never run two at once, even across a reconnect: they may share a publisher), then all are handled."""
+    caplog.set_level(logging.INFO, logger="rabbitipc")
+    queue = f"test-overlap-{uuid.uuid4().hex[:8]}"
+    mq = MessageQueue(queue, broker.url, prefetch=1, queue_type="classic")  # classic: exact counts
+    for text in ("first", "second", "third"):
+        mq.publish(text)
+    running: list[int] = []  # handlers running, as each one starts
+    handled: list[str] = []
+    started, release, lock = threading.Event(), threading.Event(), threading.Lock()
+
+    def handle(delivery) -> None:
+        with lock:
+            running.append(running[-1] + 1 if running else 1)
+        try:
+            if not started.is_set():
+                started.set()
+                release.wait(60)  # still working when the broker goes away and comes back
+            handled.append(delivery.message.payload)
+        finally:
+            with lock:
+                running.append(running[-1] - 1)
+
+    mq.register(handle)
+    consumer = threading.Thread(target=mq.start, daemon=True)
+    consumer.start()
+    try:
+        assert started.wait(30), "the first message never reached the handler"
+        broker.restart()
+        wait_until(lambda: caplog.text.count("consuming from queue") == 2, 90, "the consumer back", lambda: caplog.text)
+        # Then the next message is in hand (unacked) and must wait; before the fix it was handled at once.
+        wait_until(lambda: max(running) > 1 or (queue_counts(broker, queue) or (0, 0, 0))[1] == 1, 30,
+                   "a message delivered on the new link", lambda: f"{queue_counts(broker, queue)}")
+        release.set()
+        wait_until(lambda: {"first", "second", "third"} <= set(handled), 60, "every message handled",
+                   lambda: f"{handled}\n{caplog.text[-3000:]}")
+    finally:
+        release.set()
+        mq.stop()
+        consumer.join(15)
+        mq.close()
+    assert max(running) == 1, f"handlers overlapped: {running}"
+    wait_until(lambda: queue_counts(broker, queue)[:2] == (0, 0), 30, "nothing left in the queue")

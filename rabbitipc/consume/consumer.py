@@ -65,6 +65,8 @@ class Consumer:
         self._connection: pika.BlockingConnection | None = None
         self._confirm_channel = None
         self._cancelled: str | None = None  # set when the broker cancels our consumer
+        #: The handler thread, one for the consumer's life (see dispatch.py); None without handler or sink.
+        self._dispatcher: Dispatcher | None = None
 
     @property
     def handled(self) -> int:
@@ -96,6 +98,10 @@ class Consumer:
                     self._close()
         except Stopped:
             pass
+        finally:
+            if self._dispatcher is not None:
+                self._dispatcher.close()
+                self._dispatcher = None
         self.report.done(self.stop.reason if self.stop.is_set() else None)
         return self.handled
 
@@ -125,7 +131,9 @@ class Consumer:
         dispatcher = None
         on_delivery = self._handle_inline
         if self.pipeline.handler is not None or self.pipeline.sink is not None:
-            dispatcher = Dispatcher(self._connection, self._decide, self._finish, self.stop.is_set)
+            if self._dispatcher is None:
+                self._dispatcher = Dispatcher(self._decide, self._finish, self.stop.is_set)
+            dispatcher = self._dispatcher
             on_delivery = dispatcher.submit
         try:
             tag = channel.basic_consume(self.queue, on_delivery, auto_ack=False)
@@ -150,7 +158,7 @@ class Consumer:
             channel.basic_cancel(tag)
         finally:
             if dispatcher is not None:
-                dispatcher.close()
+                dispatcher.drop_queued()  # what was not started comes back on the next link
             self._flush_acks_quietly()
 
     def _handle_inline(self, channel, method, properties, body: bytes) -> None:

@@ -6,6 +6,11 @@ broker drop the connection (and redeliver the message, forever). As in pika's th
 consumer example, the delivery callback only queues the message; one worker thread runs the
 handler, then hands the outcome back to the I/O thread with add_callback_threadsafe, where
 the ack (or dead-letter, or forward) happens. One message at a time, in delivery order.
+
+The thread outlives connections: a handler still busy when the link drops (say, publishing
+a report and waiting for the broker to come back) finishes before anything from the new link
+is handled, so handlers never run twice at once, even across reconnects. Its outcome is
+dropped, as the channel it came on is gone: the broker delivers that message again.
 """
 
 from __future__ import annotations
@@ -20,11 +25,10 @@ LOGGER = logging.getLogger(__name__)
 
 
 class Dispatcher:
-    """One worker thread for one connection: decide on the worker, finish on the I/O thread."""
+    """One worker thread: decide on the worker, finish on the I/O thread of the message's connection."""
 
-    def __init__(self, connection, decide: Callable[..., Any], finish: Callable[..., None],
+    def __init__(self, decide: Callable[..., Any], finish: Callable[..., None],
                  should_skip: Callable[[], bool]) -> None:
-        self.connection = connection
         self.decide = decide
         self.finish = finish
         self.should_skip = should_skip
@@ -45,7 +49,7 @@ class Dispatcher:
             except Empty:
                 continue
             self.busy.set()  # before the stop check, so a stopping main loop waits for us
-            if self.should_skip():
+            if self.should_skip() or not item[0].is_open:  # stopping, or its link is gone: it comes back
                 self.busy.clear()
                 continue  # stopping: left unacked, the broker requeues it when the channel closes
             try:
@@ -57,6 +61,7 @@ class Dispatcher:
                 self.busy.clear()
 
     def _finish_on_io_thread(self, item, outcome) -> None:
+        connection = item[0].connection
         done = threading.Event()
 
         def finish() -> None:
@@ -66,12 +71,20 @@ class Dispatcher:
                 done.set()
 
         try:
-            self.connection.add_callback_threadsafe(finish)
+            connection.add_callback_threadsafe(finish)
         except Exception:  # noqa: BLE001 - connection already closed: the message will be redelivered
             LOGGER.debug("connection closed before the outcome could be applied")
             return
         while not done.wait(0.5):
-            if not self.connection.is_open or self._closed.is_set():
+            if not connection.is_open or self._closed.is_set():
+                return
+
+    def drop_queued(self) -> None:
+        """Forget the messages not started yet (their link is gone: the broker delivers them again)."""
+        while True:
+            try:
+                self.items.get_nowait()
+            except Empty:
                 return
 
     def close(self, timeout: float = 5.0) -> None:

@@ -6,7 +6,9 @@ way, up to `window` unconfirmed messages (and 16 MiB), on a SelectConnection who
 itself (pika's poll/process_timeouts extension API), so callers keep a plain blocking API.
 
 Every message stays in the window until the broker acks it. A nacked message, or one returned
-as unroutable by the work queue, is published again (same id); after a lost connection the
+as unroutable by the work queue, is published again (same id), after a pause that doubles with
+each refusal: a broker that nacks is struggling (a queue restarting, a leader not yet elected),
+and asking again at once only spends the refusals; after a lost connection the
 whole unconfirmed window is published again, in order, once reconnected. The receiver drops
 the duplicates this can make, by id. Confirms and returns are reported through callbacks.
 """
@@ -41,6 +43,9 @@ BYTES_PER_TURN = 1 << 20
 WINDOW_BYTES = 16 << 20
 #: The longest one turn of the loop waits, so stop requests and deadlines are seen.
 TURN = 0.2
+#: The pause before publishing a refused message again, doubled for each further refusal
+#: (0.2 + 0.4 + 0.8 + 1.6 s before the fifth refusal gives up).
+REFUSAL_PAUSE = 0.2
 #: How long a channel operation (open, confirm.select, declare) may take before we reconnect.
 OPERATION_TIMEOUT = 30.0
 
@@ -116,6 +121,7 @@ class StreamPublisher:
         self._unconfirmed: OrderedDict[int, Outgoing] = OrderedDict()  # by delivery tag
         self._next_tag = 0
         self._again: deque[Outgoing] = deque()  # to publish (again) before anything new
+        self._again_at = 0.0  # not before this time.monotonic(): the pause after a refusal
         self._returned: set[object] = set()
         self._redeclare = False
         self._since_turn = self._bytes_since_turn = 0
@@ -138,7 +144,7 @@ class StreamPublisher:
         """
         while True:
             self._ensure_link()
-            if len(self._unconfirmed) < self.window and (self._unconfirmed_bytes < WINDOW_BYTES
+            if not self._again and len(self._unconfirmed) < self.window and (self._unconfirmed_bytes < WINDOW_BYTES
                                                          or not self._unconfirmed):
                 break
             if self.stop.is_set():
@@ -162,7 +168,7 @@ class StreamPublisher:
                 if time.monotonic() >= deadline:
                     return False
             self._ensure_link()
-            if self._unconfirmed:
+            if self._unconfirmed or self._again:
                 self._turn(TURN)
         return True
 
@@ -212,7 +218,7 @@ class StreamPublisher:
             except (LinkLost, px.ChannelClosedByBroker) as exc:
                 self._lost = self._lost or exc
                 self.stop.wait(1)  # the broker took the connection but not our setup: do not spin
-        if self._again:
+        if self._again and time.monotonic() >= self._again_at:
             again, self._again = self._again, deque()
             for outgoing in again:
                 self._send(outgoing)
@@ -371,6 +377,9 @@ class StreamPublisher:
         LOGGER.warning("message id=%s %s; publishing it again (%d/%d)", outgoing.properties.message_id or "-",
                        reason, outgoing.refusals, self.max_refusals)
         self._redeclare = self._redeclare or returned
+        if not returned:
+            pause = REFUSAL_PAUSE * 2 ** (outgoing.refusals - 1)
+            self._again_at = max(self._again_at, time.monotonic() + pause)
         self._again.append(outgoing)
 
     def _on_return(self, _channel, _method, properties, body: bytes) -> None:
