@@ -7,8 +7,6 @@ import time
 import urllib.error
 import urllib.request
 
-import pytest
-
 from devtools.localbroker import free_port
 from support import RECEIVED, SENT, queue_depth, wait_until
 
@@ -97,8 +95,6 @@ def test_negative_content_length_is_refused_without_reading_the_body(run):
     assert " sent seq=" not in sender.output
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 6: under a memory alarm the POST blocks for the 30 s "
-                                       "blocked-connection timeout, then again after each reconnect")
 def test_memory_alarm_answers_503_quickly(run, broker):
     """While the broker blocks publishing (memory alarm) a POST gets 503 within seconds, as the README says."""
     sender, port = start_http_sender(run)
@@ -169,8 +165,6 @@ def test_control_characters_in_a_request_are_escaped_in_the_log(run):
     assert "\x1b" not in sender.output
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 6: no Idempotency-Key: a retried POST is a second message "
-                                       "with a new id")
 def test_a_retried_post_with_the_same_idempotency_key_is_one_message(run, broker, queue):
     """A client retrying with the same Idempotency-Key gets the same id back, and the receiver handles it once."""
     sender, port = start_http_sender(run)

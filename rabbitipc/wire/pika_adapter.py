@@ -81,7 +81,17 @@ class WireConnection(pika.SelectConnection):
         self._hold = hold_output
         self._fast_in = False
         self._templates: dict[tuple, Any] = {}
+        #: True from the broker's connection.blocked (a memory or disk alarm) to its connection.unblocked.
+        self.blocked = False
         super().__init__(*args, **kwargs)
+        self.add_on_connection_blocked_callback(self._on_blocked)
+        self.add_on_connection_unblocked_callback(self._on_unblocked)
+
+    def _on_blocked(self, _connection, _method) -> None:
+        self.blocked = True
+
+    def _on_unblocked(self, _connection, _method) -> None:
+        self.blocked = False
 
     # -- out ----------------------------------------------------------------------------
     @property
