@@ -107,8 +107,14 @@ def test_memory_alarm_answers_503_quickly(run, broker):
         except TimeoutError:
             status, answer = None, "no answer in 12 s"
         assert status == 503 and time.monotonic() - started < 10, (status, answer)
+        assert "memory or disk alarm" in answer["error"], answer
+        started = time.monotonic()
+        status, answer = post(port, b'{"during": "alarm, again"}', timeout=12)
+        assert status == 503 and time.monotonic() - started < 2, (status, answer)  # known blocked: at once
     finally:
         broker.ctl("set_vm_memory_high_watermark", "0.4")
+    wait_until(lambda: post(port, b'{"after": "alarm"}')[0] == 202, 30, "a POST accepted after the alarm")
+    assert sender.proc.poll() is None
 
 
 def test_requests_while_the_broker_is_down_are_answered_in_parallel(run):
@@ -177,3 +183,56 @@ def test_a_retried_post_with_the_same_idempotency_key_is_one_message(run, broker
     wait_until(lambda: queue_depth(broker.url, queue) == 0 and first[1]["id"] in receiver.ids(RECEIVED), 30,
                "the message received")
     assert receiver.ids(RECEIVED) == [first[1]["id"]]
+
+
+def test_an_idempotency_key_with_another_body_is_409_and_a_bad_key_is_400(run):
+    """The same key with another body is refused (409); keys with spaces, control bytes or over 200 chars get 400."""
+    sender, port = start_http_sender(run)
+    first = post(port, b'{"order": 7}', headers={"Idempotency-Key": "order-7"})
+    assert first[0] == 202 and first[1]["id"] == "order-7"
+    status, answer = post(port, b'{"order": 8}', headers={"Idempotency-Key": "order-7"})
+    assert status == 409 and "different body" in answer["error"], answer
+    for bad in ("two words", "x" * 201, "tab\there"):
+        status, answer = post(port, b'{"order": 9}', headers={"Idempotency-Key": bad})
+        assert status == 400 and "Idempotency-Key must be" in answer["error"], (bad, answer)
+    assert sender.ids(SENT) == ["order-7"]
+
+
+def test_a_post_refused_during_an_alarm_and_retried_with_its_key_is_one_message(run, broker, queue):
+    """A keyed POST answered 503 under a memory alarm, retried after it, is handled once by the receiver."""
+    sender, port = start_http_sender(run)
+    assert post(port, b'{"before": "alarm"}')[0] == 202
+    key = {"Idempotency-Key": "invoice-2026-11"}
+    broker.ctl("set_vm_memory_high_watermark", "0")
+    try:
+        status, answer = post(port, b'{"invoice": 11}', headers=key, timeout=12)
+        assert status == 503, answer
+    finally:
+        broker.ctl("set_vm_memory_high_watermark", "0.4")
+    retried = []
+    wait_until(lambda: retried.append(post(port, b'{"invoice": 11}', headers=key)) or retried[-1][0] == 202, 30,
+               "the retry accepted", lambda: retried)
+    assert retried[-1][1]["id"] == "invoice-2026-11"
+    receiver = run("receiver")
+    wait_until(lambda: queue_depth(broker.url, queue) == 0 and "invoice-2026-11" in receiver.ids(RECEIVED), 30,
+               "the invoice received")
+    assert receiver.ids(RECEIVED).count("invoice-2026-11") == 1
+
+
+def test_concurrent_posts_are_each_confirmed_and_received(run):
+    """Twenty clients POST at once: every one gets 202 with its own id, and the receiver gets all twenty."""
+    sender, port = start_http_sender(run)
+    answers = []
+
+    def client(n):
+        answers.append(post(port, json.dumps({"job": n}).encode()))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert [status for status, _ in answers] == [202] * 20, answers
+    receiver = run("receiver")
+    receiver.wait_count(RECEIVED, 20)
+    assert sorted(receiver.ids(RECEIVED)) == sorted(answer["id"] for _, answer in answers)

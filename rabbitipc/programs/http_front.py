@@ -11,11 +11,11 @@ limit; 404 elsewhere.
 
 `Idempotency-Key: K` (1 to 200 printable ASCII characters, no spaces) makes K the message id.
 A retry with the same key and the same body answers 202 with the same id and seq and publishes
-nothing new once the first was confirmed (after a 503 it is published again with the same id:
-receivers drop the duplicate by id); the same key with another body gets 409. The last
-KEYS_REMEMBERED keys are remembered, in memory, per process (about 200 bytes each, some 2 MB in all;
-bodies are not kept, only their SHA-256); an older key counts as new, and receivers still drop
-a second copy by id within their --dedupe-window.
+nothing new once the first was confirmed, even late, after its request got 503 (else it is
+published again with the same id: receivers drop a duplicate by id); the same key with another
+body gets 409. The last KEYS_REMEMBERED (10,000) keys are remembered, in memory, per process:
+under 5 MB with keys of the longest length (bodies are not kept, only a 16-byte digest); an older
+key counts as new, and receivers still drop a second copy by id within their --dedupe-window.
 
 One thread owns the publisher (serve's caller): it connects, turns the I/O loop (heartbeats,
 confirms) and publishes what request threads hand over; concurrent requests share its confirm
@@ -46,7 +46,7 @@ LOGGER = logging.getLogger(__name__)
 CONFIRM_DEADLINE = 5.0
 #: Requests handed over and not yet published, at most; beyond, 503 at once.
 MAX_WAITING = 1000
-#: Idempotency keys remembered (each about 200 bytes: key, body digest, id, seq, state).
+#: Idempotency keys remembered (each under 500 bytes: the key, a body digest, the seq, a flag).
 KEYS_REMEMBERED = 10_000
 #: The longest Idempotency-Key (an AMQP message_id holds 255 bytes).
 KEY_MAX = 200
@@ -80,6 +80,7 @@ class Ticket:
         self.id, self.seq, self.size = message.id, message.seq, len(message.payload)
         self.deadline = deadline
         self.answer: Answer | None = None
+        self.remembered: Remembered | None = None  # the record of its Idempotency-Key, if it has one
         self._done = threading.Event()
         self._lock = threading.Lock()
 
@@ -87,17 +88,18 @@ class Ticket:
     def done(self) -> bool:
         return self._done.is_set()
 
-    @property
-    def accepted(self) -> bool:
-        return self.answer is not None and self.answer[0] == 202
-
     def settle(self, status: int, answer: dict) -> bool:
         with self._lock:
             if self._done.is_set():
                 return False
             self.answer = (status, answer)
             self.message = None
+            remembered = self.remembered
+            if remembered is not None:
+                remembered.accepted = remembered.accepted or status == 202  # before done: readers see both
             self._done.set()
+            if remembered is not None:
+                remembered.ticket = None
         if status != 202:
             LOGGER.warning("not accepted id=%s: %s", self.id, answer["error"])
         return True
@@ -126,9 +128,8 @@ class Dispatcher:
         self.fatal: FatalError | None = None
 
     # -- request threads ---------------------------------------------------------------
-    def submit(self, message: Message) -> Ticket:
-        """Hand a message over; never waits. The ticket is already settled (503) when the link is down."""
-        ticket = Ticket(message, time.monotonic() + CONFIRM_DEADLINE)
+    def submit(self, ticket: Ticket) -> Ticket:
+        """Hand a message over; never waits. The ticket is settled (503) at once when the link is down."""
         if self.stop.is_set():
             ticket.refuse(f"stopping ({self.stop.reason})" if self.fatal is None else str(self.fatal))
         elif self.link in (Link.DOWN, Link.BLOCKED):
@@ -194,8 +195,12 @@ class Dispatcher:
         self.reason, self.link = reason, link
 
     def _confirmed(self, ticket: Ticket) -> None:
+        if ticket.remembered is not None:
+            ticket.remembered.accepted = True  # a retry with its key is answered 202, not published again
         if ticket.settle(202, {"id": ticket.id, "seq": ticket.seq}):
             LOGGER.info(SENT_VIA_HTTP_LINE, ticket.seq, ticket.id, ticket.size)
+        else:  # the broker has it all the same: a "sent" line, as for every confirmed message
+            LOGGER.info(SENT_VIA_HTTP_LINE + ", after its request was answered 503", ticket.seq, ticket.id, ticket.size)
 
     def _unrouted(self, ticket: Ticket) -> None:
         ticket.settle(503, {"error": f"no queue is bound to {self.route.describe}; retry later"})
@@ -221,22 +226,36 @@ class Dispatcher:
         self._give_up(f"stopping ({self.stop.reason})" if self.fatal is None else f"the broker refused: {self.fatal}")
 
 
+class Remembered:
+    """What one Idempotency-Key made: the body's digest, the message's seq, and whether the broker has it."""
+
+    __slots__ = ("digest", "seq", "accepted", "ticket")
+
+    def __init__(self, digest: bytes, seq: int) -> None:
+        self.digest, self.seq = digest, seq
+        self.accepted = False
+        self.ticket: Ticket | None = None  # while its message is on its way
+
+
 class RecentKeys:
-    """The last `size` Idempotency-Keys: the body's digest and the ticket each one made, oldest forgotten first."""
+    """The last `size` Idempotency-Keys, oldest forgotten first."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._tickets: OrderedDict[str, tuple[bytes, Ticket]] = OrderedDict()
+        self._keys: OrderedDict[str, Remembered] = OrderedDict()
         self.lock = threading.Lock()  # held for dictionary work only, never across a broker wait
 
-    def get(self, key: str) -> tuple[bytes, Ticket] | None:
-        return self._tickets.get(key)
+    def get(self, key: str) -> Remembered | None:
+        return self._keys.get(key)
 
-    def put(self, key: str, digest: bytes, ticket: Ticket) -> None:
-        self._tickets[key] = (digest, ticket)
-        self._tickets.move_to_end(key)
-        while len(self._tickets) > self.size:
-            self._tickets.popitem(last=False)
+    def add(self, key: str, remembered: Remembered) -> None:
+        self._keys[key] = remembered
+        while len(self._keys) > self.size:
+            self._keys.popitem(last=False)
+
+
+def digest(payload: str) -> bytes:
+    return hashlib.blake2b(payload.encode(), digest_size=16).digest()
 
 
 def check_key(value: str) -> str | None:
@@ -261,19 +280,27 @@ class MessageServer(ThreadingHTTPServer):
     def publish(self, payload: str, key: str | None = None) -> Answer:
         """Publish one payload (once per key); return (HTTP status, JSON answer) when it is settled."""
         if key is None:
-            return self.dispatcher.submit(self.stamp(payload)).wait()
-        digest = hashlib.sha256(payload.encode()).digest()
+            return self.dispatcher.submit(Ticket(self.stamp(payload), time.monotonic() + CONFIRM_DEADLINE)).wait()
+        body_digest = digest(payload)
         with self.keys.lock:
             known = self.keys.get(key)
-            if known is not None and known[0] != digest:
+            if known is None:
+                message = dataclasses.replace(self.stamp(payload), id=key)
+                known = Remembered(body_digest, message.seq)
+                self.keys.add(key, known)
+            elif known.digest != body_digest:
                 return 409, {"error": f"Idempotency-Key {key} was already used for a different body"}
-            if known is not None and (not known[1].done or known[1].accepted):
-                ticket = known[1]  # confirmed, or on its way: the same answer
             else:
-                message = self.stamp(payload)
-                seq = known[1].seq if known is not None else message.seq  # a retry after a 503 keeps id and seq
-                ticket = self.dispatcher.submit(dataclasses.replace(message, id=key, seq=seq))
-                self.keys.put(key, digest, ticket)
+                message = Message.new(known.seq, self.stamp.host, payload)  # a retry keeps id and seq
+                message = dataclasses.replace(message, id=key)
+            if known.accepted:
+                return 202, {"id": key, "seq": known.seq}
+            ticket = known.ticket
+            if ticket is None or ticket.done:  # new, or answered 503: (again) to the broker
+                ticket = Ticket(message, time.monotonic() + CONFIRM_DEADLINE)
+                ticket.remembered = known
+                known.ticket = ticket
+                self.dispatcher.submit(ticket)
         return ticket.wait()
 
 

@@ -15,6 +15,9 @@ pika connects, negotiates, opens channels and does everything rare; once a conne
   batches and need pika's callback routing) goes through pika's generic frame path. Reads are
   256 KiB instead of pika's 4 KiB.
 
+`WireConnection.blocked` follows the broker's connection.blocked/unblocked (pika's public
+callbacks), so a publisher can tell "blocked by an alarm" from "slow".
+
 The counters pika's heartbeat checker reads (bytes_sent, bytes_received, frames_*) stay right.
 Checked against pika 1.4.4 (installed here; pyproject allows pika>=1.3,<2). The private names
 used are listed in PRIVATE_NAMES; tests/test_pika_adapter.py fails when a pika release drops one.
