@@ -21,9 +21,9 @@ def post(port, body: bytes, path="/messages", headers=None, timeout=30):
         return exc.code, json.load(exc)
 
 
-def start_http_sender(run, **kwargs):
+def start_http_sender(run, *args, **kwargs):
     port = free_port()
-    sender = run("sender", "--http", f"127.0.0.1:{port}", **kwargs)
+    sender = run("sender", "--http", f"127.0.0.1:{port}", *args, **kwargs)
     sender.wait_for_line("accepting POST")
     return sender, port
 
@@ -52,11 +52,14 @@ def test_malformed_or_oversized_bodies_get_400(run):
 
 
 def test_broker_unreachable_gives_503_and_the_server_stays_up(run):
-    """With no broker the POST fails fast with 503 and a clear reason; the server keeps serving."""
+    """With no broker the POST fails fast with 503 and a clear reason, later ones at once; the server keeps serving."""
     sender, port = start_http_sender(run, url=f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F")
-    for _ in range(2):
+    status, answer = post(port, b'{"job": 1}')
+    assert status == 503 and "broker unreachable" in answer["error"] and "retry later" in answer["error"], answer
+    for _ in range(3):  # known unreachable now: answered at once, while the sender keeps trying to connect
+        started = time.monotonic()
         status, answer = post(port, b'{"job": 1}')
-        assert status == 503 and "retry later" in answer["error"]
+        assert status == 503 and "broker unreachable" in answer["error"] and time.monotonic() - started < 2, answer
     assert sender.proc.poll() is None
 
 
@@ -236,3 +239,12 @@ def test_concurrent_posts_are_each_confirmed_and_received(run):
     receiver = run("receiver")
     receiver.wait_count(RECEIVED, 20)
     assert sorted(receiver.ids(RECEIVED)) == sorted(answer["id"] for _, answer in answers)
+
+
+def test_a_broadcast_nobody_listens_to_gets_503_and_the_server_stays_up(run, queue):
+    """--pattern broadcast with no receiver bound: 503 saying no queue is bound, not 202 for a message nobody gets."""
+    sender, port = start_http_sender(run, "--pattern", "broadcast", "--exchange", f"{queue}-x", own_queue=False)
+    status, answer = post(port, b'{"news": 1}', timeout=12)
+    assert status == 503 and "no queue is bound" in answer["error"], answer
+    assert post(port, b'{"news": 2}', timeout=12)[0] == 503
+    assert sender.proc.poll() is None and " sent seq=" not in sender.output

@@ -186,7 +186,11 @@ class Dispatcher:
             if self.link is Link.BLOCKED:
                 ticket.refuse(self.reason)
                 continue
-            publisher.publish(message.body(), message.properties(), ticket)
+            try:
+                publisher.publish(message.body(), message.properties(), ticket)
+            except BaseException:
+                self._inbox.appendleft(ticket)  # answered with the others by whoever handles the error
+                raise
         publisher.idle(PICKUP)
 
     def _set(self, link: Link, reason: str) -> None:
@@ -269,6 +273,8 @@ class MessageServer(ThreadingHTTPServer):
     """The HTTP server: stamps messages, remembers idempotency keys, hands messages to the dispatcher."""
 
     daemon_threads = True
+    #: Connections the kernel holds until accepted (socketserver's 5 reset clients arriving together).
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], dispatcher: Dispatcher, max_size: int) -> None:
         super().__init__(address, RequestHandler)
