@@ -8,7 +8,7 @@ import urllib.error
 import urllib.request
 
 from devtools.localbroker import free_port
-from support import RECEIVED, SENT, queue_depth, wait_until
+from support import MAX_MESSAGE_SIZE, RECEIVED, SENT, queue_depth, wait_until
 
 
 def post(port, body: bytes, path="/messages", headers=None, timeout=30):
@@ -248,3 +248,14 @@ def test_a_broadcast_nobody_listens_to_gets_503_and_the_server_stays_up(run, que
     assert status == 503 and "no queue is bound" in answer["error"], answer
     assert post(port, b'{"news": 2}', timeout=12)[0] == 503
     assert sender.proc.poll() is None and " sent seq=" not in sender.output
+
+
+def test_a_body_over_the_brokers_max_message_size_gets_503_and_the_next_post_202(run, limited_broker):
+    """A body the broker refuses as too large is answered 503 naming its limit; the POST after it is accepted."""
+    sender, port = start_http_sender(run, url=limited_broker.url)
+    big = json.dumps({"blob": "x" * (MAX_MESSAGE_SIZE + 1000)}).encode()
+    status, answer = post(port, big, timeout=12)
+    assert status == 503 and str(MAX_MESSAGE_SIZE) in answer["error"], answer
+    status, answer = post(port, b'{"small": 1}', timeout=12)
+    assert status == 202, answer
+    assert sender.proc.poll() is None

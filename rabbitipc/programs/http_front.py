@@ -36,7 +36,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from ..errors import EXIT_AUTH, EXIT_TLS, FatalError, Stopped, UnreachableError
+from ..errors import EXIT_AUTH, EXIT_TLS, FatalError, Stopped, UndeliverableError, UnreachableError
 from ..loglines import SENT_VIA_HTTP_LINE
 from ..message import Message, Stamper, printable
 from ..publish.engine import StreamPublisher
@@ -151,6 +151,10 @@ class Dispatcher:
                 self._turn(self.publisher)
             except Stopped:
                 break
+            except UndeliverableError as exc:
+                # One message refused for good (over the broker's max_message_size, nacked again and again): what
+                # was in flight with it gets 503 with the reason and is dropped; the next POSTs go on a new link.
+                self._give_up(str(exc))
             except FatalError as exc:
                 if exc.exit_code in (EXIT_AUTH, EXIT_TLS):
                     # 503 for ever would hide a configuration error: stop, and exit with its code.
@@ -158,8 +162,8 @@ class Dispatcher:
                     self.stop.set(f"fatal: {exc}")
                     self._give_up(f"the broker refused: {exc}")
                     break
-                # Unreachable, or a message refused again and again: what is in flight is answered 503 and
-                # dropped with this publisher (nothing is published after its 503); a new one tries again.
+                # Unreachable (or a topology we cannot use): what is in flight is answered 503 and dropped with
+                # this publisher (nothing is published after its 503); a new one tries again after a pause.
                 self._set(Link.DOWN, f"broker unreachable: {exc}" if isinstance(exc, UnreachableError) else str(exc))
                 self._give_up(self.reason)
                 self.stop.wait(RECONNECT_PAUSE)
