@@ -16,7 +16,7 @@ from collections.abc import Callable
 # -- the per-message lines, and the patterns that read them back (tests, smoke scenario, benchmark) --
 #: The sender's line per confirmed message.
 SENT_LINE = "sent seq=%d id=%s bytes=%d payload=%s"
-#: The HTTP front's line per accepted request.
+#: The HTTP front's line per message the broker confirmed.
 SENT_VIA_HTTP_LINE = "sent seq=%d id=%s bytes=%d via HTTP"
 #: The receiver's line per handled rabbitipc message, and per handled foreign (non-rabbitipc) body.
 RECEIVED_LINE = "received seq=%d id=%s latency_ms=%.1f from=%s payload=%s"

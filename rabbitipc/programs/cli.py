@@ -21,7 +21,6 @@ from ..consume.settings import ConsumerSettings
 from ..consume.sinks import JsonlSink
 from ..errors import EXIT_OK, EXIT_USAGE, FatalError
 from ..health import Health
-from ..publish.blocking import Publisher
 from ..publish.engine import StreamPublisher
 from ..shutdown import StopFlag
 from ..topology import Route, Subscription
@@ -97,13 +96,11 @@ def send_main(argv: Sequence[str] | None = None) -> int:
         if args.http:
             from .http_front import serve
 
+            # Each connection attempt gets 3 s at most: meanwhile POSTs wait, after it they get 503 at once.
             http_retry = Retry(timeout=min(args.retry_timeout or 3, 3), backoff=Backoff(step=0.5, cap=1))
-            publisher = Publisher(setup.broker.url, route, http_retry, setup.stop, setup.name, health=setup.health,
-                                  ca_file=setup.broker.ca_file)
-            try:
-                serve(publisher, args.http)
-            finally:
-                publisher.close()
+            serve(lambda: StreamPublisher(setup.broker.url, route, http_retry, setup.stop, setup.name,
+                                          window=args.window, health=setup.health, ca_file=setup.broker.ca_file),
+                  args.http)
             return
         publisher = StreamPublisher(setup.broker.url, route, setup.broker.retry, setup.stop, setup.name,
                                     window=args.window, health=setup.health, ca_file=setup.broker.ca_file)

@@ -1,6 +1,6 @@
 """Publishing one message at a time: publish() returns only once the broker has taken the message.
 
-MessageQueue, the log handler and the HTTP front publish a message and wait for its confirm.
+MessageQueue and the log handler publish a message and wait for its confirm.
 This is the publishing engine (`engine.StreamPublisher`) with a window of one: publish, then
 flush. Every rule lives in the engine, once: persistent, `mandatory` and confirmed messages;
 published again with the same id after a lost connection, a nack, or a return from the work

@@ -133,7 +133,20 @@ class StreamPublisher:
         """Messages handed over and not yet confirmed (or given up)."""
         return len(self._unconfirmed) + len(self._again)
 
+    @property
+    def blocked(self) -> bool:
+        """True while the broker blocks publishing on this link (memory or disk alarm, connection.blocked)."""
+        connection = self._connection
+        return connection is not None and self._lost is None and connection.blocked
+
     # -- the blocking API -------------------------------------------------------------
+    def connect(self) -> None:
+        """Open the link now (or again, when it was lost) instead of at the next publish.
+
+        Raises what publish() raises for the link: Stopped, AuthError, TlsError, UnreachableError.
+        """
+        self._ensure_link()
+
     def publish(self, body: bytes, properties: pika.BasicProperties, item: Any = None) -> None:
         """Hand one message over; returns at once unless the window is full.
 

@@ -15,6 +15,9 @@ pika connects, negotiates, opens channels and does everything rare; once a conne
   batches and need pika's callback routing) goes through pika's generic frame path. Reads are
   256 KiB instead of pika's 4 KiB.
 
+`WireConnection.blocked` follows the broker's connection.blocked/unblocked (pika's public
+callbacks), so a publisher can tell "blocked by an alarm" from "slow".
+
 The counters pika's heartbeat checker reads (bytes_sent, bytes_received, frames_*) stay right.
 Checked against pika 1.4.4 (installed here; pyproject allows pika>=1.3,<2). The private names
 used are listed in PRIVATE_NAMES; tests/test_pika_adapter.py fails when a pika release drops one.
@@ -81,7 +84,17 @@ class WireConnection(pika.SelectConnection):
         self._hold = hold_output
         self._fast_in = False
         self._templates: dict[tuple, Any] = {}
+        #: True from the broker's connection.blocked (a memory or disk alarm) to its connection.unblocked.
+        self.blocked = False
         super().__init__(*args, **kwargs)
+        self.add_on_connection_blocked_callback(self._on_blocked)
+        self.add_on_connection_unblocked_callback(self._on_unblocked)
+
+    def _on_blocked(self, _connection, _method) -> None:
+        self.blocked = True
+
+    def _on_unblocked(self, _connection, _method) -> None:
+        self.blocked = False
 
     # -- out ----------------------------------------------------------------------------
     @property
