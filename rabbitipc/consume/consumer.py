@@ -142,7 +142,7 @@ class Consumer:
                 if channel.is_closed:
                     # pika's process_data_events does not raise when the broker closes a callback
                     # consumer's channel (e.g. its consumer_timeout): noticed here, raised with the reason.
-                    raise _closing_reason(channel)
+                    raise pika_adapter.closing_reason(channel)
                 if self._cancelled is not None:
                     self.health.beat(connected=False)  # not ready until consuming again
                     # Deliveries already in hand left the queue with it: handle them before leaving.
@@ -293,8 +293,3 @@ class DecidedDead:
     def discard(self, key: str) -> None:
         self._reasons.pop(key, None)
 
-
-def _closing_reason(channel) -> Exception:
-    """Why a BlockingChannel closed: pika keeps it only in a private attribute (checked with pika 1.3)."""
-    reason = getattr(channel, "_closing_reason", None)
-    return reason if isinstance(reason, px.ChannelClosedByBroker) else px.ChannelWrongStateError("channel closed")

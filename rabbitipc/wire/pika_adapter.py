@@ -31,6 +31,7 @@ from typing import Any
 
 import pika
 import pika.adapters.base_connection
+import pika.adapters.blocking_connection
 import pika.channel
 import pika.connection
 import pika.exceptions as px
@@ -59,6 +60,7 @@ PRIVATE_INSTANCE_NAMES = (
     (pika.connection.Connection, "_channels"),
     (pika.connection.Connection, "_frame_buffer"),
     (pika.adapters.base_connection.BaseConnection, "_transport"),
+    (pika.adapters.blocking_connection.BlockingChannel, "_closing_reason"),  # why the broker closed it
 )
 #: The private keyword of pika.BlockingConnection that picks its I/O connection class.
 BLOCKING_IMPL_KEYWORD = "_impl_class"
@@ -219,3 +221,11 @@ class WireConnection(pika.SelectConnection):
 def blocking_connection(params: pika.ConnectionParameters) -> pika.BlockingConnection:
     """A pika.BlockingConnection whose I/O connection is a WireConnection (pika's _impl_class hook)."""
     return pika.BlockingConnection(params, **{BLOCKING_IMPL_KEYWORD: WireConnection})
+
+
+def closing_reason(channel: pika.adapters.blocking_connection.BlockingChannel) -> Exception:
+    """Why a closed BlockingChannel closed: the broker's ChannelClosedByBroker (kept only in a
+    private attribute, as pika's process_data_events does not raise it for callback consumers),
+    else a generic ChannelWrongStateError."""
+    reason = getattr(channel, "_closing_reason", None)
+    return reason if isinstance(reason, px.ChannelClosedByBroker) else px.ChannelWrongStateError("channel closed")
