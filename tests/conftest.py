@@ -25,6 +25,27 @@ LONG_FILES = ("test_podman_e2e.py", "test_docker.py", "test_fault_matrix.py", "t
               "test_chat_recovery.py", "test_consumer_cancel.py", "test_http_producer.py", "test_bench.py")
 
 
+#: Files whose tests run twice, the programs on the compiled wire codec and on its pure-Python
+#: fallback (RABBITIPC_PURE_PYTHON=1): no loss, no duplicate and the tutorials' interop hold on both.
+BOTH_CODECS = ("test_fault_matrix.py", "test_tutorials_interop.py")
+
+
+def pytest_generate_tests(metafunc):
+    if metafunc.definition.path.name in BOTH_CODECS:
+        metafunc.parametrize("codec", ["compiled", "pure"], indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def codec(request, monkeypatch):
+    """The wire codec the programs a test starts use: "pure" forces the fallback; elsewhere the default."""
+    choice = getattr(request, "param", None)
+    if choice == "pure":
+        monkeypatch.setenv("RABBITIPC_PURE_PYTHON", "1")
+    elif choice == "compiled":
+        monkeypatch.delenv("RABBITIPC_PURE_PYTHON", raising=False)
+    return choice
+
+
 def pytest_collection_modifyitems(config, items):
     def rank(item) -> int:
         name = item.path.name
@@ -68,7 +89,9 @@ def pytest_runtest_makereport(item, call):
         report.outcome = "failed"
         report.longrepr = f"skipped under CI=true, where every test must run: {reason}"
     if report.when == "teardown" and FAULT_MATRIX:
-        report.user_properties.extend(("fault-matrix", row) for row in FAULT_MATRIX)
+        pure = getattr(getattr(item, "callspec", None), "params", {}).get("codec") == "pure"
+        rows = [(f"{row[0]} (pure codec)", *row[1:]) if pure else row for row in FAULT_MATRIX]
+        report.user_properties.extend(("fault-matrix", row) for row in rows)
         FAULT_MATRIX.clear()
 
 
@@ -82,9 +105,9 @@ def pytest_terminal_summary(terminalreporter):
         return
     terminalreporter.section("fault matrix")
     header = ("fault", "sent", "received", "lost", "duplicated", "extra")
-    terminalreporter.write_line("%-32s %8s %9s %5s %11s %6s" % header)
+    terminalreporter.write_line("%-46s %8s %9s %5s %11s %6s" % header)
     for row in _MATRIX_ROWS:
-        terminalreporter.write_line("%-32s %8d %9d %5d %11d %6d" % row)
+        terminalreporter.write_line("%-46s %8d %9d %5d %11d %6d" % row)
 
 
 @pytest.fixture(scope="session")
