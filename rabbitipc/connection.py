@@ -31,7 +31,9 @@ LOGGER = logging.getLogger(__name__)
 TRANSIENT = (px.AMQPConnectionError, OSError)
 #: Subclasses of AMQPConnectionError that retrying cannot fix.
 AUTH_ERRORS = (px.ProbableAuthenticationError, px.AuthenticationError, px.ProbableAccessDeniedError)
-#: Handshakes cut during authentication retried before it counts as a refusal (see connect()).
+#: Handshakes cut during authentication, one after another, retried before it counts as a refusal
+#: (see connect()). A broker starting or stopping cuts handshakes too, between refused connects:
+#: those reset the count.
 HANDSHAKE_CUTS = 3
 #: A lost connection or channel in the middle of work: reconnect and carry on.
 RECONNECT = TRANSIENT + (px.ChannelWrongStateError,)
@@ -212,6 +214,7 @@ def connect(
                                f"{'' if ca_file else ' (give the CA with --ca-file)'}") from None
             if isinstance(cause, ssl.SSLError):
                 raise TlsError(f"TLS with {safe_url} failed: {cause.reason or cause}") from None
+            handshake_cuts = 0  # the broker is away or restarting: earlier cuts were that, not a refusal
             reason = describe(exc)
             delay = retry.next_delay(started)
             if delay is None:

@@ -6,7 +6,13 @@ import threading
 import uuid
 from collections import Counter
 
+import pika.exceptions as px
+import pytest
+
 from rabbitipc import MessageQueue
+from rabbitipc.connection import Backoff, Retry, connect
+from rabbitipc.errors import AuthError
+from rabbitipc.shutdown import StopFlag
 from support import RECEIVED, SENT, queue_counts, queue_depth, wait_until
 
 
@@ -137,3 +143,24 @@ def test_a_handler_busy_across_a_broker_restart_never_overlaps_the_next(broker, 
         mq.close()
     assert max(running) == 1, f"handlers overlapped: {running}"
     wait_until(lambda: queue_counts(broker, queue)[:2] == (0, 0), 30, "nothing left in the queue")
+
+
+def test_handshakes_cut_while_the_broker_restarts_are_not_taken_for_refused_credentials():
+    """A broker going down and up cuts handshakes between refused connects: connect() keeps trying
+    (before, the fourth cut of the outage was reported as refused credentials, exit 3); cuts with
+    nothing between them still end as a refusal."""
+    cut = px.ProbableAuthenticationError(px.StreamLostError("Stream connection lost: ConnectionResetError(104)"))
+    refused = px.AMQPConnectionError(ConnectionRefusedError(111, "Connection refused"))
+    attempts = [cut, refused] * 5 + ["connected"]
+
+    def opener(_params):
+        outcome = attempts.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    quick = Retry(timeout=0, backoff=Backoff(step=0, cap=0))
+    assert connect("amqp://u:p@127.0.0.1:1/%2F", "test", quick, StopFlag(), opener=opener) == "connected"
+    attempts[:] = [cut] * 5
+    with pytest.raises(AuthError, match="closed during authentication 4 times"):
+        connect("amqp://u:p@127.0.0.1:1/%2F", "test", quick, StopFlag(), opener=opener)
