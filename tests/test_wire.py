@@ -508,3 +508,11 @@ def test_images_compile_the_codec_in_the_build_stage_only(dockerfile):
     assert "gcc" not in final and "apt-get" not in final and "COPY --from=build /opt/venv /opt/venv" in final
     with open(os.path.join(root, ".dockerignore")) as file:
         assert "!setup.py" in file.read().splitlines(), "setup.py must reach the build context"
+
+
+@settings(max_examples=500, deadline=None)
+@given(data=st.binary(max_size=80) | st.lists(st.sampled_from(b'\x00\x1f !"#[\\]\x7f\x80\xff'), max_size=40).map(bytes))
+def test_plain_json_text_is_true_exactly_when_nothing_needs_an_escape(codec, data):
+    """plain_json_text: no byte below 0x20, no quote, no backslash, at any position (the C one reads words)."""
+    assert codec.plain_json_text(data) is all(byte >= 0x20 and byte not in b'"\\' for byte in data)
+    assert codec.plain_json_text(b"x" * 64 + data) is codec.plain_json_text(data)

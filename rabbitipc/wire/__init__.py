@@ -22,6 +22,10 @@ pika (OTHER: data[end:] starts with it). The events:
 - ``(RETURN, channel, reply_code, reply_text, exchange, routing_key, properties, body)``
 
 properties is a pika.spec.BasicProperties; short strings are str, or bytes when not UTF-8 (as pika).
+
+And for the message body (rabbitipc.message): ``plain_json_text(data) -> bool``, True when UTF-8
+bytes need no escape inside a JSON string (no control character, quote or backslash), so a long
+payload is copied into or out of the JSON body as it is.
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ _impl, _active, _why = _select()
 
 PublishTemplate = _impl.PublishTemplate
 decode = _impl.decode
+plain_json_text = _impl.plain_json_text
 DELIVER, ACK, NACK, RETURN = _impl.DELIVER, _impl.ACK, _impl.NACK, _impl.RETURN
 DONE, PARTIAL, OTHER = _impl.DONE, _impl.PARTIAL, _impl.OTHER
 FRAME_MIN_SIZE = _impl.FRAME_MIN_SIZE
@@ -82,4 +87,4 @@ def describe() -> str:
 
 
 __all__ = ["ACK", "DELIVER", "DONE", "FRAME_MIN_SIZE", "NACK", "OTHER", "PARTIAL", "PURE_PYTHON_ENV", "RETURN",
-           "Implementation", "PublishTemplate", "decode", "describe", "implementation"]
+           "Implementation", "PublishTemplate", "decode", "describe", "implementation", "plain_json_text"]
