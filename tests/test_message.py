@@ -1,5 +1,6 @@
 """The message schema and how any body is rendered on one log line."""
 
+import itertools
 import json
 
 import pytest
@@ -8,6 +9,7 @@ from hypothesis import strategies as st
 
 from rabbitipc.consume.dedupe import RecentIds
 from rabbitipc.message import PLAIN_MIN, Message, NotOurMessage, _loads, _loads_plain_payload, describe_body, printable
+from rabbitipc.programs.sender import payloads
 
 
 def test_message_round_trips_through_json():
@@ -125,3 +127,12 @@ def test_a_long_plain_body_takes_the_quick_path():
     message = Message.new(1, "h", "p" * 65536)
     assert _loads_plain_payload(message.body())["payload"] == message.payload
     assert _loads_plain_payload(b'{"id":"a","payload":"x\\"y"}') is None
+
+
+@pytest.mark.parametrize("size", [None, 0, 5, 7, 8, 9, 10, 100, 65536])
+def test_generated_payloads_are_hello_n_padded_or_cut_to_the_size(size):
+    """--size: 'hello N', padded with ' xxx...' or cut to exactly size characters, as N gains digits."""
+    texts = list(itertools.islice(payloads(None, size), 0, 1001))
+    for n in (1, 9, 10, 99, 100, 999, 1000, 1001):
+        expected = f"hello {n}" if size is None else (f"hello {n}" + " " + "x" * size)[:size]
+        assert texts[n - 1] == expected
