@@ -48,6 +48,11 @@ class Implementation(enum.Enum):
     PYTHON = "pure Python"
 
 
+#: What both implementations provide.
+_INTERFACE = ("PublishTemplate", "decode", "plain_json_text", "DELIVER", "ACK", "NACK", "RETURN", "DONE", "PARTIAL",
+              "OTHER", "FRAME_MIN_SIZE")
+
+
 def _select():
     """The codec module to use, which one it is, and why."""
     if os.environ.get(PURE_PYTHON_ENV, "") not in ("", "0"):
@@ -63,6 +68,11 @@ def _select():
     except ImportError as exc:  # built, but for another Python: say so rather than hide it
         from . import _pure
         return _pure, Implementation.PYTHON, f"the C extension does not load: {exc}"
+    missing = [name for name in _INTERFACE if not hasattr(_speedups, name)]
+    if missing:  # built in place from an older source: the pure one is complete, and the log says what to do
+        from . import _pure
+        return _pure, Implementation.PYTHON, (f"the C extension is out of date (no {', '.join(missing)}): "
+                                              "pip install -e . again")
     return _speedups, Implementation.C, "built"
 
 
