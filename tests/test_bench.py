@@ -24,7 +24,8 @@ def test_bench_measures_every_client_scenario_and_target(tmp_path):
         assert peer.name in measured or (not installed(peer) and os.environ.get("CI") != "true"), peer.package
     assert {row["size"] for row in throughput} == {100, 65536}
     assert all(row["msgs_per_s"] > 0 and row["p99_ms"] >= row["p50_ms"] for row in throughput)
-    assert {"rabbitipc", "tutorial-pika"} | {peer.name for peer in PEERS if peer.paced and peer.name in measured} \
+    paced_peers = {peer.name for peer in PEERS if peer.paced and peer.name in measured}
+    assert {"rabbitipc", "rabbitipc-classic", "tutorial-pika"} | paced_peers \
         == {row["client"] for row in rows if row["scenario"] == "paced"} - {"c-librabbitmq", "amqplib"}
     backlog = [row for row in rows if row["scenario"] == "backlog"]
     assert backlog and backlog[0]["consumer_rss_mib"] > 0 and backlog[0]["rss_second_half_mib"] > 0
@@ -72,3 +73,17 @@ def test_profile_groups_samples_by_who_spends_them(tmp_path):
         "process 1:\"\";<module> (send.py:13);Message.body (rabbitipc/message.py:55) 2\n")
     assert breakdown(raw) == [("pika: AMQP frame encoding/decoding", 60.0),
                               ("socket calls (kernel time of send/recv/poll)", 20.0), ("rabbitipc", 20.0)]
+
+
+def test_scenarios_option_runs_only_those(tmp_path):
+    """--scenarios paced: only the paced rows (rabbitipc on both queue types here); a typo is a usage error."""
+    result = subprocess.run([sys.executable, "-m", "bench", "--quick", "--count", "50", "--out", str(tmp_path),
+                             "--clients", "rabbitipc,rabbitipc-classic", "--scenarios", "paced"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert sorted((row["scenario"], row["client"]) for row in rows) == [("paced", "rabbitipc"),
+                                                                         ("paced", "rabbitipc-classic")]
+    typo = subprocess.run([sys.executable, "-m", "bench", "--scenarios", "pacd"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert typo.returncode == 2 and "unknown scenario pacd; choose from throughput, paced, backlog" in typo.stderr

@@ -2,7 +2,7 @@
 
 from collections import Counter
 
-from support import RECEIVED, SENT, queue_depth, wait_until
+from support import RECEIVED, SENT, queue_counts, queue_depth, wait_until
 
 
 def test_every_message_sent_is_received_exactly_once(run):
@@ -17,6 +17,18 @@ def test_every_message_sent_is_received_exactly_once(run):
     assert sorted(receiver.ids(RECEIVED)) == sorted(sent)
     assert [int(seq) for seq, _ in sender.matches(SENT)] == list(range(1, 51))
     assert "latency_ms=" in receiver.output
+
+
+def test_acks_of_a_slow_stream_go_out_without_waiting_for_more_messages(run, broker, queue):
+    """Acks are batched (by count and by time): the last of a few messages is acked while the receiver idles."""
+    receiver = run("receiver")
+    receiver.wait_for_line("consuming from queue")
+    sender = run("sender", "--count", "5", "--rate", "20")
+    assert sender.wait() == 0, sender.output
+    receiver.wait_count(RECEIVED, 5)
+    wait_until(lambda: queue_counts(broker, queue) == (0, 0, 1), 5, "all 5 acked, the receiver still consuming",
+               lambda: f"ready, unacked, consumers: {queue_counts(broker, queue)}")
+    assert receiver.proc.poll() is None
 
 
 def test_default_sender_sleeps_random_intervals(run):

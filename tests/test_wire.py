@@ -479,6 +479,29 @@ def test_falls_back_when_the_extension_is_not_built():
                                      "when installed?) | rabbitipc.wire._pure")
 
 
+def test_falls_back_when_the_extension_is_out_of_date():
+    """A compiled module built from an older source (a function missing) is not used half: the pure codec is."""
+    block = ("import importlib.util, pathlib, sys\n"
+             "wire_dir = pathlib.Path(importlib.util.find_spec('rabbitipc').origin).parent / 'wire'\n"
+             "built = sorted(wire_dir.glob('_speedups.*.so'))\n"
+             "assert built, 'No module named ' + repr('rabbitipc.wire._speedups')\n"
+             "spec = importlib.util.spec_from_file_location('rabbitipc.wire._speedups', built[0])\n"
+             "real = importlib.util.module_from_spec(spec)\n"
+             "spec.loader.exec_module(real)\n"
+             "stale = type(sys)('rabbitipc.wire._speedups')\n"
+             "stale.__dict__.update({k: v for k, v in vars(real).items() if k != 'plain_json_text'})\n"
+             "sys.modules['rabbitipc.wire._speedups'] = stale\n"
+             "import rabbitipc.wire as w\n"
+             "print(w.implementation().name, '|', w.describe(), '|', w.plain_json_text.__module__)\n")
+    result = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True,
+                            env={k: v for k, v in os.environ.items() if k != "RABBITIPC_PURE_PYTHON"})
+    if "No module named 'rabbitipc.wire._speedups'" in result.stderr:
+        pytest.skip("the C extension is not built")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ("PYTHON | wire codec: pure Python (the C extension is out of date (no "
+                                     "plain_json_text): pip install -e . again) | rabbitipc.wire._pure")
+
+
 def test_micro_benchmark_runs():
     """python -m bench.wire with tiny counts prints a row for every case, a column per codec (figures not asserted)."""
     result = subprocess.run([sys.executable, "-m", "bench.wire", "--messages", "200", "--rounds", "1"],
@@ -508,3 +531,11 @@ def test_images_compile_the_codec_in_the_build_stage_only(dockerfile):
     assert "gcc" not in final and "apt-get" not in final and "COPY --from=build /opt/venv /opt/venv" in final
     with open(os.path.join(root, ".dockerignore")) as file:
         assert "!setup.py" in file.read().splitlines(), "setup.py must reach the build context"
+
+
+@settings(max_examples=500, deadline=None)
+@given(data=st.binary(max_size=80) | st.lists(st.sampled_from(b'\x00\x1f !"#[\\]\x7f\x80\xff'), max_size=40).map(bytes))
+def test_plain_json_text_is_true_exactly_when_nothing_needs_an_escape(codec, data):
+    """plain_json_text: no byte below 0x20, no quote, no backslash, at any position (the C one reads words)."""
+    assert codec.plain_json_text(data) is all(byte >= 0x20 and byte not in b'"\\' for byte in data)
+    assert codec.plain_json_text(b"x" * 64 + data) is codec.plain_json_text(data)

@@ -149,8 +149,8 @@ class Consumer:
                     self._finish_in_hand(dispatcher, settings.finish_timeout, until_empty=True)
                     raise px.ConsumerCancelled(self._cancelled)
                 self.health.beat(connected=True)
-                self._connection.process_data_events(time_limit=0.2)
-                self.acks.flush()  # nothing more to dispatch right now
+                self._connection.process_data_events(time_limit=self.acks.wait_limit(0.2))
+                self.acks.flush_due()
                 self.report.lines.tick()
             # Finish the message in hand (its ack needs this thread), then hand back the rest.
             self._finish_in_hand(dispatcher, settings.finish_timeout)

@@ -47,10 +47,13 @@ def payloads(message: str | None, size: int | None, stdin=None) -> Iterator[str]
         return itertools.repeat(message)
 
     def generated() -> Iterator[str]:
+        padding = ""  # " xxx...": built again only when the number gains a digit (a 64 KiB one costs)
         for n in itertools.count(1):
             text = f"hello {n}"
             if size is not None:
-                text = (text + " " + "x" * size)[:size]
+                if len(text) + len(padding) != size and len(text) < size:
+                    padding = (" " + "x" * size)[:size - len(text)]
+                text = text + padding if len(text) < size else text[:size]
             yield text
 
     return generated()

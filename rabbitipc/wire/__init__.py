@@ -22,6 +22,10 @@ pika (OTHER: data[end:] starts with it). The events:
 - ``(RETURN, channel, reply_code, reply_text, exchange, routing_key, properties, body)``
 
 properties is a pika.spec.BasicProperties; short strings are str, or bytes when not UTF-8 (as pika).
+
+And for the message body (rabbitipc.message): ``plain_json_text(data) -> bool``, True when UTF-8
+bytes need no escape inside a JSON string (no control character, quote or backslash), so a long
+payload is copied into or out of the JSON body as it is.
 """
 
 from __future__ import annotations
@@ -44,6 +48,11 @@ class Implementation(enum.Enum):
     PYTHON = "pure Python"
 
 
+#: What both implementations provide.
+_INTERFACE = ("PublishTemplate", "decode", "plain_json_text", "DELIVER", "ACK", "NACK", "RETURN", "DONE", "PARTIAL",
+              "OTHER", "FRAME_MIN_SIZE")
+
+
 def _select():
     """The codec module to use, which one it is, and why."""
     if os.environ.get(PURE_PYTHON_ENV, "") not in ("", "0"):
@@ -59,6 +68,11 @@ def _select():
     except ImportError as exc:  # built, but for another Python: say so rather than hide it
         from . import _pure
         return _pure, Implementation.PYTHON, f"the C extension does not load: {exc}"
+    missing = [name for name in _INTERFACE if not hasattr(_speedups, name)]
+    if missing:  # built in place from an older source: the pure one is complete, and the log says what to do
+        from . import _pure
+        return _pure, Implementation.PYTHON, (f"the C extension is out of date (no {', '.join(missing)}): "
+                                              "pip install -e . again")
     return _speedups, Implementation.C, "built"
 
 
@@ -66,6 +80,7 @@ _impl, _active, _why = _select()
 
 PublishTemplate = _impl.PublishTemplate
 decode = _impl.decode
+plain_json_text = _impl.plain_json_text
 DELIVER, ACK, NACK, RETURN = _impl.DELIVER, _impl.ACK, _impl.NACK, _impl.RETURN
 DONE, PARTIAL, OTHER = _impl.DONE, _impl.PARTIAL, _impl.OTHER
 FRAME_MIN_SIZE = _impl.FRAME_MIN_SIZE
@@ -82,4 +97,4 @@ def describe() -> str:
 
 
 __all__ = ["ACK", "DELIVER", "DONE", "FRAME_MIN_SIZE", "NACK", "OTHER", "PARTIAL", "PURE_PYTHON_ENV", "RETURN",
-           "Implementation", "PublishTemplate", "decode", "describe", "implementation"]
+           "Implementation", "PublishTemplate", "decode", "describe", "implementation", "plain_json_text"]

@@ -240,6 +240,14 @@ def _content(buf: bytes, pos: int, size: int, channel: int) -> tuple[int, object
     return DONE, properties, body, pos
 
 
+_JSON_SPECIAL = bytes(range(0x20)) + b'"\\'
+
+
+def plain_json_text(data: bytes) -> bool:
+    """True when data (UTF-8) goes into a JSON string as it is: no control character, quote or backslash."""
+    return len(data.translate(None, _JSON_SPECIAL)) == len(data)
+
+
 def decode(data: bytes | bytearray | memoryview, start: int = 0) -> tuple[list[tuple], int, int]:
     """Decode the frames in data[start:] into events; see rabbitipc.wire.decode."""
     buf = data if isinstance(data, (bytes, bytearray)) else bytes(data)

@@ -784,12 +784,43 @@ error:
     return NULL;
 }
 
+/* ------------------------------------------------------- JSON plain text */
+
+/* True when no byte of data needs an escape inside a JSON string: none below 0x20, no quote,
+   no backslash. Eight bytes at a time (the classic has-zero-byte/has-less-than word tricks):
+   a 64 KiB payload in a few microseconds, where a byte loop or bytes.translate takes 35. */
+static PyObject *wire_plain_json_text(PyObject *module, PyObject *arg) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    const unsigned char *p = view.buf;
+    Py_ssize_t n = view.len, i = 0;
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    const uint64_t quotes = 0x22 * ones, backslashes = 0x5c * ones, spaces = 0x20 * ones;
+    int plain = 1;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x;
+        memcpy(&x, p + i, 8);
+        uint64_t q = x ^ quotes, b = x ^ backslashes;
+        if ((((x - spaces) & ~x) | ((q - ones) & ~q) | ((b - ones) & ~b)) & highs) {
+            plain = 0;
+            break;
+        }
+    }
+    for (; plain && i < n; i++)
+        if (p[i] < 0x20 || p[i] == 0x22 || p[i] == 0x5c) plain = 0;
+    PyBuffer_Release(&view);
+    return PyBool_FromLong(plain);
+}
+
 /* ---------------------------------------------------------------- module */
 
 static PyMethodDef module_methods[] = {
     {"decode", (PyCFunction)(void (*)(void))wire_decode, METH_FASTCALL,
      "decode(data, start=0) -> (events, end, status)\n\n"
      "Decode the frames in data[start:] into event tuples; see rabbitipc.wire."},
+    {"plain_json_text", wire_plain_json_text, METH_O,
+     "plain_json_text(data) -> bool\n\n"
+     "True when data (UTF-8) goes into a JSON string as it is: no control character, quote or backslash."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module_def = {
