@@ -35,7 +35,7 @@ docker-e2e: ## on a Docker engine of our own: the local broker script, compose.y
 	./run-tests.sh -m docker
 
 .PHONY: bench
-bench: ## rabbitipc against the C limit, amqplib and the Python clients, with the targets (3 runs each, ~15 min; BENCH_ARGS="--clients rabbitipc,c-librabbitmq")
+bench: ## rabbitipc against the C limit, amqplib and the Python clients, with the targets (3 runs each, ~11 min; BENCH_ARGS="--clients rabbitipc,c-librabbitmq")
 	./run-tests.sh --version >/dev/null
 	.venv/bin/python -m pip install -q -e '.[bench]'
 	.venv/bin/python -m bench $(BENCH_ARGS)
