@@ -103,3 +103,19 @@ def test_a_message_nacked_every_time_is_given_up_after_paced_tries(broker, full_
     assert tries[-1] - tries[0] >= 1.0, "the four re-publications were not paced"
     assert payloads(broker.url, queue) == ["fills it"]
     mq.close()
+
+
+def test_wake_ends_a_publishers_idle_wait_from_another_thread(broker, queue):
+    """StreamPublisher.wake() (the one thread-safe call) ends idle() at once: the HTTP front's request
+    threads use it so their message is published now, not after the publisher thread's pause."""
+    from rabbitipc.publish.engine import StreamPublisher
+    from rabbitipc.topology import Route
+
+    publisher = StreamPublisher(broker.url, Route("work", queue))
+    publisher.connect()
+    idling = threading.Thread(target=publisher.idle, args=(600,))
+    idling.start()
+    publisher.wake()
+    idling.join(30)
+    assert not idling.is_alive(), "idle(600) did not end on wake()"
+    publisher.close()

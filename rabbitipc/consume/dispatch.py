@@ -21,6 +21,8 @@ from collections.abc import Callable
 from queue import Empty, Queue
 from typing import Any
 
+from .outcome import Outcome
+
 LOGGER = logging.getLogger(__name__)
 
 
@@ -53,10 +55,13 @@ class Dispatcher:
                 self.busy.clear()
                 continue  # stopping: left unacked, the broker requeues it when the channel closes
             try:
-                outcome = self.decide(*item[1:])
+                try:
+                    outcome = self.decide(*item[1:])
+                except Exception as exc:  # noqa: BLE001 - never let the worker die silently
+                    # Not left unacked: the next batched ack (multiple=True) would cover it, unhandled.
+                    LOGGER.exception("unexpected error while deciding about a message; dead-lettering it")
+                    outcome = Outcome.dead(f"unexpected error: {exc.__class__.__name__}: {exc}")
                 self._finish_on_io_thread(item, outcome)
-            except Exception:  # noqa: BLE001 - never let the worker die silently
-                LOGGER.exception("unexpected error while handling a message; it stays unacked")
             finally:
                 self.busy.clear()
 

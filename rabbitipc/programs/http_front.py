@@ -98,7 +98,7 @@ class Ticket:
             if remembered is not None:
                 remembered.accepted = remembered.accepted or status == 202  # before done: readers see both
             self._done.set()
-            if remembered is not None:
+            if remembered is not None and remembered.ticket is self:  # a retry may have put its own there
                 remembered.ticket = None
         if status != 202:
             LOGGER.warning("not accepted id=%s: %s", self.id, answer["error"])
@@ -138,6 +138,9 @@ class Dispatcher:
             ticket.refuse(f"{MAX_WAITING} requests already waiting")
         else:
             self._inbox.append(ticket)
+            publisher = self.publisher
+            if publisher is not None:
+                publisher.wake()  # published now, not at the end of the publisher thread's pause
         return ticket
 
     # -- the publisher thread ----------------------------------------------------------

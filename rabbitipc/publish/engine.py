@@ -16,6 +16,7 @@ the duplicates this can make, by id. Confirms and returns are reported through c
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -122,6 +123,7 @@ class StreamPublisher:
         self._next_tag = 0
         self._again: deque[Outgoing] = deque()  # to publish (again) before anything new
         self._again_at = 0.0  # not before this time.monotonic(): the pause after a refusal
+        self._woken = threading.Event()  # set by wake(), from any thread: idle() returns early
         self._returned: set[object] = set()
         self._redeclare = False
         self._since_turn = self._bytes_since_turn = 0
@@ -185,14 +187,29 @@ class StreamPublisher:
                 self._turn(TURN)
         return True
 
+    def wake(self) -> None:
+        """From any thread: end the current (or the next) idle() at once, as there is work for its caller.
+
+        The only method that may be called from another thread than the one using the publisher.
+        """
+        self._woken.set()
+        connection = self._connection
+        if connection is not None:
+            try:
+                connection.ioloop.add_callback_threadsafe(_nothing)  # interrupts the poll's wait
+            except Exception:  # noqa: BLE001 - the loop is closing: idle() sees the flag at its next turn
+                LOGGER.debug("wake: the I/O loop is closed")
+
     def idle(self, seconds: float) -> None:
-        """Wait up to `seconds`, reading confirms and keeping the connection alive; ends early on a stop."""
+        """Wait up to `seconds`, reading confirms and keeping the connection alive; ends early on a stop
+        or a wake()."""
         deadline = time.monotonic() + seconds
         if self._since_turn and self._connection is not None:
             self._turn(0)  # what was published goes out now, even when the pause is already over
         while not self.stop.is_set():
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or self._woken.is_set():
+                self._woken.clear()
                 return
             if self.in_flight and (self._connection is None or self._lost is not None or self._again):
                 self._ensure_link()  # publish the unconfirmed tail again as soon as we can
