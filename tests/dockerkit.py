@@ -91,7 +91,23 @@ def start_engine() -> Docker:
     result = subprocess.run([str(ENGINE_SCRIPT)], capture_output=True, text=True, timeout=300)
     if result.returncode != 0:
         unavailable(f"scripts/start-dockerd.sh could not start an engine:\n{result.stderr[-3000:]}")
-    return Docker(result.stdout.strip().splitlines()[-1])
+    docker = Docker(result.stdout.strip().splitlines()[-1])
+    remove_leftovers(docker)
+    return docker
+
+
+#: Names (and compose projects) the tests give what they start: `test-` after our own prefixes.
+TEST_PREFIXES = ("rabbitipc-test-", "flask-jobs-test-")
+
+
+def remove_leftovers(docker: Docker) -> None:
+    """Remove what an interrupted run left in our own engine: its compose stacks restart with the
+    engine (restart: unless-stopped) and would take CPU from this run. Only test-named containers."""
+    listing = docker.out("ps", "-a", "--format", '{{.ID}} {{.Names}} {{.Label "com.docker.compose.project"}}')
+    leftovers = [fields[0] for fields in (line.split() for line in listing.splitlines())
+                 if any(name.startswith(TEST_PREFIXES) for name in fields[1:])]
+    if leftovers:
+        docker.run("rm", "-f", "-v", *leftovers, check=False, timeout=300)
 
 
 def load_bases(docker: Docker) -> None:
