@@ -46,6 +46,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.peers import PEERS
@@ -365,24 +366,16 @@ def sweep(count: int) -> int:
     return 0
 
 
-def scenario_list(text: str) -> tuple[str, ...]:
-    """--scenarios: known names, comma-separated."""
-    names = tuple(name.strip() for name in text.split(",") if name.strip())
-    unknown = [name for name in names if name not in SCENARIOS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown scenario {', '.join(unknown) or '(none given)'}; "
-                                         f"choose from {', '.join(SCENARIOS)}")
-    return names
-
-
-def client_list(text: str) -> tuple[str, ...]:
-    """--clients: known names, comma-separated."""
-    names = tuple(name.strip() for name in text.split(",") if name.strip())
-    unknown = [name for name in names if name not in CLIENTS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown client {', '.join(unknown) or '(none given)'}; "
-                                         f"choose from {', '.join(CLIENTS)}")
-    return names
+def name_list(kind: str, known: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
+    """An argparse type for --clients/--scenarios: names of `known`, comma-separated."""
+    def parse(text: str) -> tuple[str, ...]:
+        names = tuple(name.strip() for name in text.split(",") if name.strip())
+        unknown = [name for name in names if name not in known]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"unknown {kind} {', '.join(unknown) or '(none given)'}; "
+                                             f"choose from {', '.join(known)}")
+        return names
+    return parse
 
 
 def available(wanted: tuple[str, ...]) -> list[str]:
@@ -427,10 +420,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, help="messages per configuration (overrides the defaults)")
     parser.add_argument("--backlog", type=int, help="messages queued before the receiver starts "
                                                     "(default 1000000, --quick 20000)")
-    parser.add_argument("--clients", type=client_list, default=CLIENTS, metavar="A,B,...",
+    parser.add_argument("--clients", type=name_list("client", CLIENTS), default=CLIENTS, metavar="A,B,...",
                         help="clients to measure, comma-separated (default: every one available): "
                              + ", ".join(CLIENTS))
-    parser.add_argument("--scenarios", type=scenario_list, default=SCENARIOS, metavar="A,B,...",
+    parser.add_argument("--scenarios", type=name_list("scenario", SCENARIOS), default=SCENARIOS,
+                        metavar="A,B,...",
                         help="scenarios to run, comma-separated (default: all): " + ", ".join(SCENARIOS))
     parser.add_argument("--sweep", action="store_true",
                         help="instead: rabbitipc at 100 B across --prefetch and --window values (sizing the defaults)")
