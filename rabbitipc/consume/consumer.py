@@ -13,12 +13,12 @@ import dataclasses
 import hashlib
 import logging
 import time
-from collections import OrderedDict
 
 import pika
 import pika.exceptions as px
 
 from .. import control
+from ..bounded import BoundedMap
 from ..connection import RECONNECT, Retry, connect
 from ..errors import AuthError, Stopped
 from ..health import Health
@@ -59,7 +59,7 @@ class Consumer:
         self.report = Report(self.settings.log_rate)
         self.acks = effects.AckBatch(self.settings.ack_batch)
         self.park_retry = effects.ParkRetry()
-        self._dead_unparked = DecidedDead(1000)  # decided dead, not yet parked: key -> reason
+        self._dead_unparked: BoundedMap[str] = BoundedMap(1000)  # decided dead, not yet parked: key -> reason
         self.queue = subscription.queue or ""  # the server names exclusive queues at declare time
         self.dead_letter_queue = ""
         self._connection: pika.BlockingConnection | None = None
@@ -272,24 +272,4 @@ class Consumer:
 def _redelivery_key(properties, body: bytes) -> str:
     """What recognises a redelivered message before it is parsed: its message_id, else its body's digest."""
     return properties.message_id or hashlib.blake2b(body, digest_size=16).hexdigest()
-
-
-class DecidedDead:
-    """A bounded map of messages decided dead but not yet parked, oldest forgotten first (thread-safe enough:
-    single dict operations)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._reasons: OrderedDict[str, str] = OrderedDict()
-
-    def get(self, key: str) -> str | None:
-        return self._reasons.get(key)
-
-    def add(self, key: str, reason: str) -> None:
-        self._reasons[key] = reason
-        while len(self._reasons) > self.size:
-            self._reasons.popitem(last=False)
-
-    def discard(self, key: str) -> None:
-        self._reasons.pop(key, None)
 

@@ -32,10 +32,11 @@ import json
 import logging
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from ..bounded import BoundedMap
 from ..errors import EXIT_AUTH, EXIT_TLS, FatalError, Stopped, UndeliverableError, UnreachableError
 from ..loglines import SENT_VIA_HTTP_LINE
 from ..message import Message, Stamper, printable
@@ -248,23 +249,6 @@ class Remembered:
         self.ticket: Ticket | None = None  # while its message is on its way
 
 
-class RecentKeys:
-    """The last `size` Idempotency-Keys, oldest forgotten first."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._keys: OrderedDict[str, Remembered] = OrderedDict()
-        self.lock = threading.Lock()  # held for dictionary work only, never across a broker wait
-
-    def get(self, key: str) -> Remembered | None:
-        return self._keys.get(key)
-
-    def add(self, key: str, remembered: Remembered) -> None:
-        self._keys[key] = remembered
-        while len(self._keys) > self.size:
-            self._keys.popitem(last=False)
-
-
 def digest(payload: str) -> bytes:
     return hashlib.blake2b(payload.encode(), digest_size=16).digest()
 
@@ -288,14 +272,15 @@ class MessageServer(ThreadingHTTPServer):
         self.dispatcher = dispatcher
         self.max_size = max_size
         self.stamp = Stamper()
-        self.keys = RecentKeys(KEYS_REMEMBERED)
+        self.keys: BoundedMap[Remembered] = BoundedMap(KEYS_REMEMBERED)
+        self.keys_lock = threading.Lock()  # held for dictionary work only, never across a broker wait
 
     def publish(self, payload: str, key: str | None = None) -> Answer:
         """Publish one payload (once per key); return (HTTP status, JSON answer) when it is settled."""
         if key is None:
             return self.dispatcher.submit(Ticket(self.stamp(payload), time.monotonic() + CONFIRM_DEADLINE)).wait()
         body_digest = digest(payload)
-        with self.keys.lock:
+        with self.keys_lock:
             known = self.keys.get(key)
             if known is None:
                 message = dataclasses.replace(self.stamp(payload), id=key)
