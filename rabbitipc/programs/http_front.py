@@ -95,9 +95,7 @@ class Ticket:
                 return False
             self.answer = (status, answer)
             self.message = None
-            remembered = self.remembered
-            if remembered is not None:
-                remembered.accepted = remembered.accepted or status == 202  # before done: readers see both
+            remembered = self.remembered  # its accepted flag is set by _confirmed(), before the 202 settles here
             self._done.set()
             if remembered is not None and remembered.ticket is self:  # a retry may have put its own there
                 remembered.ticket = None
