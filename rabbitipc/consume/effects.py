@@ -32,7 +32,7 @@ class AckBatch:
 
     Deliveries are finished in order on one channel, so one ack covers all before it. The
     batch goes out every `size` messages, and at the latest `max_delay` seconds after the
-    first message it covers was handled (the consumer's loop waits no longer than due()).
+    first message it covers was handled (the consumer's loop waits no longer than wait_limit()).
     Before, a slow stream (1,000 msgs/s) got an ack per message: a send, a loop turn and a
     broker ack each, for the receiver about 40% of its CPU at that rate (measured with py-spy).
     """
