@@ -284,6 +284,25 @@ def test_decode_keeps_an_incomplete_message(codec, stream, cut):
     assert (comparable(events + rest), end2, status2) == (pika_events(stream)[0], len(stream), codec.DONE)
 
 
+@PROPERTY
+@given(stream=streams(), cut=st.integers(0, 10**6), junk=st.binary(min_size=1, max_size=64))
+def test_decode_reads_only_up_to_end(codec, stream, cut, junk):
+    """decode(buffer, start, end) on a reused buffer (the adapter reads into one): what lies past `end` is never
+    read, so a stream cut at `end` and followed by old bytes decodes as the cut stream alone."""
+    cut = cut % (len(stream) + 1)
+    buffer = bytearray(stream[:cut] + junk)
+    assert codec.decode(buffer, 0, cut)[1:] == codec.decode(stream[:cut])[1:]
+    assert comparable(codec.decode(buffer, 0, cut)[0]) == comparable(codec.decode(stream[:cut])[0])
+    events, end, status = codec.decode(memoryview(stream), 0, len(stream))
+    assert (comparable(events), end, status) == (pika_events(stream)[0], len(stream), codec.DONE)
+    for body in (event[-1] for event in events if event[0] in (codec.DELIVER, codec.RETURN)):
+        assert type(body) is bytes  # a copy: the buffer it came from is reused by the next read
+    with pytest.raises(ValueError):
+        codec.decode(buffer, 0, len(buffer) + 1)
+    with pytest.raises(ValueError):
+        codec.decode(buffer, cut + 1, cut)
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(stream=streams(), flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(1, 255)), min_size=1,
                                         max_size=3))
@@ -539,3 +558,18 @@ def test_plain_json_text_is_true_exactly_when_nothing_needs_an_escape(codec, dat
     """plain_json_text: no byte below 0x20, no quote, no backslash, at any position (the C one reads words)."""
     assert codec.plain_json_text(data) is all(byte >= 0x20 and byte not in b'"\\' for byte in data)
     assert codec.plain_json_text(b"x" * 64 + data) is codec.plain_json_text(data)
+
+
+@settings(max_examples=400, deadline=None)
+@given(length=st.integers(0, 300), position=st.integers(0, 299), offset=st.integers(0, 15),
+       special=st.sampled_from(b'\x00\x01\x1f"\\'), filler=st.sampled_from([b"a", b" ", b"\x7f", b"\x80\xff", b"~!#"]))
+def test_plain_json_text_finds_one_special_byte_anywhere_in_a_long_text(codec, length, position, offset, special,
+                                                                        filler):
+    """One byte needing an escape, at any position of a long text (the C one reads 64 bytes a step), through a
+    view at any alignment: found; the same text without it is plain. Bytes 0x7f-0xff are plain (UTF-8)."""
+    text = bytearray((filler * 300)[:length])
+    assert codec.plain_json_text(memoryview(bytes(offset) + text)[offset:]) is True
+    if length:
+        text[position % length] = special
+        assert codec.plain_json_text(memoryview(bytes(offset) + text)[offset:]) is False
+        assert codec.plain_json_text(bytes(text)) is False

@@ -196,9 +196,9 @@ def _properties(buf: bytes, pos: int, end: int) -> _BasicProperties:
     return properties
 
 
-def _content(buf: bytes, pos: int, size: int, channel: int) -> tuple[int, object, bytes, int] | int:
-    """The header and body frames after a method frame: (status, properties, body, end) or a status."""
-    total = len(buf)
+def _content(buf: bytes, pos: int, size: int, channel: int, total: int) -> tuple[int, object, bytes, int] | int:
+    """The header and body frames in buf[pos:total] after a method frame: (status, properties, body, end) or a
+    status."""
     if pos + 7 > total:
         return PARTIAL
     kind, chan, hsize = _FRAME_HEAD.unpack_from(buf, pos)
@@ -243,15 +243,22 @@ def _content(buf: bytes, pos: int, size: int, channel: int) -> tuple[int, object
 _JSON_SPECIAL = bytes(range(0x20)) + b'"\\'
 
 
-def plain_json_text(data: bytes) -> bool:
+def plain_json_text(data: bytes | bytearray | memoryview) -> bool:
     """True when data (UTF-8) goes into a JSON string as it is: no control character, quote or backslash."""
+    if type(data) is memoryview:
+        data = data.tobytes()
     return len(data.translate(None, _JSON_SPECIAL)) == len(data)
 
 
-def decode(data: bytes | bytearray | memoryview, start: int = 0) -> tuple[list[tuple], int, int]:
-    """Decode the frames in data[start:] into events; see rabbitipc.wire.decode."""
+def decode(data: bytes | bytearray | memoryview, start: int = 0,
+           end: int | None = None) -> tuple[list[tuple], int, int]:
+    """Decode the frames in data[start:end] into events; see rabbitipc.wire.decode."""
     buf = data if isinstance(data, (bytes, bytearray)) else bytes(data)
     total = len(buf)
+    if end is not None:
+        if not 0 <= end <= total:
+            raise ValueError(f"end {end} is outside 0..{total}")
+        total = end
     if not 0 <= start <= total:
         raise ValueError(f"start {start} is outside 0..{total}")
     events: list[tuple] = []
@@ -287,7 +294,7 @@ def decode(data: bytes | bytearray | memoryview, start: int = 0) -> tuple[list[t
         except IndexError:
             return events, pos, OTHER
         # The content first: while a large message is still arriving, nothing is decoded.
-        content = _content(buf, end + 1, size, channel)
+        content = _content(buf, end + 1, size, channel, total)
         if type(content) is int:
             return events, pos, content
         _status, properties, body, after = content

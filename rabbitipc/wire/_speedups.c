@@ -14,6 +14,9 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 enum { DELIVER = 1, ACK = 2, NACK = 3, RETURN = 4 };
 enum { DONE = 0, PARTIAL = 1, OTHER = 2 };
@@ -701,19 +704,31 @@ fail:
 
 static PyObject *wire_decode(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
-    if (nargs < 1 || nargs > 2) {
-        PyErr_SetString(PyExc_TypeError, "decode(data, start=0) takes 1 or 2 arguments");
+    if (nargs < 1 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "decode(data, start=0, end=None) takes 1 to 3 arguments");
         return NULL;
     }
-    Py_ssize_t start = 0;
-    if (nargs == 2) {
+    Py_ssize_t start = 0, end_arg = -1;
+    if (nargs >= 2) {
         start = PyLong_AsSsize_t(args[1]);
         if (start == -1 && PyErr_Occurred()) return NULL;
+    }
+    if (nargs == 3 && args[2] != Py_None) {
+        end_arg = PyLong_AsSsize_t(args[2]);
+        if (end_arg == -1 && PyErr_Occurred()) return NULL;
     }
     Py_buffer view;
     if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) return NULL;
     const unsigned char *buf = (const unsigned char *)view.buf;
     Py_ssize_t total = view.len;
+    if (nargs == 3 && args[2] != Py_None) {
+        if (end_arg < 0 || end_arg > total) {
+            PyBuffer_Release(&view);
+            PyErr_Format(PyExc_ValueError, "end %zd is outside 0..%zd", end_arg, total);
+            return NULL;
+        }
+        total = end_arg;
+    }
     if (start < 0 || start > total) {
         PyBuffer_Release(&view);
         PyErr_Format(PyExc_ValueError, "start %zd is outside 0..%zd", start, total);
@@ -787,27 +802,46 @@ error:
 /* ------------------------------------------------------- JSON plain text */
 
 /* True when no byte of data needs an escape inside a JSON string: none below 0x20, no quote,
-   no backslash. Eight bytes at a time (the classic has-zero-byte/has-less-than word tricks):
-   a 64 KiB payload in a few microseconds, where a byte loop or bytes.translate takes 35. */
-static PyObject *wire_plain_json_text(PyObject *module, PyObject *arg) {
-    Py_buffer view;
-    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
-    const unsigned char *p = view.buf;
-    Py_ssize_t n = view.len, i = 0;
+   no backslash. With SSE2 (every x86-64) 64 bytes per step, the verdict taken once per step: a
+   64 KiB payload in about 2 microseconds. Elsewhere eight bytes at a time (the classic
+   has-zero-byte/has-less-than word tricks, exact for "is there such a byte"): a few microseconds,
+   where a byte loop or bytes.translate takes 35. */
+static int plain_bytes(const unsigned char *p, Py_ssize_t n) {
+    Py_ssize_t i = 0;
+#ifdef __SSE2__
+    const __m128i quote = _mm_set1_epi8(0x22), backslash = _mm_set1_epi8(0x5c),
+                  below = _mm_set1_epi8(0x1f);
+    for (; i + 64 <= n; i += 64) {
+        __m128i bad = _mm_setzero_si128();
+        for (int k = 0; k < 64; k += 16) {
+            __m128i x = _mm_loadu_si128((const __m128i *)(p + i + k));
+            /* x <= 0x1f, unsigned: min(x, 0x1f) == x */
+            bad = _mm_or_si128(bad, _mm_cmpeq_epi8(_mm_min_epu8(x, below), x));
+            bad = _mm_or_si128(bad, _mm_cmpeq_epi8(x, quote));
+            bad = _mm_or_si128(bad, _mm_cmpeq_epi8(x, backslash));
+        }
+        if (_mm_movemask_epi8(bad)) return 0;
+    }
+#else
     const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
     const uint64_t quotes = 0x22 * ones, backslashes = 0x5c * ones, spaces = 0x20 * ones;
-    int plain = 1;
     for (; i + 8 <= n; i += 8) {
         uint64_t x;
         memcpy(&x, p + i, 8);
         uint64_t q = x ^ quotes, b = x ^ backslashes;
-        if ((((x - spaces) & ~x) | ((q - ones) & ~q) | ((b - ones) & ~b)) & highs) {
-            plain = 0;
-            break;
-        }
+        if ((((x - spaces) & ~x) | ((q - ones) & ~q) | ((b - ones) & ~b)) & highs) return 0;
     }
-    for (; plain && i < n; i++)
-        if (p[i] < 0x20 || p[i] == 0x22 || p[i] == 0x5c) plain = 0;
+#endif
+    for (; i < n; i++)
+        if (p[i] < 0x20 || p[i] == 0x22 || p[i] == 0x5c) return 0;
+    return 1;
+}
+
+static PyObject *wire_plain_json_text(PyObject *module, PyObject *arg) {
+    (void)module;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    int plain = plain_bytes(view.buf, view.len);
     PyBuffer_Release(&view);
     return PyBool_FromLong(plain);
 }
@@ -816,8 +850,8 @@ static PyObject *wire_plain_json_text(PyObject *module, PyObject *arg) {
 
 static PyMethodDef module_methods[] = {
     {"decode", (PyCFunction)(void (*)(void))wire_decode, METH_FASTCALL,
-     "decode(data, start=0) -> (events, end, status)\n\n"
-     "Decode the frames in data[start:] into event tuples; see rabbitipc.wire."},
+     "decode(data, start=0, end=None) -> (events, end, status)\n\n"
+     "Decode the frames in data[start:end] into event tuples; see rabbitipc.wire."},
     {"plain_json_text", wire_plain_json_text, METH_O,
      "plain_json_text(data) -> bool\n\n"
      "True when data (UTF-8) goes into a JSON string as it is: no control character, quote or backslash."},

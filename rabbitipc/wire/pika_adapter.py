@@ -12,8 +12,10 @@ pika connects, negotiates, opens channels and does everything rare; once a conne
   and Basic.Return go to the channel's own `_on_deliver`/`_on_return` (so pika's checks on
   cancelled and unknown consumer tags still apply), in order with everything else; any frame
   the codec leaves (OTHER: heartbeats, channel methods, Basic.Ack/Nack too, as confirms come in
-  batches and need pika's callback routing) goes through pika's generic frame path. Reads are
-  256 KiB instead of pika's 4 KiB.
+  batches and need pika's callback routing) goes through pika's generic frame path. The socket
+  is read with recv_into straight into one reused input buffer, up to 256 KiB at a time (pika
+  reads 4 KiB into a fresh bytes each time): a payload byte is copied once from the kernel and
+  once out into its message body, and no read allocates.
 
 `WireConnection.blocked` follows the broker's connection.blocked/unblocked (pika's public
 callbacks), so a publisher can tell "blocked by an alarm" from "slow".
@@ -43,8 +45,10 @@ from .. import wire
 
 LOGGER = logging.getLogger(__name__)
 
-#: Socket reads once open (pika's own _AsyncTransportBase._MAX_RECV_BYTES is 4096).
+#: Socket reads once open, at most (pika's own _AsyncTransportBase._MAX_RECV_BYTES is 4096).
 RECV_BYTES = 256 << 10
+#: The input buffer: twice a read, so a partial frame left at its end rarely needs moving.
+IN_BUFFER = 2 * RECV_BYTES
 
 #: The private pika names this module relies on: (class, attribute) defined on the class...
 PRIVATE_NAMES = (
@@ -54,6 +58,7 @@ PRIVATE_NAMES = (
     (pika.channel.Channel, "_on_deliver"),  # a whole message, with the consumer-tag checks
     (pika.channel.Channel, "_on_return"),
     (_io._AsyncTransportBase, "_MAX_RECV_BYTES"),
+    (_io._AsyncTransportBase, "_sigint_safe_recv"),  # the one socket read of _consume(), set per instance
 )
 #: ... and those set on each instance (by the named class's methods).
 PRIVATE_INSTANCE_NAMES = (
@@ -82,7 +87,10 @@ class WireConnection(pika.SelectConnection):
 
     def __init__(self, *args: Any, hold_output: bool = False, **kwargs: Any) -> None:
         self._out = bytearray()
+        # The input buffer once taken over: data[_in_start:_in_end] is read and not yet decoded.
         self._in = bytearray()
+        self._in_view = memoryview(self._in)
+        self._in_start = self._in_end = 0
         self._hold = hold_output
         self._fast_in = False
         self._templates: dict[tuple, Any] = {}
@@ -114,7 +122,8 @@ class WireConnection(pika.SelectConnection):
         """Hand everything held to the transport, as one write."""
         if self._out:
             data, self._out = self._out, bytearray()
-            super()._adapter_emit_data(data)  # the transport queues and sends a bytearray as it does bytes
+            # A view: pika requeues the rest of a partial send as chunk[sent:], a copy for a bytearray.
+            super()._adapter_emit_data(memoryview(data))
 
     def publish(self, channel, exchange: str, routing_key: str, body: bytes,
                 properties: pika.BasicProperties, mandatory: bool = False) -> None:
@@ -140,7 +149,7 @@ class WireConnection(pika.SelectConnection):
         else:
             out = bytearray()
             sent = template.encode_into(out, body, fields["message_id"], timestamp, fields["headers"])
-            super()._adapter_emit_data(bytes(out))
+            super()._adapter_emit_data(memoryview(out))
         self.bytes_sent += sent
         chunk = self.params.frame_max - 8
         self.frames_sent += 2 + (len(body) + chunk - 1) // chunk
@@ -152,23 +161,23 @@ class WireConnection(pika.SelectConnection):
                 super()._on_data_available(data_in)
                 return
             self._take_over_input()
-        buf = self._in
-        buf += data_in
-        pos = 0
+        if not (type(data_in) is memoryview and data_in.obj is self._in):  # not read by _recv_into
+            self._append(data_in)
+        buf, pos, end = self._in, self._in_start, self._in_end
         try:
             while True:
-                events, end, status = _decode(buf, pos)
-                self.bytes_received += end - pos
-                pos = end
+                events, stop, status = _decode(buf, pos, end)
+                self.bytes_received += stop - pos
+                pos = stop
                 if events:
                     self._dispatch(events)
                 if status != _OTHER:
                     return
                 # One frame the codec leaves to pika: decoded and processed by pika's own path.
-                if len(buf) - pos < 7:
+                if end - pos < 7:
                     return
                 size = int.from_bytes(buf[pos + 3:pos + 7], "big") + 8
-                if len(buf) - pos < size:
+                if end - pos < size:
                     return
                 consumed, value = _frame.decode_frame(bytes(buf[pos:pos + size]))
                 if value is None:
@@ -177,16 +186,64 @@ class WireConnection(pika.SelectConnection):
                 self.bytes_received += consumed
                 self._process_frame(value)
         finally:
-            del buf[:pos]
+            if buf is self._in:  # (the buffer is only replaced by a read, never while decoding)
+                if pos == end:
+                    self._in_start = self._in_end = 0
+                    if len(buf) > 4 * IN_BUFFER:  # after a message larger than the buffer
+                        self._new_input_buffer(IN_BUFFER, 0)
+                else:
+                    self._in_start = pos
 
     def _take_over_input(self) -> None:
-        """From now on: our buffer (with what pika has not decoded yet) and large reads."""
+        """From now on: our buffer (with what pika has not decoded yet), read into by _recv_into."""
         self._fast_in = True
-        self._in += self._frame_buffer
-        self._frame_buffer = b""
+        pending, self._frame_buffer = self._frame_buffer, b""
+        self._new_input_buffer(IN_BUFFER, 0)
+        self._append(pending)
         transport = getattr(self, "_transport", None)
-        if transport is not None:
-            transport._MAX_RECV_BYTES = RECV_BYTES  # an instance attribute: other connections keep pika's
+        if transport is not None:  # instance attributes: other connections keep pika's
+            transport._MAX_RECV_BYTES = RECV_BYTES
+            transport._sigint_safe_recv = self._recv_into
+
+    def _recv_into(self, sock, max_bytes: int) -> memoryview:
+        """The transport's socket read: into the input buffer; returns the view of what came (empty at EOF)."""
+        self._make_room(max_bytes)
+        end = self._in_end
+        count = sock.recv_into(self._in_view[end:end + max_bytes])
+        self._in_end = end + count
+        return self._in_view[end:end + count]
+
+    def _append(self, data) -> None:
+        """Copy data read elsewhere (by pika before the take-over) to the end of the input buffer."""
+        if data:
+            self._make_room(len(data))
+            end = self._in_end
+            self._in_view[end:end + len(data)] = data
+            self._in_end = end + len(data)
+
+    def _make_room(self, wanted: int) -> None:
+        """Free space after the data for a read of `wanted` bytes (reads of half a buffer or more are taken
+        as they come): move the undecoded tail to the front, or to a larger buffer when what is pending (a
+        message larger than the buffer, arriving in pieces) leaves no room."""
+        need = min(wanted, IN_BUFFER // 2)
+        capacity, start, end = len(self._in), self._in_start, self._in_end
+        if capacity - end >= need:
+            return
+        pending = end - start
+        if pending + need <= capacity:
+            tail = bytes(self._in_view[start:end])  # a partial frame, which may overlap where it goes
+            self._in_view[:pending] = tail
+            self._in_start, self._in_end = 0, pending
+        else:
+            self._new_input_buffer(max(2 * capacity, pending + wanted), start)
+
+    def _new_input_buffer(self, capacity: int, start: int) -> None:
+        """Replace the input buffer by one of `capacity` bytes holding the undecoded data."""
+        pending = self._in_view[start:self._in_end]
+        fresh = bytearray(capacity)
+        fresh[:len(pending)] = pending
+        self._in, self._in_view = fresh, memoryview(fresh)
+        self._in_start, self._in_end = 0, len(pending)
 
     def _dispatch(self, events: list[tuple]) -> None:
         """Hand decoded events to pika's channels (or callbacks), in the order they arrived."""
