@@ -78,10 +78,12 @@ def test_held_frames_reach_the_broker_on_release(broker, queue):
     link.close()
 
 
-@pytest.mark.parametrize("size", [0, 100, 200_000])
+@pytest.mark.parametrize("size", [0, 100, 65_536, 200_000, 1_500_000])
 def test_templated_and_pika_publishes_arrive_identical_in_order(broker, queue, size):
     """Messages encoded by the template and by pika interleave in order; a consumer on the adapter gets
-    bodies, properties and the counters pika's heartbeat checker reads right (bodies past frame_max too)."""
+    bodies, properties and the counters pika's heartbeat checker reads right (64 KiB bodies go out in a
+    gathered write, bodies past frame_max in several frames, and one larger than the input buffer
+    makes it grow)."""
     link = _Link(broker.url)
     channel = link.channel(queue)
     confirmed: list = []
@@ -159,3 +161,33 @@ def test_programs_deliver_exactly_once_on_each_codec(run, pure):
         assert f"wire codec: {expected}" in program.output, program.output[:2000]
     sent = sender.ids(SENT)
     assert len(set(sent)) == 300 and sorted(receiver.ids(RECEIVED)) == sorted(sent)
+
+
+def test_gathered_bodies_survive_partial_writes_in_order(broker, queue):
+    """Far more held than the socket takes at once (partial gathered writes), bodies of every size around the
+    gather threshold and frame_max, pika's own publishes between them: every body arrives whole, in order."""
+    link = _Link(broker.url)
+    channel = link.channel(queue)
+    assert link.connection._gather, "the plain TCP transport should write with sendmsg"
+    frame_body = link.connection.params.frame_max - 8
+    sizes = [pika_adapter.GATHER_MIN - 1, pika_adapter.GATHER_MIN, 65_536, frame_body, frame_body + 1, 7, 300_000]
+    sent = []
+    for n in range(210):
+        size = sizes[n % len(sizes)]
+        body = (b"%06d" % n) * (size // 6) + b"x" * (size % 6)
+        if n % 11 == 0:
+            channel.basic_publish("", queue, body, pika.BasicProperties(app_id="pika", delivery_mode=2))
+        else:
+            link.connection.publish(channel, "", queue, body, pika.BasicProperties(delivery_mode=2))
+        sent.append(body)
+    held = link.connection.held_bytes
+    assert held > 8 * 2**20, "expected more than a socket buffer's worth held"
+    link.connection.release()
+    received: list = []
+    channel.basic_qos(prefetch_count=20)
+    channel.basic_consume(queue, lambda ch, method, props, body: (received.append(body),
+                                                                  ch.basic_ack(method.delivery_tag)))
+    link.turn(lambda: len(received) == len(sent), seconds=60)
+    assert [len(body) for body in received] == [len(body) for body in sent]
+    assert received == sent
+    link.close()

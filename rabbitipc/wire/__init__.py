@@ -8,11 +8,15 @@ when the extension is not built or when RABBITIPC_PURE_PYTHON=1). Both give pika
 Out: ``PublishTemplate(channel, exchange, routing_key, mandatory=False, *, frame_max=131072,
 content_type=None, delivery_mode=None)`` is prepared once per route and connection;
 ``template.encode(body, message_id=None, timestamp=None, headers=None) -> bytes`` gives the
-method, content header and body frames (split at frame_max) of one message, and
-``template.encode_into(out: bytearray, ...) -> int`` appends them to an output buffer.
+method, content header and body frames (split at frame_max) of one message,
+``template.encode_into(out: bytearray, ...) -> int`` appends them to an output buffer, and
+``template.encode_head_into(out, body, ...) -> int`` appends those of a message whose body fits one
+frame up to the body's bytes, so that the caller hands the body itself to the socket (a gathered
+write), then the frame end byte 0xCE; both return the size of the whole message.
 
-In: ``decode(data, start=0) -> (events, end, status)`` decodes the frames in data[start:] into a
-list of event tuples, stopping at the end of the data (status DONE), at a frame or message not
+In: ``decode(data, start=0, end=None) -> (events, end, status)`` decodes the frames in
+data[start:end] (end: the end of the data) into a list of event tuples, bodies copied out (so a
+read buffer can be reused), stopping at the end of the data (status DONE), at a frame or message not
 yet complete (PARTIAL: keep data[end:] and call again with more), or at a frame it leaves to
 pika (OTHER: data[end:] starts with it). The events:
 
@@ -51,6 +55,7 @@ class Implementation(enum.Enum):
 #: What both implementations provide.
 _INTERFACE = ("PublishTemplate", "decode", "plain_json_text", "DELIVER", "ACK", "NACK", "RETURN", "DONE", "PARTIAL",
               "OTHER", "FRAME_MIN_SIZE")
+_TEMPLATE_METHODS = ("encode", "encode_into", "encode_head_into")
 
 
 def _select():
@@ -69,6 +74,8 @@ def _select():
         from . import _pure
         return _pure, Implementation.PYTHON, f"the C extension does not load: {exc}"
     missing = [name for name in _INTERFACE if not hasattr(_speedups, name)]
+    missing += [f"PublishTemplate.{name}" for name in _TEMPLATE_METHODS
+                if not hasattr(getattr(_speedups, "PublishTemplate", None), name)]
     if missing:  # built in place from an older source: the pure one is complete, and the log says what to do
         from . import _pure
         return _pure, Implementation.PYTHON, (f"the C extension is out of date (no {', '.join(missing)}): "

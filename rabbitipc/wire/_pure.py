@@ -80,6 +80,19 @@ class PublishTemplate:
     def encode_into(self, out: bytearray, body: bytes, message_id: str | bytes | None = None,
                     timestamp: int | None = None, headers: dict | None = None) -> int:
         """Append the frames of one message to `out`; returns how many bytes were appended."""
+        return self._encode(out, body, message_id, timestamp, headers, False)
+
+    def encode_head_into(self, out: bytearray, body: bytes, message_id: str | bytes | None = None,
+                         timestamp: int | None = None, headers: dict | None = None) -> int:
+        """Append the frames of one message whose body fits one frame (1 to frame_max - 8 bytes) up to its
+        body's bytes: the body and the frame end byte (0xCE) are the caller's to send next, so a large body
+        goes to the socket without a copy. Returns how many bytes the whole message takes."""
+        if not 0 < len(body) <= self._chunk:
+            raise ValueError(f"a body of {len(body)} bytes is not 1..{self._chunk} (one frame)")
+        return self._encode(out, body, message_id, timestamp, headers, True)
+
+    def _encode(self, out: bytearray, body: bytes, message_id: str | bytes | None, timestamp: int | None,
+                headers: dict | None, head_only: bool) -> int:
         flags = self._flags
         props = [self._content_type]
         if headers is not None:
@@ -109,6 +122,8 @@ class PublishTemplate:
         if length <= chunk:
             if length:
                 out += _BODY_HEAD.pack(3, self.channel, length)
+                if head_only:
+                    return len(out) - start + length + 1
                 out += body
                 out += _END
         else:

@@ -323,7 +323,8 @@ static int plan_message(Template *self, MessageArgs *m, Plan *plan) {
     return 0;
 }
 
-static void write_message(Template *self, Plan *plan, unsigned char *p) {
+/* The frames of one message into p; with head_only, up to the body's bytes (the body fits one frame). */
+static void write_message(Template *self, Plan *plan, unsigned char *p, int head_only) {
     Py_ssize_t method_size = PyBytes_GET_SIZE(self->method_frame);
     memcpy(p, PyBytes_AS_STRING(self->method_frame), (size_t)method_size);
     p += method_size;
@@ -364,6 +365,7 @@ static void write_message(Template *self, Plan *plan, unsigned char *p) {
         p[0] = 3;
         put16(p + 1, self->channel);
         put32(p + 3, (uint32_t)n);
+        if (head_only) return;
         memcpy(p + 7, body + at, (size_t)n);
         p[7 + n] = FRAME_END;
         p += 8 + n;
@@ -380,17 +382,18 @@ static PyObject *Template_encode(Template *self, PyObject *const *args, Py_ssize
         return NULL;
     }
     PyObject *out = PyBytes_FromStringAndSize(NULL, plan.total);
-    if (out != NULL) write_message(self, &plan, (unsigned char *)PyBytes_AS_STRING(out));
+    if (out != NULL) write_message(self, &plan, (unsigned char *)PyBytes_AS_STRING(out), 0);
     plan_release(&plan);
     return out;
 }
 
-static PyObject *Template_encode_into(Template *self, PyObject *const *args, Py_ssize_t nargs,
-                                      PyObject *kwnames) {
+static PyObject *encode_into(Template *self, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames, int head_only) {
     MessageArgs m;
     Plan plan;
+    const char *fname = head_only ? "encode_head_into" : "encode_into";
     if (nargs < 1) {
-        PyErr_SetString(PyExc_TypeError, "encode_into() missing required argument 'out'");
+        PyErr_Format(PyExc_TypeError, "%s() missing required argument 'out'", fname);
         return NULL;
     }
     PyObject *out = args[0];
@@ -398,20 +401,40 @@ static PyObject *Template_encode_into(Template *self, PyObject *const *args, Py_
         PyErr_Format(PyExc_TypeError, "out must be a bytearray, not %.100s", Py_TYPE(out)->tp_name);
         return NULL;
     }
-    if (parse_message_args(args, nargs, kwnames, 1, &m, "encode_into") < 0) return NULL;
+    if (parse_message_args(args, nargs, kwnames, 1, &m, fname) < 0) return NULL;
     if (plan_message(self, &m, &plan) < 0) {
         plan_release(&plan);
         return NULL;
     }
+    Py_ssize_t length = plan.body.len, size = plan.total;
+    if (head_only) {
+        if (length < 1 || length > self->chunk) {
+            PyErr_Format(PyExc_ValueError, "a body of %zd bytes is not 1..%zd (one frame)", length,
+                         self->chunk);
+            plan_release(&plan);
+            return NULL;
+        }
+        size -= length + 1;
+    }
     Py_ssize_t start = PyByteArray_GET_SIZE(out);
-    if (PyByteArray_Resize(out, start + plan.total) < 0) {
+    if (PyByteArray_Resize(out, start + size) < 0) {
         plan_release(&plan);
         return NULL;
     }
-    write_message(self, &plan, (unsigned char *)PyByteArray_AS_STRING(out) + start);
+    write_message(self, &plan, (unsigned char *)PyByteArray_AS_STRING(out) + start, head_only);
     Py_ssize_t total = plan.total;
     plan_release(&plan);
     return PyLong_FromSsize_t(total);
+}
+
+static PyObject *Template_encode_into(Template *self, PyObject *const *args, Py_ssize_t nargs,
+                                      PyObject *kwnames) {
+    return encode_into(self, args, nargs, kwnames, 0);
+}
+
+static PyObject *Template_encode_head_into(Template *self, PyObject *const *args, Py_ssize_t nargs,
+                                           PyObject *kwnames) {
+    return encode_into(self, args, nargs, kwnames, 1);
 }
 
 static PyObject *Template_get_int(Template *self, void *which) {
@@ -445,6 +468,11 @@ static PyMethodDef Template_methods[] = {
      METH_FASTCALL | METH_KEYWORDS,
      "encode_into(out, body, message_id=None, timestamp=None, headers=None) -> int\n\n"
      "Append the frames of one message to the bytearray out; returns how many bytes."},
+    {"encode_head_into", (PyCFunction)(void (*)(void))Template_encode_head_into,
+     METH_FASTCALL | METH_KEYWORDS,
+     "encode_head_into(out, body, message_id=None, timestamp=None, headers=None) -> int\n\n"
+     "Append the frames of one message whose body fits one frame, up to the body's bytes (the caller\n"
+     "sends the body and the frame end 0xCE next); returns how many bytes the whole message takes."},
     {NULL, NULL, 0, NULL}};
 
 static PyGetSetDef Template_getset[] = {

@@ -6,8 +6,10 @@ pika connects, negotiates, opens channels and does everything rare; once a conne
 - out: `publish()` encodes Basic.Publish + content header + body with a `rabbitipc.wire`
   PublishTemplate (one per channel, route and fixed properties, built on the connection, so a
   reconnect builds new ones with the new frame_max) straight into the output buffer, where
-  pika's own frames also go, in call order. With `hold_output` the buffer is written as one
-  send when `release()` is called (the publishing engine does that before its loop waits).
+  pika's own frames also go, in call order. With `hold_output` what is written is held until
+  `release()` (the publishing engine calls it before its loop waits) and a large body is not
+  copied: the buffer holds the frames around it and the body object itself is queued, and the
+  socket takes them all in one gathered write (sendmsg) instead of pika's send per buffer.
 - in: the data pika reads is decoded with `rabbitipc.wire.decode` in batches: Basic.Deliver
   and Basic.Return go to the channel's own `_on_deliver`/`_on_return` (so pika's checks on
   cancelled and unknown consumer tags still apply), in order with everything else; any frame
@@ -27,6 +29,8 @@ used are listed in PRIVATE_NAMES; tests/test_pika_adapter.py fails when a pika r
 
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
 import operator
 from typing import Any
@@ -49,6 +53,10 @@ LOGGER = logging.getLogger(__name__)
 RECV_BYTES = 256 << 10
 #: The input buffer: twice a read, so a partial frame left at its end rarely needs moving.
 IN_BUFFER = 2 * RECV_BYTES
+#: Held bodies at least this large are queued as they are, not copied into the output buffer.
+GATHER_MIN = 16 << 10
+#: Buffers per gathered write (Linux's IOV_MAX is 1024).
+GATHER_MAX = 512
 
 #: The private pika names this module relies on: (class, attribute) defined on the class...
 PRIVATE_NAMES = (
@@ -59,12 +67,16 @@ PRIVATE_NAMES = (
     (pika.channel.Channel, "_on_return"),
     (_io._AsyncTransportBase, "_MAX_RECV_BYTES"),
     (_io._AsyncTransportBase, "_sigint_safe_recv"),  # the one socket read of _consume(), set per instance
+    (_io._AsyncTransportBase, "_produce"),  # the socket writes of a writable turn, set per instance
 )
 #: ... and those set on each instance (by the named class's methods).
 PRIVATE_INSTANCE_NAMES = (
     (pika.connection.Connection, "_channels"),
     (pika.connection.Connection, "_frame_buffer"),
     (pika.adapters.base_connection.BaseConnection, "_transport"),
+    (_io._AsyncTransportBase, "_tx_buffers"),  # what _produce sends, in order
+    (_io._AsyncTransportBase, "_tx_buffered_byte_count"),
+    (_io._AsyncTransportBase, "_sock"),
     (pika.adapters.blocking_connection.BlockingChannel, "_closing_reason"),  # why the broker closed it
 )
 #: The private keyword of pika.BlockingConnection that picks its I/O connection class.
@@ -74,6 +86,7 @@ _Method, _Header = _frame.Method, _frame.Header
 _Deliver, _Return = _spec.Basic.Deliver, _spec.Basic.Return
 _DELIVER, _RETURN, _ACK, _NACK = wire.DELIVER, wire.RETURN, wire.ACK, wire.NACK
 _OTHER = wire.OTHER
+_FRAME_END = b"\xce"
 _decode = wire.decode
 #: Properties a template cannot carry per message: when one is set, pika encodes the message.
 _UNTEMPLATED = ("content_encoding", "priority", "correlation_id", "reply_to", "expiration", "type", "user_id",
@@ -87,6 +100,9 @@ class WireConnection(pika.SelectConnection):
 
     def __init__(self, *args: Any, hold_output: bool = False, **kwargs: Any) -> None:
         self._out = bytearray()
+        self._held: list = []  # hold_output: buffers and large bodies before _out, in order
+        self._held_size = 0
+        self._gather = False  # the transport writes with sendmsg (plain TCP): large bodies are not copied
         # The input buffer once taken over: data[_in_start:_in_end] is read and not yet decoded.
         self._in = bytearray()
         self._in_view = memoryview(self._in)
@@ -110,7 +126,7 @@ class WireConnection(pika.SelectConnection):
     @property
     def held_bytes(self) -> int:
         """Bytes written and not yet handed to the socket (hold_output only)."""
-        return len(self._out)
+        return self._held_size + len(self._out)
 
     def _adapter_emit_data(self, data: bytes) -> None:
         if self._hold:
@@ -120,6 +136,10 @@ class WireConnection(pika.SelectConnection):
 
     def release(self) -> None:
         """Hand everything held to the transport, as one write."""
+        if self._held:
+            held, self._held, self._held_size = self._held, [], 0
+            for data in held:
+                super()._adapter_emit_data(data)
         if self._out:
             data, self._out = self._out, bytearray()
             # A view: pika requeues the rest of a partial send as chunk[sent:], a copy for a bytearray.
@@ -145,7 +165,13 @@ class WireConnection(pika.SelectConnection):
                 content_type=fields["content_type"], delivery_mode=fields["delivery_mode"])
         timestamp = fields["timestamp"]
         if self._hold:
-            sent = template.encode_into(self._out, body, fields["message_id"], timestamp, fields["headers"])
+            if self._gather and GATHER_MIN <= len(body) <= template.frame_max - 8:
+                sent = template.encode_head_into(self._out, body, fields["message_id"], timestamp, fields["headers"])
+                head, self._out = self._out, bytearray(_FRAME_END)  # the body's frame end starts the next buffer
+                self._held += (memoryview(head), body)  # what was held before the body, then the body itself
+                self._held_size += len(head) + len(body)
+            else:
+                sent = template.encode_into(self._out, body, fields["message_id"], timestamp, fields["headers"])
         else:
             out = bytearray()
             sent = template.encode_into(out, body, fields["message_id"], timestamp, fields["headers"])
@@ -204,6 +230,9 @@ class WireConnection(pika.SelectConnection):
         if transport is not None:  # instance attributes: other connections keep pika's
             transport._MAX_RECV_BYTES = RECV_BYTES
             transport._sigint_safe_recv = self._recv_into
+            if type(transport) is _io._AsyncPlaintextTransport:  # (an SSL socket has no sendmsg)
+                transport._produce = functools.partial(_produce_gathered, transport)
+                self._gather = True
 
     def _recv_into(self, sock, max_bytes: int) -> memoryview:
         """The transport's socket read: into the input buffer; returns the view of what came (empty at EOF)."""
@@ -273,6 +302,25 @@ class WireConnection(pika.SelectConnection):
                     continue
                 channel._on_return(_Method(number, _Return(reply_code, reply_text, exchange, routing_key)),
                                    _Header(number, len(body), properties), body)
+
+
+def _produce_gathered(transport) -> None:
+    """pika's _AsyncTransportBase._produce, with one sendmsg of up to GATHER_MAX queued buffers at a time
+    where pika makes one send per buffer: what it sent is dropped from the queue, the rest of a buffer
+    sent in part stays as a view. Raises what sendmsg raises (EAGAIN when the socket is full: pika's
+    caller waits for the next writable turn)."""
+    buffers = transport._tx_buffers
+    sock = transport._sock
+    while buffers:
+        sent = sock.sendmsg(list(itertools.islice(buffers, GATHER_MAX)) if len(buffers) > 1 else [buffers[0]])
+        transport._tx_buffered_byte_count -= sent
+        while sent:
+            size = len(buffers[0])
+            if sent < size:
+                buffers[0] = memoryview(buffers[0])[sent:]
+                break
+            buffers.popleft()
+            sent -= size
 
 
 def blocking_connection(params: pika.ConnectionParameters) -> pika.BlockingConnection:
