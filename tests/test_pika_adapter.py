@@ -12,7 +12,7 @@ import pytest
 from rabbitipc import wire
 from rabbitipc.wire import pika_adapter
 from rabbitipc.wire.pika_adapter import WireConnection
-from support import RECEIVED, SENT, queue_depth
+from support import RECEIVED, SENT, get_all, queue_depth
 
 
 def test_pika_still_has_the_private_names_the_adapter_uses():
@@ -190,4 +190,56 @@ def test_gathered_bodies_survive_partial_writes_in_order(broker, queue):
     link.turn(lambda: len(received) == len(sent), seconds=60)
     assert [len(body) for body in received] == [len(body) for body in sent]
     assert received == sent
+    transport = link.connection._transport
+    assert transport._produce == link.connection._produce_gathered, "pika's per-buffer send is still in use"
+    assert not transport._tx_buffers and transport._tx_buffered_byte_count == 0, "the write queue's count drifted"
     link.close()
+
+
+def test_a_confirm_callback_that_publishes_into_a_full_window_reads_the_stream_once(broker, queue):
+    """A publisher's on_confirmed callback runs while confirms are decoded; publishing from it into a full
+    window turns the I/O loop again, which reads more from the socket in the middle of that decode. Every
+    confirm is still taken once (no confirm decoded twice, none lost) and every message lands once."""
+    from rabbitipc.publish.engine import StreamPublisher
+    from rabbitipc.topology import Route
+
+    count = 24  # each even confirm nests one more turn: a chain of callbacks deepens the stack
+    confirmed: list[int] = []
+
+    sent: list[int] = []  # in the order publish() handed them to the socket (nested calls send first)
+
+    def publish(item: int) -> None:
+        publisher.publish(b"%d" % item, pika.BasicProperties(delivery_mode=2), item)
+        sent.append(item)
+
+    def publish_next(item: int) -> None:
+        confirmed.append(item)
+        if item % 2 == 0 and item + 3 < count:  # the second of the two waits for room: a turn inside the decode
+            publish(item + 2)
+            publish(item + 3)
+
+    publisher = StreamPublisher(broker.url, Route("work", queue), window=2, on_confirmed=publish_next)
+    publish(0)
+    publish(1)
+    assert publisher.flush(), publisher.unconfirmed()
+    while len(confirmed) < count and publisher.in_flight:
+        publisher.flush()
+    publisher.close()
+    # Once each (a nested turn may settle later confirms before the rest of an earlier multiple ack: the
+    # engine's order, not the stream's), and every message in the queue once, in the order it was sent.
+    assert sorted(confirmed) == list(range(count)), confirmed
+    assert sorted(sent) == list(range(count))
+    assert [body for _properties, body in get_all(broker.url, queue)] == [b"%d" % n for n in sent]
+
+
+def test_input_buffer_takes_appended_data_larger_than_half_of_it():
+    """Data handed over by pika itself (its read before the take-over) goes in whole, whatever its size."""
+    connection = WireConnection.__new__(WireConnection)
+    connection._in = bytearray()
+    connection._in_view = memoryview(connection._in)
+    connection._in_start = connection._in_end = 0
+    connection._new_input_buffer(pika_adapter.IN_BUFFER, 0)
+    connection._append(b"a" * 200_000)
+    connection._append(b"b" * pika_adapter.IN_BUFFER)
+    assert bytes(connection._in_view[connection._in_start:connection._in_end]) == \
+        b"a" * 200_000 + b"b" * pika_adapter.IN_BUFFER

@@ -29,10 +29,10 @@ used are listed in PRIVATE_NAMES; tests/test_pika_adapter.py fails when a pika r
 
 from __future__ import annotations
 
-import functools
 import itertools
 import logging
 import operator
+from collections import deque
 from typing import Any
 
 import pika
@@ -107,6 +107,7 @@ class WireConnection(pika.SelectConnection):
         self._in = bytearray()
         self._in_view = memoryview(self._in)
         self._in_start = self._in_end = 0
+        self._events: deque[tuple] = deque()  # decoded, not yet handed on (see _decode_input)
         self._hold = hold_output
         self._fast_in = False
         self._templates: dict[tuple, Any] = {}
@@ -189,36 +190,44 @@ class WireConnection(pika.SelectConnection):
             self._take_over_input()
         if not (type(data_in) is memoryview and data_in.obj is self._in):  # not read by _recv_into
             self._append(data_in)
-        buf, pos, end = self._in, self._in_start, self._in_end
+        self._decode_input()
+
+    def _decode_input(self) -> None:
+        """Decode and hand on what the input buffer holds, in stream order.
+
+        Re-entrant: a callback run from here may turn the I/O loop (a publisher's confirm callback
+        publishing into a full window), which reads more and calls this again. So the buffer's
+        cursors live only on the connection, moved past what is decoded before anything is handed
+        on, and decoded events wait in one queue that every call drains in order: a nested call
+        first hands on what its caller had decoded, then what it decodes itself."""
+        pending = self._events
         try:
             while True:
-                events, stop, status = _decode(buf, pos, end)
-                self.bytes_received += stop - pos
-                pos = stop
+                start = self._in_start
+                events, stop, status = _decode(self._in, start, self._in_end)
+                self.bytes_received += stop - start
+                self._in_start = stop
                 if events:
-                    self._dispatch(events)
-                if status != _OTHER:
-                    return
-                # One frame the codec leaves to pika: decoded and processed by pika's own path.
-                if end - pos < 7:
-                    return
-                size = int.from_bytes(buf[pos + 3:pos + 7], "big") + 8
-                if end - pos < size:
-                    return
-                consumed, value = _frame.decode_frame(bytes(buf[pos:pos + size]))
-                if value is None:
-                    return
-                pos += consumed
-                self.bytes_received += consumed
-                self._process_frame(value)
+                    pending.extend(events)
+                if pending:
+                    self._dispatch(pending)
+                    continue  # a callback may have read (and decoded) more: look again from the cursor
+                if status == _OTHER and self._in_end - stop >= 7:
+                    # One frame the codec leaves to pika: decoded and processed by pika's own path.
+                    size = int.from_bytes(self._in_view[stop + 3:stop + 7], "big") + 8
+                    if self._in_end - stop >= size:
+                        consumed, value = _frame.decode_frame(bytes(self._in_view[stop:stop + size]))
+                        if value is not None:
+                            self._in_start = stop + consumed
+                            self.bytes_received += consumed
+                            self._process_frame(value)
+                            continue
+                return
         finally:
-            if buf is self._in:  # (the buffer is only replaced by a read, never while decoding)
-                if pos == end:
-                    self._in_start = self._in_end = 0
-                    if len(buf) > 4 * IN_BUFFER:  # after a message larger than the buffer
-                        self._new_input_buffer(IN_BUFFER, 0)
-                else:
-                    self._in_start = pos
+            if self._in_start == self._in_end:
+                self._in_start = self._in_end = 0
+                if len(self._in) > 4 * IN_BUFFER:  # after a message larger than the buffer
+                    self._new_input_buffer(IN_BUFFER, 0)
 
     def _take_over_input(self) -> None:
         """From now on: our buffer (with what pika has not decoded yet), read into by _recv_into."""
@@ -231,7 +240,9 @@ class WireConnection(pika.SelectConnection):
             transport._MAX_RECV_BYTES = RECV_BYTES
             transport._sigint_safe_recv = self._recv_into
             if type(transport) is _io._AsyncPlaintextTransport:  # (an SSL socket has no sendmsg)
-                transport._produce = functools.partial(_produce_gathered, transport)
+                # A method of ours, not of the transport's: pika drops the transport when the link ends,
+                # and nothing is left in a cycle holding the buffers.
+                transport._produce = self._produce_gathered
                 self._gather = True
 
     def _recv_into(self, sock, max_bytes: int) -> memoryview:
@@ -245,16 +256,16 @@ class WireConnection(pika.SelectConnection):
     def _append(self, data) -> None:
         """Copy data read elsewhere (by pika before the take-over) to the end of the input buffer."""
         if data:
-            self._make_room(len(data))
+            self._make_room(len(data), len(data))
             end = self._in_end
             self._in_view[end:end + len(data)] = data
             self._in_end = end + len(data)
 
-    def _make_room(self, wanted: int) -> None:
-        """Free space after the data for a read of `wanted` bytes (reads of half a buffer or more are taken
-        as they come): move the undecoded tail to the front, or to a larger buffer when what is pending (a
-        message larger than the buffer, arriving in pieces) leaves no room."""
-        need = min(wanted, IN_BUFFER // 2)
+    def _make_room(self, wanted: int, minimum: int = 1) -> None:
+        """Free space after the data for a read of `wanted` bytes (at least `minimum`; reads of half a buffer
+        or more are taken as they come): move the undecoded tail to the front, or to a larger buffer when
+        what is pending (a message larger than the buffer, arriving in pieces) leaves no room."""
+        need = max(minimum, min(wanted, IN_BUFFER // 2))
         capacity, start, end = len(self._in), self._in_start, self._in_end
         if capacity - end >= need:
             return
@@ -267,18 +278,39 @@ class WireConnection(pika.SelectConnection):
             self._new_input_buffer(max(2 * capacity, pending + wanted), start)
 
     def _new_input_buffer(self, capacity: int, start: int) -> None:
-        """Replace the input buffer by one of `capacity` bytes holding the undecoded data."""
+        """Replace the input buffer by one of `capacity` bytes holding the data from `start` on, at its front."""
         pending = self._in_view[start:self._in_end]
         fresh = bytearray(capacity)
         fresh[:len(pending)] = pending
         self._in, self._in_view = fresh, memoryview(fresh)
-        self._in_start, self._in_end = 0, len(pending)
+        self._in_start, self._in_end = self._in_start - start, len(pending)
 
-    def _dispatch(self, events: list[tuple]) -> None:
-        """Hand decoded events to pika's channels (or callbacks), in the order they arrived."""
+    def _produce_gathered(self) -> None:
+        """pika's _AsyncTransportBase._produce, with one sendmsg of up to GATHER_MAX queued buffers at a time
+        where pika makes one send per buffer: what it sent is dropped from the queue, the rest of a buffer
+        sent in part stays as a view. Raises what sendmsg raises (EAGAIN when the socket is full: pika's
+        caller waits for the next writable turn)."""
+        transport = self._transport
+        buffers = transport._tx_buffers
+        sock = transport._sock
+        while buffers:
+            sent = sock.sendmsg(list(itertools.islice(buffers, GATHER_MAX)) if len(buffers) > 1 else [buffers[0]])
+            transport._tx_buffered_byte_count -= sent
+            while sent:
+                size = len(buffers[0])
+                if sent < size:
+                    buffers[0] = memoryview(buffers[0])[sent:]
+                    break
+                buffers.popleft()
+                sent -= size
+
+    def _dispatch(self, events: deque[tuple]) -> None:
+        """Hand decoded events to pika's channels (or callbacks), in the order they arrived, taking each off
+        the queue before its callback runs (which may dispatch the rest: see _decode_input)."""
         channels = self._channels
         chunk = self.params.frame_max - 8
-        for event in events:
+        while events:
+            event = events.popleft()
             kind = event[0]
             if kind == _DELIVER:
                 _, number, consumer_tag, tag, redelivered, exchange, routing_key, properties, body = event
@@ -302,25 +334,6 @@ class WireConnection(pika.SelectConnection):
                     continue
                 channel._on_return(_Method(number, _Return(reply_code, reply_text, exchange, routing_key)),
                                    _Header(number, len(body), properties), body)
-
-
-def _produce_gathered(transport) -> None:
-    """pika's _AsyncTransportBase._produce, with one sendmsg of up to GATHER_MAX queued buffers at a time
-    where pika makes one send per buffer: what it sent is dropped from the queue, the rest of a buffer
-    sent in part stays as a view. Raises what sendmsg raises (EAGAIN when the socket is full: pika's
-    caller waits for the next writable turn)."""
-    buffers = transport._tx_buffers
-    sock = transport._sock
-    while buffers:
-        sent = sock.sendmsg(list(itertools.islice(buffers, GATHER_MAX)) if len(buffers) > 1 else [buffers[0]])
-        transport._tx_buffered_byte_count -= sent
-        while sent:
-            size = len(buffers[0])
-            if sent < size:
-                buffers[0] = memoryview(buffers[0])[sent:]
-                break
-            buffers.popleft()
-            sent -= size
 
 
 def blocking_connection(params: pika.ConnectionParameters) -> pika.BlockingConnection:
