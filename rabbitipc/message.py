@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import pika
 
-from .wire import plain_json_text as _plain
+from .wire import plain_json_join as _plain_join
+from .wire import plain_json_str as _plain_str
 
 CONTENT_TYPE = "application/json"
 PERSISTENT = pika.DeliveryMode.Persistent
@@ -64,11 +65,11 @@ class Message:
         if type(self.seq) is int and type(self.sent_at) is float and math.isfinite(self.sent_at):
             payload = self.payload
             if type(payload) is str and len(payload) >= PLAIN_MIN:
-                data = payload.encode()
-                if _plain(data):  # nothing to escape: the payload's bytes go in as they are
-                    head = '{"id":%s,"seq":%d,"sent_at":%r,"host":%s,"payload":"' % (
-                        _QUOTE(self.id), self.seq, self.sent_at, _QUOTE(self.host))
-                    return b"".join((head.encode(), data, b'"}'))
+                head = '{"id":%s,"seq":%d,"sent_at":%r,"host":%s,"payload":"' % (
+                    _QUOTE(self.id), self.seq, self.sent_at, _QUOTE(self.host))
+                body = _plain_join(head.encode(), payload, b'"}')  # nothing to escape: the payload goes in as it is
+                if body is not None:
+                    return body
             return ('{"id":%s,"seq":%d,"sent_at":%r,"host":%s,"payload":%s}' % (
                 _QUOTE(self.id), self.seq, self.sent_at, _QUOTE(self.host), _QUOTE(self.payload))).encode()
         return _ENCODE(self.as_dict()).encode()
@@ -143,12 +144,11 @@ def _loads_plain_payload(body: bytes) -> dict | None:
     mark = body.find(_PAYLOAD_MARK)
     if mark < 0:
         return None
-    payload = memoryview(body)[mark + len(_PAYLOAD_MARK):-2]  # a view: the text is copied once, decoded
-    if not _plain(payload):
-        return None
     try:
+        text = _plain_str(memoryview(body)[mark + len(_PAYLOAD_MARK):-2])  # checked and decoded in one pass
+        if text is None:
+            return None
         data = json.loads(body[:mark] + b',"payload":""}')
-        text = str(payload, "utf-8")
     except ValueError:
         return None  # the whole body's own parse gives the error (or, for a bad head, the answer)
     if type(data) is not dict:

@@ -573,3 +573,25 @@ def test_plain_json_text_finds_one_special_byte_anywhere_in_a_long_text(codec, l
         text[position % length] = special
         assert codec.plain_json_text(memoryview(bytes(offset) + text)[offset:]) is False
         assert codec.plain_json_text(bytes(text)) is False
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=st.text(max_size=200) | st.text(alphabet='ab"\\\x00\x1f\x7fé€😀', max_size=200),
+       pad=st.integers(0, 70))
+def test_plain_json_str_and_join_agree_with_the_check_and_utf8(codec, text, pad):
+    """plain_json_str is str(data, 'utf-8') exactly when plain_json_text(data), else None; plain_json_join is
+    head + text.encode() + tail under the same condition, else None (ASCII and beyond, any length)."""
+    text = "x" * pad + text
+    data = text.encode()  # (hypothesis' text() has no lone surrogates: those are tested below)
+    plain = codec.plain_json_text(data)
+    assert codec.plain_json_str(memoryview(data)) == (text if plain else None)
+    assert codec.plain_json_join(b'{"a":"', text, b'"}') == ((b'{"a":"' + data + b'"}') if plain else None)
+
+
+def test_plain_json_str_refuses_what_is_not_utf8(codec):
+    """Bytes that are not UTF-8 raise UnicodeDecodeError, as bytes.decode does (the message parser then
+    lets json explain)."""
+    with pytest.raises(UnicodeDecodeError):
+        codec.plain_json_str(b"abc\xff" * 40)
+    with pytest.raises(UnicodeEncodeError):
+        codec.plain_json_join(b"", "x\ud800", b"")

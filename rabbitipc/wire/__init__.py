@@ -29,7 +29,10 @@ properties is a pika.spec.BasicProperties; short strings are str, or bytes when 
 
 And for the message body (rabbitipc.message): ``plain_json_text(data) -> bool``, True when UTF-8
 bytes need no escape inside a JSON string (no control character, quote or backslash), so a long
-payload is copied into or out of the JSON body as it is.
+payload is copied into or out of the JSON body as it is; ``plain_json_str(data) -> str | None`` is
+``str(data, "utf-8")`` when ``plain_json_text(data)``, else None, in one pass; and
+``plain_json_join(head, text, tail) -> bytes | None`` is ``head + text.encode() + tail`` when the
+text needs no escape, else None, in one copy.
 """
 
 from __future__ import annotations
@@ -53,8 +56,8 @@ class Implementation(enum.Enum):
 
 
 #: What both implementations provide.
-_INTERFACE = ("PublishTemplate", "decode", "plain_json_text", "DELIVER", "ACK", "NACK", "RETURN", "DONE", "PARTIAL",
-              "OTHER", "FRAME_MIN_SIZE")
+_INTERFACE = ("PublishTemplate", "decode", "plain_json_text", "plain_json_str", "plain_json_join", "DELIVER",
+              "ACK", "NACK", "RETURN", "DONE", "PARTIAL", "OTHER", "FRAME_MIN_SIZE")
 _TEMPLATE_METHODS = ("encode", "encode_into", "encode_head_into")
 
 
@@ -88,6 +91,8 @@ _impl, _active, _why = _select()
 PublishTemplate = _impl.PublishTemplate
 decode = _impl.decode
 plain_json_text = _impl.plain_json_text
+plain_json_str = _impl.plain_json_str
+plain_json_join = _impl.plain_json_join
 DELIVER, ACK, NACK, RETURN = _impl.DELIVER, _impl.ACK, _impl.NACK, _impl.RETURN
 DONE, PARTIAL, OTHER = _impl.DONE, _impl.PARTIAL, _impl.OTHER
 FRAME_MIN_SIZE = _impl.FRAME_MIN_SIZE
@@ -104,4 +109,5 @@ def describe() -> str:
 
 
 __all__ = ["ACK", "DELIVER", "DONE", "FRAME_MIN_SIZE", "NACK", "OTHER", "PARTIAL", "PURE_PYTHON_ENV", "RETURN",
-           "Implementation", "PublishTemplate", "decode", "describe", "implementation", "plain_json_text"]
+           "Implementation", "PublishTemplate", "decode", "describe", "implementation", "plain_json_join",
+           "plain_json_str", "plain_json_text"]

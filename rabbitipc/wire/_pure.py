@@ -265,6 +265,17 @@ def plain_json_text(data: bytes | bytearray | memoryview) -> bool:
     return len(data.translate(None, _JSON_SPECIAL)) == len(data)
 
 
+def plain_json_str(data: bytes | bytearray | memoryview) -> str | None:
+    """str(data, 'utf-8') when plain_json_text(data), else None (UnicodeDecodeError when not UTF-8)."""
+    return str(data, "utf-8") if plain_json_text(data) else None
+
+
+def plain_json_join(head: bytes, text: str, tail: bytes) -> bytes | None:
+    """head + text.encode() + tail when the text needs no escape inside a JSON string, else None."""
+    data = text.encode()
+    return b"".join((head, data, tail)) if plain_json_text(data) else None
+
+
 def decode(data: bytes | bytearray | memoryview, start: int = 0,
            end: int | None = None) -> tuple[list[tuple], int, int]:
     """Decode the frames in data[start:end] into events; see rabbitipc.wire.decode."""

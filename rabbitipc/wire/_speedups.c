@@ -834,11 +834,13 @@ error:
    64 KiB payload in about 2 microseconds. Elsewhere eight bytes at a time (the classic
    has-zero-byte/has-less-than word tricks, exact for "is there such a byte"): a few microseconds,
    where a byte loop or bytes.translate takes 35. */
-static int plain_bytes(const unsigned char *p, Py_ssize_t n) {
+static int plain_bytes(const unsigned char *p, Py_ssize_t n, int *ascii) {
     Py_ssize_t i = 0;
+    int high = 0; /* a byte >= 0x80 seen (UTF-8 beyond ASCII) */
 #ifdef __SSE2__
     const __m128i quote = _mm_set1_epi8(0x22), backslash = _mm_set1_epi8(0x5c),
                   below = _mm_set1_epi8(0x1f);
+    __m128i highs = _mm_setzero_si128();
     for (; i + 64 <= n; i += 64) {
         __m128i bad = _mm_setzero_si128();
         for (int k = 0; k < 64; k += 16) {
@@ -847,31 +849,82 @@ static int plain_bytes(const unsigned char *p, Py_ssize_t n) {
             bad = _mm_or_si128(bad, _mm_cmpeq_epi8(_mm_min_epu8(x, below), x));
             bad = _mm_or_si128(bad, _mm_cmpeq_epi8(x, quote));
             bad = _mm_or_si128(bad, _mm_cmpeq_epi8(x, backslash));
+            highs = _mm_or_si128(highs, x);
         }
         if (_mm_movemask_epi8(bad)) return 0;
     }
+    high = _mm_movemask_epi8(highs) != 0;
 #else
     const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
     const uint64_t quotes = 0x22 * ones, backslashes = 0x5c * ones, spaces = 0x20 * ones;
+    uint64_t seen = 0;
     for (; i + 8 <= n; i += 8) {
         uint64_t x;
         memcpy(&x, p + i, 8);
         uint64_t q = x ^ quotes, b = x ^ backslashes;
         if ((((x - spaces) & ~x) | ((q - ones) & ~q) | ((b - ones) & ~b)) & highs) return 0;
+        seen |= x;
     }
+    high = (seen & highs) != 0;
 #endif
-    for (; i < n; i++)
+    for (; i < n; i++) {
         if (p[i] < 0x20 || p[i] == 0x22 || p[i] == 0x5c) return 0;
+        high |= p[i] >= 0x80;
+    }
+    *ascii = !high;
     return 1;
 }
 
 static PyObject *wire_plain_json_text(PyObject *module, PyObject *arg) {
     (void)module;
     Py_buffer view;
+    int ascii;
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
-    int plain = plain_bytes(view.buf, view.len);
+    int plain = plain_bytes(view.buf, view.len, &ascii);
     PyBuffer_Release(&view);
     return PyBool_FromLong(plain);
+}
+
+/* The text of UTF-8 data that needs no escape in a JSON string, in one pass and one copy; None
+   when it needs one; UnicodeDecodeError when it is not UTF-8 (as bytes.decode). */
+static PyObject *wire_plain_json_str(PyObject *module, PyObject *arg) {
+    (void)module;
+    Py_buffer view;
+    int ascii;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    PyObject *text;
+    if (!plain_bytes(view.buf, view.len, &ascii)) {
+        text = Py_NewRef(Py_None);
+    } else if (ascii) {
+        text = PyUnicode_New(view.len, 127);
+        if (text != NULL) memcpy(PyUnicode_DATA(text), view.buf, (size_t)view.len);
+    } else {
+        text = PyUnicode_DecodeUTF8(view.buf, view.len, "strict");
+    }
+    PyBuffer_Release(&view);
+    return text;
+}
+
+/* head + the UTF-8 of text + tail, when text needs no escape in a JSON string (else None): a JSON
+   body around a long payload in one copy. For an ASCII str its UTF-8 is its own data (no copy). */
+static PyObject *wire_plain_json_join(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 3 || !PyBytes_Check(args[0]) || !PyUnicode_Check(args[1]) || !PyBytes_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "plain_json_join(head: bytes, text: str, tail: bytes)");
+        return NULL;
+    }
+    Py_ssize_t n, h = PyBytes_GET_SIZE(args[0]), t = PyBytes_GET_SIZE(args[2]);
+    const char *utf8 = PyUnicode_AsUTF8AndSize(args[1], &n);
+    if (utf8 == NULL) return NULL;
+    int ascii;
+    if (!plain_bytes((const unsigned char *)utf8, n, &ascii)) Py_RETURN_NONE;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, h + n + t);
+    if (out == NULL) return NULL;
+    char *p = PyBytes_AS_STRING(out);
+    memcpy(p, PyBytes_AS_STRING(args[0]), (size_t)h);
+    memcpy(p + h, utf8, (size_t)n);
+    memcpy(p + h + n, PyBytes_AS_STRING(args[2]), (size_t)t);
+    return out;
 }
 
 /* ---------------------------------------------------------------- module */
@@ -883,6 +936,12 @@ static PyMethodDef module_methods[] = {
     {"plain_json_text", wire_plain_json_text, METH_O,
      "plain_json_text(data) -> bool\n\n"
      "True when data (UTF-8) goes into a JSON string as it is: no control character, quote or backslash."},
+    {"plain_json_str", wire_plain_json_str, METH_O,
+     "plain_json_str(data) -> str | None\n\n"
+     "str(data, 'utf-8') when plain_json_text(data), else None, in one pass."},
+    {"plain_json_join", (PyCFunction)(void (*)(void))wire_plain_json_join, METH_FASTCALL,
+     "plain_json_join(head, text, tail) -> bytes | None\n\n"
+     "head + text.encode() + tail when the text needs no escape in a JSON string, else None, in one copy."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module_def = {
