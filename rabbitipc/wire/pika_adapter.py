@@ -136,7 +136,7 @@ class WireConnection(pika.SelectConnection):
             super()._adapter_emit_data(data)
 
     def release(self) -> None:
-        """Hand everything held to the transport, as one write."""
+        """Hand everything held to the transport: one write of pika's send, or one gathered sendmsg on plain TCP."""
         if self._held:
             held, self._held, self._held_size = self._held, [], 0
             for data in held:
