@@ -63,15 +63,14 @@ class Message:
     def body(self) -> bytes:
         """Compact UTF-8 JSON, the same bytes json.dumps gives, built without a per-call encoder object."""
         if type(self.seq) is int and type(self.sent_at) is float and math.isfinite(self.sent_at):
+            head = '{"id":%s,"seq":%d,"sent_at":%r,"host":%s,"payload":' % (
+                _QUOTE(self.id), self.seq, self.sent_at, _QUOTE(self.host))
             payload = self.payload
             if type(payload) is str and len(payload) >= PLAIN_MIN:
-                head = '{"id":%s,"seq":%d,"sent_at":%r,"host":%s,"payload":"' % (
-                    _QUOTE(self.id), self.seq, self.sent_at, _QUOTE(self.host))
-                body = _plain_join(head.encode(), payload, b'"}')  # nothing to escape: the payload goes in as it is
+                body = _plain_join((head + '"').encode(), payload, b'"}')  # nothing to escape: the payload as it is
                 if body is not None:
                     return body
-            return ('{"id":%s,"seq":%d,"sent_at":%r,"host":%s,"payload":%s}' % (
-                _QUOTE(self.id), self.seq, self.sent_at, _QUOTE(self.host), _QUOTE(self.payload))).encode()
+            return (head + _QUOTE(payload) + "}").encode()
         return _ENCODE(self.as_dict()).encode()
 
     def properties(self, persistent: bool = True) -> pika.BasicProperties:

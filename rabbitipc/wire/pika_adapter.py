@@ -271,8 +271,7 @@ class WireConnection(pika.SelectConnection):
             return
         pending = end - start
         if pending + need <= capacity:
-            tail = bytes(self._in_view[start:end])  # a partial frame, which may overlap where it goes
-            self._in_view[:pending] = tail
+            self._in_view[:pending] = self._in_view[start:end]  # a partial frame (memoryview copies overlaps safely)
             self._in_start, self._in_end = 0, pending
         else:
             self._new_input_buffer(max(2 * capacity, pending + wanted), start)
@@ -294,7 +293,7 @@ class WireConnection(pika.SelectConnection):
         buffers = transport._tx_buffers
         sock = transport._sock
         while buffers:
-            sent = sock.sendmsg(list(itertools.islice(buffers, GATHER_MAX)) if len(buffers) > 1 else [buffers[0]])
+            sent = sock.sendmsg(list(itertools.islice(buffers, GATHER_MAX)))
             transport._tx_buffered_byte_count -= sent
             while sent:
                 size = len(buffers[0])
