@@ -98,3 +98,16 @@ def test_any_body_is_shown_and_sigterm_stops_cleanly(broker, room):
     assert said(listener) == [("?", "plain text, [not] json")]
     listener.signal(signal.SIGTERM)
     assert listener.wait() == 0, listener.output
+
+
+def test_late_listeners_join_a_long_history_without_losing_the_connection(broker, room):
+    """Joining finds the newest offset with a probe consumer: cancelling it must not make pika reject
+    deliveries it still holds (a stream answers a reject by closing the connection, 540)."""
+    lines = "".join(f"message {n}\n" for n in range(1, 401))
+    sender = chat("--room", room, "send", "--username", "carol", "--message", "-", url=broker.url, stdin=lines)
+    assert sender.wait() == 0, sender.output
+    for _ in range(4):
+        late = chat("--room", room, "--history", "3", "listen", "--count", "3", url=broker.url)
+        assert late.wait() == 0, late.output
+        assert [text for _, text in said(late)] == ["message 398", "message 399", "message 400"]
+        assert "lost" not in late.output and "NOT_IMPLEMENTED" not in late.output, late.output

@@ -225,16 +225,20 @@ class RabbitBackend:
         """Consume the stream until stop, resuming after shown.offset, which it keeps up to date."""
         inbox: deque = deque()
 
-        def attach(offset):
+        def attach(offset, prefetch=PREFETCH):
             channel = connection.channel()
-            channel.basic_qos(prefetch_count=PREFETCH)
+            channel.basic_qos(prefetch_count=prefetch)
             channel.basic_consume(stream, lambda ch, method, props, body: inbox.append((ch, method, props, body)),
                                   arguments={"x-stream-offset": offset})
             return channel
 
         probing = shown.offset < 0 and history > 0
         # Resume after the last message shown; else probe the newest offset, or start with what comes next.
-        channel = attach(shown.offset + 1 if shown.offset >= 0 else "last" if probing else "next")
+        # The probe takes one message and never acks it, so nothing more arrives on its channel: closing a
+        # channel makes pika reject the deliveries it still holds, and a stream answers a reject by
+        # closing the whole connection (540 NOT_IMPLEMENTED).
+        channel = attach(shown.offset + 1 if shown.offset >= 0 else "last" if probing else "next",
+                         1 if probing else PREFETCH)
         on_event(Status(Link.CONNECTED, self.where))  # from here on, nothing said is missed
         while not stop.is_set():
             connection.process_data_events(time_limit=0.2)
@@ -242,7 +246,6 @@ class RabbitBackend:
                 delivery_channel, method, props, body = inbox.popleft()
                 if delivery_channel is not channel:
                     continue  # left over from the probe
-                channel.basic_ack(method.delivery_tag)
                 offset = int((props.headers or {}).get("x-stream-offset", shown.offset + 1))
                 if probing:
                     probing = False
@@ -250,6 +253,7 @@ class RabbitBackend:
                     inbox.clear()
                     channel = attach(max(0, offset - history + 1))
                     break
+                channel.basic_ack(method.delivery_tag)
                 if offset <= shown.offset:
                     continue  # already shown before a reconnect
                 shown.offset = offset
