@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -113,6 +114,15 @@ def program_env(url: str, **extra: str) -> dict[str, str]:
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")])))
     env.update(extra)
     return env
+
+
+def jsonl_records(path: Path) -> list:
+    """The JSON records of a JSON-lines file another process may still be appending to: complete lines only
+    (a line caught half written is read on the next poll)."""
+    if not path.exists():
+        return []
+    text = path.read_text()
+    return [json.loads(line) for line in text[:text.rfind("\n") + 1].splitlines() if line.strip()]
 
 
 def queue_depth(url: str, queue: str) -> int:

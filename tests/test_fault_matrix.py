@@ -8,7 +8,6 @@ the end of the run.
 
 from __future__ import annotations
 
-import json
 import signal
 from collections import Counter
 
@@ -22,6 +21,7 @@ from support import (
     SENT,
     admin_channel_call,
     get_all,
+    jsonl_records,
     publish_raw,
     queue_counts,
     queue_depth,
@@ -33,9 +33,7 @@ COUNT = 300
 
 
 def ledger(path):
-    if not path.exists():
-        return Counter()
-    return Counter(json.loads(line)["id"] for line in path.read_text().splitlines() if line.strip())
+    return Counter(record["id"] for record in jsonl_records(path))
 
 
 def settle(fault, sender, receivers, path, broker, queue, extra_allowed=0, timeout=90):

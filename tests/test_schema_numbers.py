@@ -11,13 +11,12 @@ dead-lettered with a reason.
 from __future__ import annotations
 
 import itertools
-import json
 
 import pika
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from support import get_all, queue_counts, wait_alive_until, wait_until
+from support import get_all, jsonl_records, queue_counts, wait_alive_until, wait_until
 
 NUMBER_TEXT = st.one_of(
     st.sampled_from(["NaN", "Infinity", "-Infinity", "1e400", "-1e400", "-1e308", "1e308", "1" + "0" * 400,
@@ -30,12 +29,6 @@ TIMESTAMPS = st.one_of(st.none(), st.integers(min_value=0, max_value=2**64 - 1))
 
 def body(marker: str, seq: str, sent_at: str) -> bytes:
     return ('{"id":"%s","seq":%s,"sent_at":%s,"host":"h","payload":"p %s"}' % (marker, seq, sent_at, marker)).encode()
-
-
-def records(path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def test_any_number_in_our_schema_goes_the_whole_receive_path(run, broker, queue, tmp_path):
@@ -66,7 +59,7 @@ def test_any_number_in_our_schema_goes_the_whole_receive_path(run, broker, queue
                     if "dead-lettered" in line:
                         dead.add(marker)
                     return True
-            return any(record.get("id") == marker for record in records(stage_file))
+            return any(record.get("id") == marker for record in jsonl_records(stage_file))
 
         wait_alive_until(stage, settled, 30, f"the stage settling {marker} (seq={seq[:40]} sent_at={sent_at[:40]})")
 
@@ -78,8 +71,8 @@ def test_any_number_in_our_schema_goes_the_whole_receive_path(run, broker, queue
         assert program.proc.poll() is None, program.output[-3000:]
         assert "Traceback" not in program.output
     wait_until(lambda: queue_counts(broker, q_in)[:2] == (0, 0), 20, "the stage's queue empty, nothing unacked")
-    handled = {record["id"] for record in records(stage_file)}
-    wait_until(lambda: len(records(end_file)) >= len(handled), 20, "every handled message forwarded and received",
+    handled = {record["id"] for record in jsonl_records(stage_file)}
+    wait_until(lambda: len(jsonl_records(end_file)) >= len(handled), 20, "every handled message forwarded and received",
                lambda: end.output[-2000:])
     wait_until(lambda: queue_counts(broker, q_out)[:2] == (0, 0), 20, "the end queue empty")
     parked = get_all(broker.url, q_in + ".dead")

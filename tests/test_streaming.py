@@ -6,12 +6,11 @@ The receiver-side ledger (--jsonl, fsynced before each ack) shows what arrived; 
 
 from __future__ import annotations
 
-import json
 import re
 import signal
 from collections import Counter
 
-from support import FAULT_MATRIX, RECEIVED, SENT, get_all, queue_depth, wait_until
+from support import FAULT_MATRIX, RECEIVED, SENT, get_all, jsonl_records, queue_depth, wait_until
 
 
 def test_full_speed_stream_arrives_complete_once_and_in_order(run):
@@ -58,7 +57,7 @@ def test_broker_killed_with_a_full_window_loses_nothing(run, broker, queue, tmp_
     assert len(accepted) == 6000
 
     def handled() -> Counter:
-        return Counter(json.loads(line)["id"] for line in ledger.read_text().splitlines() if line.strip())
+        return Counter(record["id"] for record in jsonl_records(ledger))
 
     wait_until(lambda: accepted <= set(handled()), 120, "every accepted message in the ledger",
                lambda: receiver.output[-3000:])
