@@ -35,14 +35,20 @@ docker-e2e: ## on a Docker engine of our own: the local broker script, compose.y
 	./run-tests.sh -m docker
 
 .PHONY: bench
-bench: ## rabbitipc against the C limit, amqplib and the Python clients, with the targets (3 runs each, ~11 min; BENCH_ARGS="--clients rabbitipc,c-librabbitmq")
+bench: ## rabbitipc against the C limit, amqplib and the Python clients, timed alike, 3 interleaved rounds (BENCH_ARGS="--clients rabbitipc,c-librabbitmq")
 	./run-tests.sh --version >/dev/null
 	.venv/bin/python -m pip install -q -e '.[bench]'
 	.venv/bin/python -m bench $(BENCH_ARGS)
 
 .PHONY: bench-quick
-bench-quick: ## the same, small and once: about two minutes
+bench-quick: ## the same, small and once: checks that it runs, not where we stand (a clone's first run installs the test tools, the bench extra and npm's amqplib first: ~2 min more)
 	$(MAKE) bench BENCH_ARGS=--quick
+
+.PHONY: bench-rpc
+bench-rpc: ## request/reply round trips: our RpcClient and responder, the tutorial's pair, aio-pika's RPC, a C pair; 1 and 8 callers
+	./run-tests.sh --version >/dev/null
+	.venv/bin/python -m pip install -q -e '.[bench]'
+	.venv/bin/python -m bench.rpc $(BENCH_ARGS)
 
 .PHONY: bench-sweep
 bench-sweep: ## throughput by receiver --prefetch and sender --window (how the defaults were sized)

@@ -2,10 +2,14 @@
 # Build both images into minikube and deploy the bundle; then watch the traffic with kubectl logs.
 #   ./deploy-local-minikube.sh            build, apply k8s/overlays/minikube, wait for the rollout
 #   ./deploy-local-minikube.sh --delete   remove everything it deployed
-# Settings: RABBITIPC_OVERLAY (default k8s/overlays/minikube; the other layout: k8s/scaled),
+#   RABBITIPC_OVERLAY=k8s/cluster ./deploy-local-minikube.sh --kill-broker
+#                                         delete a broker Pod of the deployed cluster layout under
+#                                         traffic, wait for it to come back, check 0 lost, 0 twice
+# Settings: RABBITIPC_OVERLAY (default k8s/overlays/minikube; the others: k8s/scaled, k8s/cluster),
 # RABBITIPC_NAMESPACE (default default), RABBITIPC_MINIKUBE_PROFILE (default minikube: the
 # minikube profile, and the kubeconfig context minikube names after it), RABBITIPC_ROLLOUT_TIMEOUT
-# (seconds, default 300). Idempotent: run it again after a change and the Pods roll to the new images.
+# (seconds, default 300; also the --kill-broker wait), RABBITIPC_BROKER_POD (default
+# rabbitipc-rabbitmq-0). Idempotent: run it again after a change and the Pods roll to the new images.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/scripts/lib.sh"
@@ -19,9 +23,9 @@ TIMEOUT=${RABBITIPC_ROLLOUT_TIMEOUT:-300}
 VERSION=0.1.0
 
 case "${1:-}" in
-  "" | --delete) ;;
-  -h | --help) sed -n '2,8p' "$0"; exit 0 ;;
-  *) die "unknown argument '$1' (use --delete or --help)" ;;
+  "" | --delete | --kill-broker) ;;
+  -h | --help) sed -n '2,12p' "$0"; exit 0 ;;
+  *) die "unknown argument '$1' (use --delete, --kill-broker or --help)" ;;
 esac
 
 for tool in minikube kubectl; do
@@ -35,7 +39,53 @@ kubectl="kubectl --context $PROFILE --namespace $NAMESPACE"
 
 if [ "${1:-}" = --delete ]; then
   $kubectl delete -k "$OVERLAY" --ignore-not-found --wait=true
+  # The cluster layout's claims (one per node, from the StatefulSet's template) outlive it.
+  $kubectl delete pvc -l app.kubernetes.io/component=broker-data --ignore-not-found --wait=true
   log "deleted the bundle ($OVERLAY) from namespace $NAMESPACE"
+  exit 0
+fi
+
+# The message ids the sender logged as sent (confirmed), and those the receivers logged as received.
+sent_ids() { $kubectl logs deployment/rabbitipc-sender --tail=-1 | sed -n 's/.* sent seq=[0-9]* id=\([^ ]*\).*/\1/p'; }
+received_ids() {
+  $kubectl logs -l app.kubernetes.io/component=receiver --tail=-1 --max-log-requests=20 \
+    | sed -n 's/.* received seq=[0-9]* id=\([^ ]*\).*/\1/p'
+}
+# fault_failed WHAT: the wait for WHAT ran out: the Pods and the programs' last lines, exit 1.
+fault_failed() {
+  printf '%s\n' "error: $1 within ${TIMEOUT}s; the Pods and the programs' last lines:" >&2
+  $kubectl get pods -l app.kubernetes.io/part-of=rabbitipc -o wide >&2 || true
+  $kubectl logs deployment/rabbitipc-sender --tail 20 >&2 || true
+  $kubectl logs -l app.kubernetes.io/component=receiver --tail 20 --prefix >&2 || true
+  exit 1
+}
+
+if [ "${1:-}" = --kill-broker ]; then
+  pod=${RABBITIPC_BROKER_POD:-rabbitipc-rabbitmq-0}
+  uid=$($kubectl get pod "$pod" -o jsonpath='{.metadata.uid}' 2>/dev/null) \
+    || die "no Pod $pod in namespace $NAMESPACE: deploy the cluster layout first (RABBITIPC_OVERLAY=k8s/cluster $0)"
+  before=$(sent_ids | wc -l)
+  log "deleting pod/$pod under traffic ($before messages sent so far)"
+  $kubectl delete pod "$pod" --wait=false
+  deadline=$((SECONDS + TIMEOUT))
+  # Back: a new Pod (another uid) under the same name, ready; the sender sent on meanwhile.
+  until now=$($kubectl get pod "$pod" -o jsonpath='{.metadata.uid}' 2>/dev/null) && [ "$now" != "$uid" ] \
+    && $kubectl wait --for=condition=Ready "pod/$pod" --timeout=5s >/dev/null 2>&1 \
+    && [ "$(sent_ids | wc -l)" -gt "$before" ]; do
+    [ "$SECONDS" -lt "$deadline" ] || fault_failed "pod/$pod did not come back ready while the sender sent on"
+    sleep 2
+  done
+  log "pod/$pod is back; checking that every message sent was received"
+  sent_ids | sort -u >"${TMPDIR:-/tmp}/rabbitipc-sent.$$"
+  trap 'rm -f "${TMPDIR:-/tmp}/rabbitipc-sent.$$"' EXIT
+  until lost=$(received_ids | sort -u | comm -23 "${TMPDIR:-/tmp}/rabbitipc-sent.$$" - | wc -l) && [ "$lost" -eq 0 ]; do
+    [ "$SECONDS" -lt "$deadline" ] || fault_failed "$lost messages sent were not received"
+    sleep 2
+  done
+  twice=$(received_ids | sort | uniq -d | wc -l)
+  sent=$(wc -l <"${TMPDIR:-/tmp}/rabbitipc-sent.$$")
+  [ "$twice" -eq 0 ] || die "$twice messages were handled twice ($sent sent, 0 lost)"
+  log "pod/$pod deleted under traffic: $sent sent, 0 lost, 0 handled twice"
   exit 0
 fi
 
@@ -61,7 +111,9 @@ deployments=$(printf '%s\n' "$objects" | grep '^deployment' || true)
 for deployment in $deployments; do
   $kubectl rollout restart "$deployment" >/dev/null
 done
-for deployment in $deployments; do
+# The cluster layout's RabbitMQ nodes (a StatefulSet, image not rebuilt here: no restart).
+statefulsets=$(printf '%s\n' "$objects" | grep '^statefulset' || true)
+for deployment in $statefulsets $deployments; do
   if ! $kubectl rollout status "$deployment" --timeout "${TIMEOUT}s"; then
     printf '%s\n' "error: $deployment did not become available within ${TIMEOUT}s; its pods:" >&2
     $kubectl get pods -l app.kubernetes.io/part-of=rabbitipc -o wide >&2 || true
@@ -104,3 +156,6 @@ Management UI (user and password: kubectl --context $PROFILE get secret -l app.k
 Smoke test:  $smoke
 Remove:      ./deploy-local-minikube.sh --delete
 INFO
+if [ -n "$statefulsets" ]; then
+  echo "A broker node lost under traffic: RABBITIPC_OVERLAY=$OVERLAY ./deploy-local-minikube.sh --kill-broker"
+fi

@@ -1,15 +1,18 @@
 """Benchmark: the programs users run, against the baselines, on one private broker, in one run.
 
     python -m bench [--quick] [--runs N] [--out DIR] [--count N] [--backlog N] [--clients A,B,...]
-                    [--scenarios throughput,paced,backlog]
+                    [--scenarios throughput,paced,backlog,cluster,retries]
 
 Clients (each a separate publisher and consumer process, durable queue):
-  rabbitipc         sender/send.py --rate 0 and receiver/receive.py as shipped, reliable mode:
-                    persistent messages, streamed confirms (window 1000), manual acks in batches
-                    after handling, a log line per message up to 100 a second, then summaries
+  rabbitipc         sender/send.py --rate 0 and receiver/receive.py as shipped, reliable mode
+                    (persistent messages, streamed confirms in a window of 1000, manual acks in batches
+                    after handling, a log line per message up to 100 a second, then summaries), on a
+                    classic queue (--queue-type classic): the queue type every other client declares,
+                    so this is the row the headline compares
   rabbitipc-fast    the same with --transient: messages not written to disk by the broker
   rabbitipc-pure    the same as rabbitipc with RABBITIPC_PURE_PYTHON=1: the pure-Python wire codec
-  rabbitipc-classic the same as rabbitipc on a classic queue (--queue-type classic on both; quorum is the default)
+  rabbitipc-quorum  the same on rabbitipc's default quorum queue: shown apart; only its ratio to
+                    rabbitipc is printed
   the Python peers  bench/peers/, each its fastest reliable strategy (persistent messages,
                     publisher confirms, manual acks): pika-select, py-amqp, aio-pika, aiormq,
                     amqpstorm, kombu, tutorial-pika (the RabbitMQ tutorials' way); a peer whose
@@ -19,21 +22,36 @@ Clients (each a separate publisher and consumer process, durable queue):
   amqplib           Node's amqplib: both with streamed confirms (window 1000), prefetch 1000,
                     acks per 100
 Scenarios:
-  throughput  as fast as possible, 100 B and 64 KiB payloads: end-to-end msgs/s and MB/s
-              (first to last receive), p50/p99 latency (send time to handled time), CPU per
-              message of broker, publisher and consumer (process start included), peak RSS
-  paced       100 B at 1,000 msgs/s: the latency a steady stream sees (rabbitipc on its default quorum
-              queue and, as rabbitipc-classic, on the classic queue the other clients use)
-  backlog     the rabbitipc receiver draining --backlog queued messages: its RSS sampled
-              through the drain (flat: the second half's peak within 10% of the first half's)
-Each configuration runs --runs times and the median is reported (rabbitipc's percentiles come
-from its receiver's histogram, 2% buckets). Writes results.json and throughput.png
-(matplotlib) to --out, prints the table, the ratios and the targets.
+  throughput  as fast as possible, 100 B and 64 KiB payloads: msgs/s and MB/s from the publisher's
+              start to the consumer's exit (what a user waits for), the steady rate beside it (first
+              to last receive), p50/p99 latency (send time to handled time), CPU per message of
+              broker, publisher and consumer (process start included), peak RSS
+  paced       100 B at 1,000 msgs/s: the latency a steady stream sees
+  backlog     the rabbitipc receiver draining --backlog queued messages (its default quorum queue):
+              its RSS sampled through the drain (flat: the second half's peak within 10% of the first)
+  cluster     a private 3-node cluster (devtools/localcluster.py), 100 B on a quorum queue replicated
+              to the three nodes: rabbitipc-quorum and c-librabbitmq (AMQP_BENCH_QUEUE_TYPE=quorum),
+              both connected to node 1 (where the queue's leader then lives), broker CPU summed over
+              the three nodes; the ratio is printed (not in --quick unless asked for: the cluster takes
+              half a minute to form)
+  retries     what retries cost: the rabbitipc receiver (default quorum queue, 100 B) with a handler
+              that fails the first attempt of one message in ten (retried once after 0.1 s through its
+              delay queue, bench/handlers.py), against the same handler never failing; ratio printed
+Method, the same for every client: the consumer starts and declares its queue, then the clock starts
+with the publisher's process; before each run the broker is left to settle (its CPU idle), after it
+the queue is deleted (the broker reports none left); the rounds are interleaved (every configuration
+once, then again: A B C A B C) and each row is the median of --runs rounds (rabbitipc's percentiles
+come from its receiver's histogram, 2% buckets). The queue type of each row is the broker's own
+answer. Writes results.json (medians, every single run in order) and throughput.svg (the chart, no
+dependency) to --out, prints the table, the ratios and the targets.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import enum
+import html
 import json
 import os
 import re
@@ -45,9 +63,14 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import pika
 
 from bench.peers import PEERS
 from bench.peers import by_name as peers_by_name
@@ -65,18 +88,124 @@ DONE = re.compile(r"receiver done: (\d+) messages handled; first to last ([\d.]+
 C_DIR = ROOT / "bench" / "c"
 C_BINARY = C_DIR / "amqp_bench"
 NON_PYTHON = ("c-librabbitmq", "amqplib")
-RABBITIPC = ("rabbitipc", "rabbitipc-fast", "rabbitipc-pure", "rabbitipc-classic")
+RABBITIPC = ("rabbitipc", "rabbitipc-fast", "rabbitipc-pure", "rabbitipc-quorum")
 CLIENTS = (*RABBITIPC, *(peer.name for peer in PEERS), *NON_PYTHON)
-SCENARIOS = ("throughput", "paced", "backlog")
+SCENARIOS = ("throughput", "paced", "backlog", "cluster", "retries")
+#: The retries scenario's two receivers: the same handler, never failing and failing 10% of first attempts.
+RETRY_FLAGS = ("--max-attempts", "3", "--min-backoff", "0.1", "--max-backoff", "0.1")
+RETRY_ROWS = {"handler never failing": ("--handler", "bench.handlers:succeed", *RETRY_FLAGS),
+              "handler failing 10%": ("--handler", "bench.handlers:fail_one_in_ten", *RETRY_FLAGS)}
+CLUSTER_CLIENTS = ("rabbitipc-quorum", "c-librabbitmq")
 # rabbitipc at 100 B before the compiled path, as a share of the C client's msgs/s in the same run
 # (docs/performance.md, 2026-11-24: 15,220 / 32,754): what the pure-Python fallback must still reach.
 BEFORE_COMPILED_VS_C = 0.46
+# Before each run the broker settles: its CPU below this share of one core over SETTLE_WINDOW seconds
+# (at most SETTLE_LIMIT seconds: a busy machine is recorded in the row's settle_s, not waited out).
+SETTLE_SHARE, SETTLE_WINDOW, SETTLE_LIMIT = 0.05, 0.25, 20.0
 
 
-def broker_cpu(pid: int) -> float:
-    """utime + stime of the broker's VM, in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+class QueueType(enum.Enum):
+    """The queue a row's clients declare; the headline compares rows of one type only."""
+
+    CLASSIC = "classic"
+    QUORUM = "quorum"
+
+
+HEADLINE = QueueType.CLASSIC  # what every peer declares (the broker's default type)
+
+
+def queue_type(client: str) -> QueueType:
+    """rabbitipc-quorum runs on rabbitipc's default quorum queue; every other row on a classic one."""
+    return QueueType.QUORUM if client == "rabbitipc-quorum" else QueueType.CLASSIC
+
+
+@dataclass(frozen=True)
+class Config:
+    """One configuration of the bench: run once per round."""
+
+    scenario: str
+    client: str
+    size: int
+    count: int
+    rate: float = 0
+    variant: str = ""  # the retries scenario: a key of RETRY_ROWS
+
+    @property
+    def label(self) -> str:
+        return f"{self.client} {self.size} B" + (f" paced {self.rate:.0f}/s" if self.rate else "") + \
+            (f", {self.variant}" if self.variant else "")
+
+
+def schedule(plan: list[Config], runs: int) -> list[Config]:
+    """Interleaved rounds: every configuration once, then again (A B C A B C, never A A A B B B)."""
+    return [config for _ in range(runs) for config in plan]
+
+
+class ClusterTarget:
+    """A local cluster as run_once sees a broker: node 1's addresses (every client connects there, so the
+    queue's leader is there for each of them alike) and the CPU of every node."""
+
+    def __init__(self, cluster) -> None:
+        self.nodes = cluster.nodes
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    @property
+    def management_url(self) -> str:
+        return self.nodes[0].management_url
+
+
+def broker_cpu(broker: LocalBroker | ClusterTarget) -> float:
+    """utime + stime of the broker's VM (of every node's, for a cluster), in seconds."""
+    total = 0.0
+    for node in getattr(broker, "nodes", [broker]):
+        fields = Path(f"/proc/{node.pid()}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / TICKS
+    return total
+
+
+def settle(broker: LocalBroker | ClusterTarget) -> float:
+    """Wait until the broker is idle (the last run's work done); the seconds waited."""
+    start = time.monotonic()
+    while time.monotonic() - start < SETTLE_LIMIT:
+        before = broker_cpu(broker)
+        time.sleep(SETTLE_WINDOW)
+        if broker_cpu(broker) - before < SETTLE_SHARE * SETTLE_WINDOW:
+            break
+    return time.monotonic() - start
+
+
+def management(broker: LocalBroker, path: str) -> object:
+    """GET the management API (guest over loopback) and return its JSON."""
+    request = urllib.request.Request(broker.management_url + "api/" + path, headers={
+        "Authorization": "Basic " + base64.b64encode(b"guest:guest").decode()})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def queue_kind(broker: LocalBroker, queue: str) -> str:
+    """The queue's type, as the broker reports it ("classic", "quorum")."""
+    return management(broker, "queues/%2F/" + urllib.parse.quote(queue, safe=""))["type"]
+
+
+def queue_names(broker: LocalBroker) -> list[str]:
+    return [row["name"] for row in management(broker, "queues?columns=name")]
+
+
+def delete_queue(broker: LocalBroker, queue: str) -> int:
+    """Delete the run's queue and those named after it (rabbitipc's <queue>.dead); how many queues the
+    broker still has (0: the next run starts clean)."""
+    connection = pika.BlockingConnection(pika.URLParameters(broker.url))
+    try:
+        channel = connection.channel()
+        for name in queue_names(broker):
+            if name == queue or name.startswith(queue + "."):
+                channel.queue_delete(name)
+    finally:
+        connection.close()
+    return len(queue_names(broker))
 
 
 def reap(proc: subprocess.Popen, timeout: float = 900) -> dict:
@@ -96,13 +225,13 @@ def reap(proc: subprocess.Popen, timeout: float = 900) -> dict:
 
 
 def commands(client: str, url: str, queue: str, count: int, size: int, rate: float = 0,
-             tuning: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
-    """(consumer, publisher) command lines; tuning: extra rabbitipc flags for the sweep."""
+             tuning: tuple[str, ...] = (), quorum: bool = False) -> tuple[list[str], list[str]]:
+    """(consumer, publisher) command lines; tuning: extra rabbitipc flags for the sweep; quorum: the C
+    client declares a quorum queue (rabbitipc-quorum's type) instead of the broker's default."""
     python = sys.executable
     if client.startswith("rabbitipc"):
-        common = ["--url", url, "--queue", queue, "--retry-timeout", "10"]
-        if client == "rabbitipc-classic":
-            common += ["--queue-type", "classic"]
+        common = ["--url", url, "--queue", queue, "--retry-timeout", "10",
+                  "--queue-type", queue_type(client).value]
         # `env` execs the program, so the pid (and wait4's CPU and RSS) stay the program's own.
         prefix = ["env", f"{PURE_PYTHON_ENV}=1"] if client == "rabbitipc-pure" else []
         sender = [*prefix, python, str(ROOT / "sender" / "send.py"), *common, "--rate", str(rate),
@@ -119,6 +248,8 @@ def commands(client: str, url: str, queue: str, count: int, size: int, rate: flo
         return ([*program, "consume", url, queue, str(count)],
                 [*program, "publish", url, queue, str(count), str(size), str(rate)])
     program = [str(C_BINARY)] if client == "c-librabbitmq" else ["node", str(NODE_DIR / "amqp_bench.js")]
+    if quorum and client == "c-librabbitmq":
+        program = ["env", "AMQP_BENCH_QUEUE_TYPE=quorum", *program]
     return ([*program, "consume", url, queue, str(count)],
             [*program, "publish", url, queue, str(count), str(size), str(rate)])
 
@@ -134,61 +265,76 @@ def start_consumer(command: list[str]) -> subprocess.Popen:
     raise RuntimeError(f"consumer {command[:3]} exited before it was ready")
 
 
-def consumer_result(client: str, consumer: subprocess.Popen) -> tuple[float, float, float]:
-    """Read the consumer's output to the end: (first-to-last seconds, p50 ms, p99 ms)."""
+def consumer_result(client: str, consumer: subprocess.Popen) -> tuple[float, float, float, float]:
+    """Read the consumer's output to its end (the process exits): (that moment on the monotonic clock,
+    first-to-last receive seconds, p50 ms, p99 ms)."""
+    lines = list(consumer.stdout)
+    ended = time.monotonic()
     if client.startswith("rabbitipc"):
-        for line in consumer.stdout:
+        for line in lines:
             match = DONE.search(line)
             if match:
-                return float(match.group(2)), float(match.group(3)), float(match.group(4))
+                return ended, float(match.group(2)), float(match.group(3)), float(match.group(4))
         raise RuntimeError("the receiver ended without its 'receiver done' line")
-    result = {}
-    for line in consumer.stdout:
-        if line.startswith("{"):
-            result = json.loads(line)
+    result = json.loads([line for line in lines if line.startswith("{")][-1])
     latencies = sorted(result["latencies_ms"])
-    return (result["last_recv"] - result["first_recv"], latencies[len(latencies) // 2],
+    return (ended, result["last_recv"] - result["first_recv"], latencies[len(latencies) // 2],
             latencies[max(0, int(len(latencies) * 0.99) - 1)])
 
 
-def run_once(broker: LocalBroker, client: str, size: int, count: int, rate: float = 0,
+def run_once(broker: LocalBroker | ClusterTarget, client: str, size: int, count: int, rate: float = 0,
              tuning: tuple[str, ...] = ()) -> dict:
+    """One run, timed like every other: from the publisher's start to the consumer's exit."""
     queue = f"bench-{client}-{size}-{uuid.uuid4().hex[:6]}"
-    consume_cmd, publish_cmd = commands(client, broker.url, queue, count, size, rate, tuning)
+    on_cluster = isinstance(broker, ClusterTarget)
+    consume_cmd, publish_cmd = commands(client, broker.url, queue, count, size, rate, tuning, quorum=on_cluster)
+    settled = settle(broker)
     consumer = start_consumer(consume_cmd)
-    cpu_before = broker_cpu(broker.pid())
+    cpu_before = broker_cpu(broker)
+    started = time.monotonic()
     publisher = subprocess.Popen(publish_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-    span, p50, p99 = consumer_result(client, consumer)
+    ended, span, p50, p99 = consumer_result(client, consumer)
     publisher_usage = reap(publisher)
     consumer_usage = reap(consumer)
+    broker_cpu_s = broker_cpu(broker) - cpu_before
+    kind = queue_kind(broker, queue)
+    wall = ended - started
     return {
-        "scenario": "paced" if rate else "throughput", "client": client, "tuning": " ".join(tuning), "size": size,
-        "count": count, "rate": rate, "msgs_per_s": (count - 1) / span, "mb_per_s": (count - 1) * size / span / 1e6,
-        "p50_ms": p50, "p99_ms": p99, "broker_cpu_s": broker_cpu(broker.pid()) - cpu_before,
+        "scenario": "cluster" if on_cluster else "paced" if rate else "throughput",
+        "client": client, "queue_type": kind,
+        "tuning": " ".join(tuning), "size": size, "count": count, "rate": rate,
+        "msgs_per_s": count / wall, "mb_per_s": count * size / wall / 1e6, "wall_s": wall,
+        "steady_msgs_per_s": (count - 1) / span if span > 0 else 0.0,
+        "p50_ms": p50, "p99_ms": p99, "broker_cpu_s": broker_cpu_s,
         "publisher_cpu_s": publisher_usage["cpu_s"], "consumer_cpu_s": consumer_usage["cpu_s"],
         "publisher_rss_mib": publisher_usage["rss_mib"], "consumer_rss_mib": consumer_usage["rss_mib"],
+        "settle_s": settled, "queues_left": delete_queue(broker, queue),
     }
 
 
 def run_backlog(broker: LocalBroker, count: int) -> dict:
-    """Queue `count` messages first, then let one rabbitipc receiver drain them."""
+    """Queue `count` messages first, then let one rabbitipc receiver (default quorum queue) drain them."""
     queue = f"bench-backlog-{uuid.uuid4().hex[:6]}"
-    consume_cmd, publish_cmd = commands("rabbitipc", broker.url, queue, count, 100)
+    consume_cmd, publish_cmd = commands("rabbitipc-quorum", broker.url, queue, count, 100)
+    settle(broker)
     filled = time.monotonic()
     reap(subprocess.Popen(publish_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), timeout=3600)
     filled = time.monotonic() - filled
     consumer = start_consumer(consume_cmd)
+    started = time.monotonic()
     samples: list[float] = []
     sampler = threading.Thread(target=sample_rss, args=(consumer.pid, samples), daemon=True)
     sampler.start()
-    span, p50, p99 = consumer_result("rabbitipc", consumer)
+    ended, _span, _p50, _p99 = consumer_result("rabbitipc", consumer)
     sampler.join()  # ends when the receiver exits (its /proc entry goes)
     usage = reap(consumer, timeout=3600)
     half = max(1, len(samples) // 2)  # a drain shorter than two samples compares one sample with itself
-    return {"scenario": "backlog", "client": "rabbitipc", "size": 100, "count": count, "fill_s": filled,
-            "msgs_per_s": (count - 1) / span, "consumer_cpu_s": usage["cpu_s"], "consumer_rss_mib": usage["rss_mib"],
+    return {"scenario": "backlog", "client": "rabbitipc-quorum", "queue_type": queue_kind(broker, queue),
+            "size": 100, "count": count, "fill_s": filled, "msgs_per_s": count / (ended - started),
+            "consumer_cpu_s": usage["cpu_s"], "consumer_rss_mib": usage["rss_mib"],
             "rss_first_half_mib": max(samples[:half], default=0.0),
-            "rss_second_half_mib": max(samples[half:] or samples[-1:], default=0.0)}
+            "rss_second_half_mib": max(samples[half:] or samples[-1:], default=0.0),
+            "queues_left": delete_queue(broker, queue)}
 
 
 def sample_rss(pid: int, samples: list[float], every: float = 0.05) -> None:
@@ -211,41 +357,82 @@ def median_run(runs: list[dict]) -> dict:
     return {**runs[0], **{k: statistics.median(r[k] for r in runs) for k in keys}, "runs": len(runs)}
 
 
+def medians(done: list[tuple[Config, dict]]) -> list[dict]:
+    """One row per configuration, in the plan's order: the median of its rounds."""
+    by_config: dict[Config, list[dict]] = {}
+    for config, row in done:
+        by_config.setdefault(config, []).append(row)
+    return [median_run(rows) for rows in by_config.values()]
+
+
 def find(results: list[dict], scenario: str, client: str, size: int = 100) -> dict | None:
     return next((r for r in results if r["scenario"] == scenario and r["client"] == client and r["size"] == size),
                 None)
 
 
+def headline(results: list[dict], scenario: str = "throughput", size: int = 100) -> list[dict]:
+    """The rows compared with each other: one scenario and size, all on the headline queue type."""
+    return [r for r in results if r["scenario"] == scenario and r["size"] == size
+            and r["queue_type"] == HEADLINE.value]
+
+
 def table(results: list[dict]) -> str:
-    head = (f"{'scenario':<10} {'client':<16} {'size':>6} {'msgs/s':>8} {'MB/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
-            f"{'CPU us/msg: broker':>18} {'pub':>5} {'cons':>5} {'RSS MiB: pub':>12} {'cons':>5}")
+    head = (f"{'scenario':<10} {'client':<16} {'queue':<7} {'size':>6} {'msgs/s':>7} {'steady':>7} {'MB/s':>6} "
+            f"{'p50 ms':>7} {'p99 ms':>7} {'CPU us/msg: broker':>18} {'pub':>5} {'cons':>5} "
+            f"{'RSS MiB: pub':>12} {'cons':>5}")
+    rows = [r for r in results if r["scenario"] != "backlog"]
     lines = [head, "-" * len(head)]
+    for title, part in ((None, [r for r in rows if r["queue_type"] == HEADLINE.value]),
+                        ("other queue types (apart: not compared with the rows above)",
+                         [r for r in rows if r["queue_type"] != HEADLINE.value])):
+        if title and part:
+            lines += ["", title]
+        for r in part:
+            per = 1e6 / r["count"]
+            lines.append(f"{r['scenario']:<10} {r['client']:<16} {r['queue_type']:<7} {r['size']:>6} "
+                         f"{r['msgs_per_s']:>7.0f} {r['steady_msgs_per_s']:>7.0f} {r['mb_per_s']:>6.1f} "
+                         f"{r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} {r['broker_cpu_s'] * per:>18.0f} "
+                         f"{r['publisher_cpu_s'] * per:>5.0f} {r['consumer_cpu_s'] * per:>5.0f} "
+                         f"{r['publisher_rss_mib']:>12.1f} {r['consumer_rss_mib']:>5.1f}"
+                         + (f"  {r['variant']}" if r.get("variant") else ""))
+    lines.append("\nmsgs/s: from the publisher's start to the consumer's exit (what a user waits for); "
+                 "steady: first to last receive")
     for r in results:
         if r["scenario"] == "backlog":
-            continue
-        per = 1e6 / r["count"]
-        lines.append(f"{r['scenario']:<10} {r['client']:<16} {r['size']:>6} {r['msgs_per_s']:>8.0f} "
-                     f"{r['mb_per_s']:>7.1f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} {r['broker_cpu_s'] * per:>18.0f} "
-                     f"{r['publisher_cpu_s'] * per:>5.0f} {r['consumer_cpu_s'] * per:>5.0f} "
-                     f"{r['publisher_rss_mib']:>12.1f} {r['consumer_rss_mib']:>5.1f}")
-    for r in results:
-        if r["scenario"] == "backlog":
-            lines.append(f"\nbacklog: the receiver drained {r['count']} queued messages at {r['msgs_per_s']:.0f} "
-                         f"msgs/s with a peak RSS of {r['consumer_rss_mib']:.1f} MiB (first half of the drain "
-                         f"{r['rss_first_half_mib']:.1f}, second half {r['rss_second_half_mib']:.1f})")
+            lines.append(f"\nbacklog: the receiver drained {r['count']} queued messages ({r['queue_type']} queue) "
+                         f"at {r['msgs_per_s']:.0f} msgs/s with a peak RSS of {r['consumer_rss_mib']:.1f} MiB "
+                         f"(first half of the drain {r['rss_first_half_mib']:.1f}, second half "
+                         f"{r['rss_second_half_mib']:.1f})")
     lines.append("")
     for size in SIZES:
         ours = find(results, "throughput", "rabbitipc", size)
-        others = [r for r in results if r["scenario"] == "throughput" and r["size"] == size and r is not ours]
+        others = [r for r in headline(results, size=size) if r is not ours]
         if ours and others:
-            lines.append(f"rabbitipc throughput at {size} B relative to " + ", ".join(
+            lines.append(f"rabbitipc throughput at {size} B ({HEADLINE.value} queues) relative to " + ", ".join(
                 f"{r['client']}: {ours['msgs_per_s'] / r['msgs_per_s']:.2f}x" for r in others))
+        quorum = find(results, "throughput", "rabbitipc-quorum", size)
+        if ours and quorum:
+            lines.append(f"rabbitipc-quorum at {size} B: {quorum['msgs_per_s'] / ours['msgs_per_s']:.2f}x "
+                         f"rabbitipc on a {HEADLINE.value} queue")
+    clean, retried = (next((r for r in results if r.get("variant") == variant), None) for variant in RETRY_ROWS)
+    if retried and clean:
+        lines.append(f"retries (rabbitipc-quorum, 100 B, a handler failing the first attempt of 1 message in 10, "
+                     f"retried after 0.1 s): {retried['msgs_per_s']:.0f} msgs/s, "
+                     f"{retried['msgs_per_s'] / clean['msgs_per_s']:.2f}x the same handler never failing "
+                     f"({clean['msgs_per_s']:.0f} msgs/s); receiver CPU per message "
+                     f"{retried['consumer_cpu_s'] / retried['count'] * 1e6:.0f} us against "
+                     f"{clean['consumer_cpu_s'] / clean['count'] * 1e6:.0f} us")
+    ours, limit = find(results, "cluster", "rabbitipc-quorum"), find(results, "cluster", "c-librabbitmq")
+    if ours and limit:
+        lines.append(f"cluster (3 nodes, quorum queue replicated to the three, 100 B): rabbitipc-quorum "
+                     f"{ours['msgs_per_s']:.0f} msgs/s, {ours['msgs_per_s'] / limit['msgs_per_s']:.2f}x c-librabbitmq "
+                     f"({limit['msgs_per_s']:.0f} msgs/s)")
     return "\n".join(lines)
 
 
 def limit_client(results: list[dict]) -> str | None:
     """The limit: the C client when it ran, else the fastest non-Python client at 100 B in this run."""
-    rows = [r for r in results if r["scenario"] == "throughput" and r["size"] == 100 and r["client"] in NON_PYTHON]
+    rows = [r for r in headline(results) if r["client"] in NON_PYTHON]
     if any(r["client"] == "c-librabbitmq" for r in rows):
         return "c-librabbitmq"
     return max(rows, key=lambda r: r["msgs_per_s"])["client"] if rows else None
@@ -253,13 +440,13 @@ def limit_client(results: list[dict]) -> str | None:
 
 def fastest_python_peer(results: list[dict]) -> dict | None:
     """The fastest other Python client at 100 B (reliable: every peer; rabbitipc's own rows excluded)."""
-    rows = [r for r in results if r["scenario"] == "throughput" and r["size"] == 100
-            and r["client"] not in RABBITIPC and r["client"] not in NON_PYTHON]
+    rows = [r for r in headline(results) if r["client"] not in RABBITIPC and r["client"] not in NON_PYTHON]
     return max(rows, key=lambda r: r["msgs_per_s"]) if rows else None
 
 
 def targets(results: list[dict]) -> list[tuple[str, str, bool]]:
-    """The targets, as (what, measured, met) from this run's figures."""
+    """The targets, as (what, measured, met) from this run's figures: rabbitipc against the clients on the same
+    (classic) queue type, at the rate a user waits for (publisher start to consumer exit)."""
     out = []
     limit_name = limit_client(results)
     ours, limit = find(results, "throughput", "rabbitipc"), find(results, "throughput", limit_name)
@@ -276,21 +463,11 @@ def targets(results: list[dict]) -> list[tuple[str, str, bool]]:
         ratio = paced["p99_ms"] / paced_limit["p99_ms"]
         out.append((f"p99 at {PACED_RATE} msgs/s <= 1.5x {limit_name}'s",
                     f"{paced['p99_ms']:.1f} ms vs {paced_limit['p99_ms']:.1f} ms ({ratio:.2f}x)", ratio <= 1.5))
-    classic = find(results, "paced", "rabbitipc-classic")
-    if classic and paced_limit:
-        ratio = classic["p99_ms"] / paced_limit["p99_ms"]
-        out.append((f"p99 at {PACED_RATE} msgs/s <= 1.5x {limit_name}'s, rabbitipc-classic (the same queue type)",
-                    f"{classic['p99_ms']:.1f} ms vs {paced_limit['p99_ms']:.1f} ms ({ratio:.2f}x)", ratio <= 1.5))
     big, big_limit = find(results, "throughput", "rabbitipc", 65536), find(results, "throughput", limit_name, 65536)
     if big and big_limit:
         ratio = big["mb_per_s"] / big_limit["mb_per_s"]
         out.append((f"64 KiB MB/s >= 0.8x {limit_name}", f"{ratio:.2f}x", ratio >= 0.8))
-    big_classic = find(results, "throughput", "rabbitipc-classic", 65536)
-    if big_classic and big_limit:
-        ratio = big_classic["mb_per_s"] / big_limit["mb_per_s"]
-        out.append((f"64 KiB MB/s >= 0.8x {limit_name}, rabbitipc-classic (the same queue type)", f"{ratio:.2f}x",
-                    ratio >= 0.8))
-    backlog = find(results, "backlog", "rabbitipc")
+    backlog = find(results, "backlog", "rabbitipc-quorum")
     if backlog and backlog["rss_first_half_mib"]:
         ratio = backlog["rss_second_half_mib"] / backlog["rss_first_half_mib"]
         out.append((f"receiver RSS flat through a {backlog['count']}-message backlog (second half <= 1.1x first)",
@@ -306,51 +483,68 @@ def targets(results: list[dict]) -> list[tuple[str, str, bool]]:
     return out
 
 
-def chart(results: list[dict], path: Path) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    panels = [("throughput", 100, "msgs_per_s", "messages per second, 100 B"),
-              ("throughput", 65536, "mb_per_s", "MB per second, 64 KiB"),
+def chart(results: list[dict], path: Path, caption: str) -> None:
+    """Write the run's chart as SVG (no dependency, so every run writes it): one horizontal bar panel per
+    measure, the headline rows on their queue type, rabbitipc's bars in red; `caption` says when and how."""
+    panels = [("throughput", 100, "msgs_per_s", "messages per second, 100 B (publisher start to consumer exit)"),
+              ("throughput", 65536, "mb_per_s", "MB per second, 64 KiB (publisher start to consumer exit)"),
               ("paced", 100, "p99_ms", f"p99 latency (ms) at {PACED_RATE} msgs/s")]
-    panels = [p for p in panels if any(r["scenario"] == p[0] and r["size"] == p[1] for r in results)]
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5))
-    for ax, (scenario, size, key, title) in zip(axes if len(panels) > 1 else [axes], panels):
-        rows = [r for r in results if r["scenario"] == scenario and r["size"] == size]
-        ax.bar([r["client"] for r in rows], [r[key] for r in rows],
-               color=["#d94f30" if r["client"].startswith("rabbitipc") else "#8a8a8a" for r in rows])
-        ax.set_title(title)
-        ax.tick_params(axis="x", labelrotation=60, labelsize=8)
-    fig.suptitle("durable queue, confirmed publishes, acked deliveries (median of runs)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    return True
+    width, bar, left = 900, 16, 150
+    parts, y = [], 30
+    parts.append(f'<text x="10" y="18" font-size="13">{html.escape(caption)}</text>')
+    for scenario, size, key, title in panels:
+        rows = headline(results, scenario, size)
+        if not rows:
+            continue
+        top = max(r[key] for r in rows) or 1
+        y += 24
+        parts.append(f'<text x="10" y="{y}" font-size="14" font-weight="bold">{html.escape(title)}, '
+                     f'{HEADLINE.value} queues</text>')
+        y += 8
+        for r in rows:
+            length = (width - left - 90) * r[key] / top
+            colour = "#d94f30" if r["client"].startswith("rabbitipc") else "#8a8a8a"
+            parts.append(f'<text x="{left - 6}" y="{y + bar - 4}" font-size="12" text-anchor="end">'
+                         f'{html.escape(r["client"])}</text>')
+            parts.append(f'<rect x="{left}" y="{y}" width="{length:.1f}" height="{bar - 2}" fill="{colour}"/>')
+            parts.append(f'<text x="{left + length + 4:.1f}" y="{y + bar - 4}" font-size="12">{r[key]:,.1f}</text>')
+            y += bar
+    path.write_text(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{y + 20}" '
+                    f'font-family="sans-serif">\n<rect width="100%" height="100%" fill="white"/>\n'
+                    + "\n".join(parts) + "\n</svg>\n")
 
 
-def ensure_c() -> bool:
-    """Build the C client when a compiler and librabbitmq-dev are there (apt-get install librabbitmq-dev)."""
-    source = C_DIR / "amqp_bench.c"
-    if C_BINARY.exists() and C_BINARY.stat().st_mtime >= source.stat().st_mtime:
+def ensure_c(binary: Path = C_BINARY, *libraries: str) -> bool:
+    """Build a C client (bench/c/NAME.c) when a compiler and librabbitmq-dev are there
+    (apt-get install librabbitmq-dev)."""
+    source = binary.with_suffix(".c")
+    newest = max(source.stat().st_mtime, (C_DIR / "amqp_common.h").stat().st_mtime)
+    if binary.exists() and binary.stat().st_mtime >= newest:
         return True
     compiler = shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         return False
-    build = subprocess.run([compiler, "-O2", "-o", str(C_BINARY), str(source), "-lrabbitmq"],
+    build = subprocess.run([compiler, "-O2", "-o", str(binary), str(source), "-lrabbitmq", *libraries],
                            capture_output=True, text=True, timeout=120)
     return build.returncode == 0
 
 
-def ensure_node() -> bool:
+def ensure_node() -> str | None:
+    """Node's amqplib installed in bench/node (npm install, once), or why it cannot be: then the bench
+    runs without the amqplib row."""
     if shutil.which("node") is None or shutil.which("npm") is None:
-        return False
+        return "node/npm not found"
     if not (NODE_DIR / "node_modules" / "amqplib").exists():
-        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=NODE_DIR, check=True,
-                       timeout=300)
-    return True
+        print(f"installing Node's amqplib into {NODE_DIR / 'node_modules'} with npm (once)", file=sys.stderr)
+        try:
+            result = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=NODE_DIR,
+                                    capture_output=True, text=True, timeout=300)
+        except subprocess.TimeoutExpired:
+            return "npm install did not finish in 300 s (no registry reachable?)"
+        if result.returncode != 0:
+            last = (result.stderr.strip().splitlines() or ["no message"])[-1]
+            return f"npm install failed ({last[:200]})"
+    return None
 
 
 def sweep(count: int) -> int:
@@ -362,7 +556,7 @@ def sweep(count: int) -> int:
         broker.start()
         try:
             for flag, value in settings:
-                row = run_once(broker, "rabbitipc", 100, count, tuning=(flag, value))
+                row = run_once(broker, "rabbitipc-quorum", 100, count, tuning=(flag, value))
                 print(f"{flag} {value:>5}: {row['msgs_per_s']:>7.0f} msgs/s  p50 {row['p50_ms']:>7.1f} ms  "
                       f"receiver {row['consumer_cpu_s'] / count * 1e6:5.1f} us/msg, "
                       f"sender {row['publisher_cpu_s'] / count * 1e6:5.1f} us/msg", flush=True)
@@ -396,8 +590,8 @@ def available(wanted: tuple[str, ...]) -> list[str]:
         elif client == "c-librabbitmq" and not ensure_c():
             print("no C compiler or librabbitmq-dev (apt-get install librabbitmq-dev): the C limit is left out",
                   file=sys.stderr)
-        elif client == "amqplib" and not ensure_node():
-            print("node/npm not found: the amqplib baseline is left out", file=sys.stderr)
+        elif client == "amqplib" and (reason := ensure_node()):
+            print(f"{reason}: the amqplib baseline is left out", file=sys.stderr)
         else:
             clients.append(client)
     return clients
@@ -410,72 +604,123 @@ def scaled(client: str, count: int) -> int:
 
 
 def paced(client: str) -> bool:
-    """Paced 1,000 msgs/s: every client able to keep that rate; of rabbitipc's variants the default (quorum
-    queue) and rabbitipc-classic, on the classic queue every other client declares (a quorum queue delivers a
-    message only once it is written to its log: about twice the latency of a classic one, measured)."""
+    """Paced 1,000 msgs/s: every client able to keep that rate; of rabbitipc's variants the headline row
+    (classic queue) and rabbitipc-quorum (a quorum queue delivers a message only once it is in its log)."""
     peer = peers_by_name().get(client)
-    return client in ("rabbitipc", "rabbitipc-classic") or (peer.paced if peer else client in NON_PYTHON)
+    return client in ("rabbitipc", "rabbitipc-quorum") or (peer.paced if peer else client in NON_PYTHON)
+
+
+def plan(clients: list[str], scenarios: tuple[str, ...], counts: dict) -> list[Config]:
+    """One round: every throughput and paced configuration once, in the bench's order."""
+    configs = [Config("throughput", client, size, scaled(client, counts[size]))
+               for size in (SIZES if "throughput" in scenarios else ()) for client in clients]
+    configs += [Config("paced", client, 100, counts["paced"], PACED_RATE)
+                for client in clients if paced(client) and "paced" in scenarios]
+    if "retries" in scenarios and "rabbitipc-quorum" in clients:
+        configs += [Config("retries", "rabbitipc-quorum", 100, counts[100] // 5, variant=variant)
+                    for variant in RETRY_ROWS]
+    return configs
+
+
+def cluster_plan(clients: list[str], scenarios: tuple[str, ...], count: int) -> list[Config]:
+    """One round of the cluster scenario: rabbitipc-quorum and the C client, where asked for and available."""
+    return [Config("cluster", client, 100, count) for client in CLUSTER_CLIENTS
+            if client in clients and "cluster" in scenarios]
+
+
+def run_on_cluster(order: list[Config], done: list[tuple[Config, dict]]) -> None:
+    """Form a private 3-node cluster and run `order` on it, node 1 the clients' address."""
+    from devtools.localcluster import LocalCluster
+
+    with tempfile.TemporaryDirectory(prefix="rabbitipc-bench-cluster-") as cluster_dir:
+        cluster = LocalCluster(cluster_dir)
+        print("  forming a 3-node cluster (about half a minute)", file=sys.stderr)
+        try:
+            cluster.start()
+            target = ClusterTarget(cluster)
+            for n, config in enumerate(order):
+                row = run_once(target, config.client, config.size, config.count)
+                done.append((config, row))
+                print(f"  [cluster {n + 1}/{len(order)}] {config.label}: {row['msgs_per_s']:.0f} msgs/s "
+                      f"({row['queue_type']} queue, 3 nodes)", file=sys.stderr)
+        finally:
+            cluster.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small counts, one run: about two minutes")
-    parser.add_argument("--runs", type=int, default=3, help="runs per configuration; the median is reported")
-    parser.add_argument("--out", default="bench-results", help="directory for results.json and throughput.png")
-    parser.add_argument("--count", type=int, help="messages per configuration (overrides the defaults)")
+    parser.add_argument("--quick", action="store_true", help="small counts, one round: a check that it runs")
+    parser.add_argument("--runs", type=int, default=3,
+                        help="rounds (every configuration once per round, interleaved); medians are reported")
+    parser.add_argument("--out", default="bench-results", help="directory for results.json and throughput.svg")
+    parser.add_argument("--count", type=int, help="messages per configuration (overrides the defaults: "
+                                                  "100000 at 100 B, 3000 at 64 KiB, 10000 paced; the slower "
+                                                  "peers get a share of it)")
     parser.add_argument("--backlog", type=int, help="messages queued before the receiver starts "
                                                     "(default 1000000, --quick 20000)")
     parser.add_argument("--clients", type=name_list("client", CLIENTS), default=CLIENTS, metavar="A,B,...",
                         help="clients to measure, comma-separated (default: every one available): "
                              + ", ".join(CLIENTS))
-    parser.add_argument("--scenarios", type=name_list("scenario", SCENARIOS), default=SCENARIOS,
+    parser.add_argument("--scenarios", type=name_list("scenario", SCENARIOS), default=None,
                         metavar="A,B,...",
-                        help="scenarios to run, comma-separated (default: all): " + ", ".join(SCENARIOS))
+                        help="scenarios to run, comma-separated (default: all; with --quick all but cluster): "
+                             + ", ".join(SCENARIOS))
     parser.add_argument("--sweep", action="store_true",
-                        help="instead: rabbitipc at 100 B across --prefetch and --window values (sizing the defaults)")
+                        help="instead: rabbitipc on its default quorum queue at 100 B across --prefetch and --window "
+                             "values (sizing the defaults)")
     args = parser.parse_args(argv)
     if args.sweep:
         return sweep(args.count or 20000)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the private broker is stopped
     counts = {100: 5000, 65536: 300, "paced": PACED_RATE} if args.quick else \
-        {100: 30000, 65536: 3000, "paced": 10 * PACED_RATE}
+        {100: 100_000, 65536: 3000, "paced": 10 * PACED_RATE}
     if args.count:
         counts = dict.fromkeys(counts, args.count)
     backlog = args.backlog or args.count or (20000 if args.quick else 1_000_000)
     runs = 1 if args.quick else args.runs
+    scenarios = args.scenarios or tuple(s for s in SCENARIOS if not (args.quick and s == "cluster"))
     clients = available(args.clients)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = []
-
-    def measure(label: str, *how) -> None:
-        results.append(median_run([run_once(broker, *how) for _ in range(runs)]))
-        print(f"  {label}: {results[-1]['msgs_per_s']:.0f} msgs/s", file=sys.stderr)
-
+    order = schedule(plan(clients, scenarios, counts), runs)
+    on_cluster = schedule(cluster_plan(clients, scenarios, counts[100]), runs)
+    done: list[tuple[Config, dict]] = []
+    backlogs: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="rabbitipc-bench-") as node_dir:
         broker = LocalBroker(node_dir)
         broker.start()
         try:
-            for size in SIZES if "throughput" in args.scenarios else ():
-                for client in clients:
-                    measure(f"{client} {size} B", client, size, scaled(client, counts[size]))
-            for client in [c for c in clients if paced(c) and "paced" in args.scenarios]:
-                measure(f"{client} paced {PACED_RATE}/s", client, 100, counts["paced"], PACED_RATE)
-            if "rabbitipc" in clients and "backlog" in args.scenarios:
-                results.append(run_backlog(broker, backlog))
-                print(f"  rabbitipc backlog of {backlog}: {results[-1]['consumer_rss_mib']:.1f} MiB peak",
+            for n, config in enumerate(order):
+                row = run_once(broker, config.client, config.size, config.count, config.rate,
+                               RETRY_ROWS.get(config.variant, ()))
+                if config.variant:
+                    row |= {"scenario": config.scenario, "variant": config.variant}
+                done.append((config, row))
+                print(f"  [{n + 1}/{len(order)}] {config.label}: {row['msgs_per_s']:.0f} msgs/s "
+                      f"({row['queue_type']} queue)", file=sys.stderr)
+            if any(client in RABBITIPC for client in clients) and "backlog" in scenarios:
+                backlogs.append(run_backlog(broker, backlog))
+                print(f"  rabbitipc-quorum backlog of {backlog}: {backlogs[-1]['consumer_rss_mib']:.1f} MiB peak",
                       file=sys.stderr)
         finally:
             broker.stop()
+    if on_cluster:
+        run_on_cluster(on_cluster, done)
+    results = medians(done) + backlogs
     checks = targets(results)
-    (out / "results.json").write_text(json.dumps({"quick": args.quick, "runs": runs, "results": results,
-                                                  "targets": checks}, indent=2) + "\n")
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    (out / "results.json").write_text(json.dumps({
+        "date": when, "quick": args.quick, "runs": runs, "results": results, "targets": checks,
+        "order": [asdict(config) | {"label": config.label} for config in order + on_cluster],
+        "single_runs": [row for _config, row in done]}, indent=2) + "\n")
     print(table(results))
     print("\ntargets:")
     for what, measured, met in checks:
         print(f"  [{'met' if met else 'NOT met'}] {what}: {measured}")
-    if chart(results, out / "throughput.png"):
-        print(f"\nchart: {out / 'throughput.png'}; data: {out / 'results.json'}")
+    caption = (f"python -m bench, {when}: medians of {runs} interleaved round(s), {counts[100]} messages at 100 B "
+               "(fewer for clients that wait per publish), durable queues, persistent, confirms, acks")
+    chart(results, out / "throughput.svg", caption)
+    print(f"\nchart: {out / 'throughput.svg'}; data: {out / 'results.json'}")
     return 0
 
 

@@ -24,7 +24,7 @@ import time
 import pika
 
 from devtools.localbroker import LocalBroker
-from rabbitipc.chat.names import STREAM_ARGUMENTS
+from rabbitipc.names import CHAT_STREAM_ARGUMENTS
 
 
 def body(n: int) -> bytes:
@@ -37,7 +37,7 @@ def setup(url: str, room: str, kind: str, last: int, messages: int) -> float:
     connection = pika.BlockingConnection(pika.URLParameters(url))
     channel = connection.channel()
     channel.exchange_declare(room, "fanout", durable=True)
-    arguments = STREAM_ARGUMENTS if kind == "stream" else {"x-max-length": last, "x-overflow": "drop-head"}
+    arguments = CHAT_STREAM_ARGUMENTS if kind == "stream" else {"x-max-length": last, "x-overflow": "drop-head"}
     channel.queue_declare(f"{room}.history", durable=True, arguments=arguments)
     channel.queue_bind(f"{room}.history", room)
     channel.confirm_delivery()

@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 RABBITMQ_BIN = Path(os.environ.get("RABBITMQ_BIN_DIR", "/usr/lib/rabbitmq/bin"))
@@ -84,17 +85,23 @@ class LocalBroker:
         management_port: int | None = None,
         extra_config: str = "",
         advanced_config: str = "",
+        *,
+        write: bool = True,
     ) -> None:
+        """write=False: use the node as its files describe it (to stop it, or ask whether it runs)."""
         self.base_dir = Path(base_dir).resolve()
         self.base_dir.mkdir(parents=True, exist_ok=True)
         state = self._load_state()
         self.amqp_port = amqp_port or state.get("amqp_port") or free_port()
         self.management_port = management_port or state.get("management_port") or free_port()
+        self.prometheus_port = state.get("prometheus_port") or free_port()
         self.dist_port = state.get("dist_port") or free_port()
         self.nodename = state.get("nodename") or f"rabbitipc-{os.getpid()}-{self.amqp_port}@localhost"
         self.extra_config = extra_config
         self.advanced_config = advanced_config  # Erlang terms for settings rabbitmq.conf lacks
-        self._write_files()
+        self.erl_args = ""  # more arguments for the node's Erlang VM (the cluster's: its dist source address)
+        if write:
+            self._write_files()
 
     # -- addresses -------------------------------------------------------------------
     @property
@@ -105,6 +112,11 @@ class LocalBroker:
     @property
     def management_url(self) -> str:
         return f"http://127.0.0.1:{self.management_port}/"
+
+    @property
+    def prometheus_url(self) -> str:
+        """The rabbitmq_prometheus plugin's endpoint (aggregated metrics; /metrics/detailed per queue)."""
+        return f"http://127.0.0.1:{self.prometheus_port}/metrics"
 
     @property
     def log_file(self) -> Path:
@@ -127,18 +139,27 @@ class LocalBroker:
             f"listeners.tcp.default = 127.0.0.1:{self.amqp_port}\n"
             f"management.tcp.port = {self.management_port}\n"
             "management.tcp.ip = 127.0.0.1\n"
+            f"prometheus.tcp.port = {self.prometheus_port}\n"
+            "prometheus.tcp.ip = 127.0.0.1\n"
+            # per-queue numbers on /metrics too (backlog, consumers, dead letters): few queues here
+            "prometheus.return_per_object_metrics = true\n"
             f"{self.extra_config}\n"
         )
-        (self.base_dir / "enabled_plugins").write_text("[rabbitmq_management].\n")
+        (self.base_dir / "enabled_plugins").write_text("[rabbitmq_management,rabbitmq_prometheus].\n")
         (self.base_dir / "advanced.config").write_text(f"[{self.advanced_config}].\n")
         state = {
             "amqp_port": self.amqp_port,
             "management_port": self.management_port,
+            "prometheus_port": self.prometheus_port,
             "dist_port": self.dist_port,
             "nodename": self.nodename,
-            "url": self.url,
             "management_url": self.management_url,
+            "prometheus_url": self.prometheus_url,
         }
+        if "load_definitions" in self.extra_config:  # the definitions replace guest with their own users
+            state["urls"] = "urls.env: one user per program"
+        else:
+            state["url"] = self.url
         (self.base_dir / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
 
     @property
@@ -161,7 +182,7 @@ class LocalBroker:
             # Erlang distribution (the node's dist port, and epmd when this node starts it) on
             # loopback only: anyone who reaches it with the cookie owns the node, and a laptop's
             # other interfaces are not ours to open. rabbitmqctl reaches it over localhost.
-            RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}",
+            RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=f"-kernel inet_dist_use_interface {{127,0,0,1}} {self.erl_args}".strip(),
             ERL_EPMD_ADDRESS="127.0.0.1",
         )
         return env
@@ -198,7 +219,8 @@ class LocalBroker:
                 f"rabbitmq-server is not installed ({RABBITMQ_BIN} missing): "
                 "apt-get install -y rabbitmq-server"
             )
-        for name, port in (("AMQP", self.amqp_port), ("management", self.management_port)):
+        for name, port in (("AMQP", self.amqp_port), ("management", self.management_port),
+                           ("Prometheus", self.prometheus_port)):
             if port_open(port):
                 raise BrokerError(f"{name} port {port} is already taken by another program")
         self.pid_file.unlink(missing_ok=True)
@@ -226,12 +248,46 @@ class LocalBroker:
         return False
 
     def stop(self, timeout: float = 60) -> None:
-        """Stop the node gracefully and wait for its VM to exit (no-op when not running)."""
+        """Stop the node gracefully and wait for its VM to exit (no-op when not running).
+
+        A node caught while starting (no pid file yet, or not answering rabbitmqctl: a Ctrl-C during
+        start()) gets SIGTERM, which the Erlang VM takes as a request to stop."""
         pid = self.pid()
         if pid is None:
+            for stray in self.vm_pids():
+                self._end(stray)
             return
-        self.ctl("stop", str(self.pid_file), timeout=timeout)
+        if self.ctl("stop", str(self.pid_file), timeout=timeout).returncode != 0 and self.pid() is not None:
+            self._end(pid)
+            return
         self._wait_gone(pid, timeout)
+
+    def _end(self, pid: int, grace: float = 15) -> None:
+        """SIGTERM to a VM, SIGKILL after `grace` seconds: one still booting may not heed SIGTERM yet."""
+        for signum, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 30)):
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                return  # gone meanwhile (the terminal's Ctrl-C reached it too)
+            try:
+                self._wait_gone(pid, wait)
+                return
+            except BrokerError:
+                if signum == signal.SIGKILL:
+                    raise
+
+    def vm_pids(self) -> list[int]:
+        """The Erlang VMs of this node's directory (their `-home DIR/home` argument), with a pid file or not."""
+        marker = b"\0-home\0" + str(self.base_dir / "home").encode() + b"\0"
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if marker in (entry / "cmdline").read_bytes():
+                        found.append(int(entry.name))
+                except OSError:
+                    continue
+        return found
 
     def kill(self) -> None:
         """SIGKILL the node's VM: a crash, not a shutdown."""
@@ -267,6 +323,21 @@ class LocalBroker:
         return "\n".join(text[-lines:])
 
 
+def _start_or_undo(broker: LocalBroker) -> None:
+    """start(); a Ctrl-C, SIGTERM or hangup meanwhile stops what was started and exits 130, without a traceback.
+    (start-local-docker-rabbitmq.sh runs Python with Ctrl-C ignored, so none lands during its imports.)"""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.default_int_handler)
+    try:
+        broker.start()
+    except KeyboardInterrupt:
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)  # the stop itself is not cut short
+        print(f"localbroker: interrupted while starting: stopping the node in {broker.base_dir}", file=sys.stderr)
+        broker.stop()
+        sys.exit(130)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python3 -m devtools.localbroker",
@@ -288,22 +359,32 @@ def main(argv: list[str] | None = None) -> int:
     if fresh and management_port is None and not port_open(15672):
         management_port = 15672
     extra = Path(args.config).read_text() if args.config else ""
-    broker = LocalBroker(base, amqp_port, management_port, extra_config=extra)
-    try:
-        if args.action == "start":
-            broker.start()
-            print(broker.url)
-        elif args.action == "stop":
-            broker.stop()
-        elif args.action == "status":
-            print("running" if broker.running() else "stopped")
-            return 0 if broker.running() else 3
-        else:
-            print(broker.url)
-    except (BrokerError, subprocess.TimeoutExpired) as exc:
-        print(f"localbroker: {exc}", file=sys.stderr)
-        return 1
+    broker = LocalBroker(base, amqp_port, management_port, extra_config=extra, write=args.action == "start")
+    return run_action("localbroker", lambda: _act(broker, args.action))
+
+
+def _act(broker: LocalBroker, action: str) -> int:
+    """One command-line action on the node; its exit code (status: 3 when stopped)."""
+    if action == "start":
+        _start_or_undo(broker)
+        print(broker.url)
+    elif action == "stop":
+        broker.stop()
+    elif action == "status":
+        print("running" if broker.running() else "stopped")
+        return 0 if broker.running() else 3
+    else:
+        print(broker.url)
     return 0
+
+
+def run_action(prog: str, action: Callable[[], int]) -> int:
+    """A command's exit code: the action's, or 1 with one line on stderr when the broker fails or times out."""
+    try:
+        return action()
+    except (BrokerError, subprocess.TimeoutExpired) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """rabbitipc: Python processes talking through RabbitMQ, without losing a message.
 
-The public API (imported lazily, so `python3 -m rabbitipc.definitions` needs no pika):
-MessageQueue, RabbitHandler, Publisher, StreamPublisher, Consumer, Route, Subscription, QueueSpec, Message,
-Delivery, Retry, Backoff, StopFlag.
+The public API (imported lazily: `import rabbitipc` loads none of it until a name is used):
+MessageQueue, RabbitHandler, Publisher, StreamPublisher, PublisherSettings, Consumer, Route, Subscription,
+Pattern, Message, Delivery, Reject, RetrySettings, Broker, RetryPolicy, StopFlag; Retry and Backoff for older callers.
 """
 
 from __future__ import annotations
@@ -15,9 +15,14 @@ _EXPORTS = {
     "Publisher": "publish.blocking",
     "StreamPublisher": "publish.engine",
     "Consumer": "consume.consumer",
-    "QueueSpec": "topology",
+    "Pattern": "topology",
     "Message": "message",
     "Delivery": "consume.handlers",
+    "Reject": "consume.handlers",
+    "RetrySettings": "consume.retries",
+    "PublisherSettings": "publish.settings",
+    "Broker": "connection",
+    "RetryPolicy": "backoff",
     "Retry": "connection",
     "Backoff": "backoff",
     "StopFlag": "shutdown",

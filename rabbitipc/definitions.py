@@ -3,13 +3,18 @@
 The broker creates the topology from this file, so no program needs the right to change it:
 
     topology  the work queue (durable quorum) and <queue>.dead; the direct exchange `rabbitipc.work`
-              bound to the work queue; `rabbitipc.dead` bound to <queue>.dead; `rabbitipc.control`
+              bound to the work queue; `rabbitipc.dead` bound to <queue>.dead; `rabbitipc.retry`
+              bound to the work queue (where delayed retries come back); `rabbitipc.control`
     sender    may publish through `rabbitipc.work` only (which reaches only the work queue, not
               <queue>.dead nor any other queue, as the default exchange would); no configure
               right, so it can neither delete nor purge nor declare anything; cannot consume
     receiver  may declare and consume its queue, park messages in <queue>.dead through the
-              `rabbitipc.dead` exchange and listen on the control exchange; cannot publish work,
-              send control commands, nor delete the control or parking exchanges (the admin's)
+              `rabbitipc.dead` exchange, declare its delay queues <queue>.retry.<ms>ms and send
+              retries to them through `rabbitipc.retry` (and bind its queue there), and listen
+              on the control exchange; with --dedupe-store, declare, read and write the stream
+              <queue>.handled (bound to `rabbitipc.dead`); cannot publish work (a retry can only
+              reach its own queue), send control commands, nor delete the control, parking or
+              retry exchanges (the admin's)
     admin     the management UI and `rabbitipc-ctl` (administrator tag, every permission)
 
 and, when their passwords are set, the chat's users (rabbitipc-chat, docs/chat.md), for sharing
@@ -19,8 +24,11 @@ the server with a group without the admin password:
               its own server-named queues
     listener  may read the room's history stream and its own queues; cannot publish anything
 
-With them, the definitions also create the room (the fanout exchange, its history stream and
-the binding), so neither chat user needs the right to create, or delete, it.
+With them, the definitions also create the chat's own virtual host `chat` and the room in it
+(the fanout exchange, its history stream and the binding), so neither chat user needs the right
+to create, or delete, it, nor can reach the work programs' vhost. What they may hold there is
+bounded (ChatLimits): connections and channels per user, queues in the vhost, and a policy on
+their server-named queues (a length cap dropping the oldest, and deletion once unused).
 
 There is no guest user: a broker that imports definitions at boot creates no default user.
 Passwords come from the environment (a Kubernetes Secret, or the local run's generated file)
@@ -34,23 +42,65 @@ and are stored only as salted SHA-256 hashes, as RabbitMQ's own tools do.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import hashlib
 import json
 import os
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from rabbitipc.chat.names import ROOM, STREAM_ARGUMENTS, history_stream
-
 from . import defaults
-from .names import CONTROL_EXCHANGE, DEAD_EXCHANGE, DEAD_SUFFIX, WORK_EXCHANGE
+from .names import CHAT_ROOM as ROOM
+from .names import CHAT_STREAM_ARGUMENTS as STREAM_ARGUMENTS
+from .names import (
+    CHAT_VHOST,
+    CONTROL_EXCHANGE,
+    DEAD_EXCHANGE,
+    DEAD_SUFFIX,
+    HANDLED_SUFFIX,
+    RETRY_EXCHANGE,
+    RETRY_INFIX,
+    WORK_EXCHANGE,
+    history_stream,
+)
+from .topology import QueueSettings
 
 ROLES = ("sender", "receiver", "admin")
 #: Written only when their password is set: the chat's users.
 CHAT_ROLES = ("chat", "listener")
+#: The work queue's settings unless told otherwise: the programs' default, a durable quorum queue.
+WORK_QUEUE = QueueSettings()
+
+
+@dataclass(frozen=True, slots=True)
+class ChatLimits:
+    """What the chat's users may hold on the server, so one of them cannot fill its memory or disk.
+
+    RabbitMQ counts connections and channels per user, and queues per virtual host (hence the
+    chat's own vhost). The chat itself needs no queue (it reads the history stream); the seed's
+    subscriber declares one server-named queue per listener.
+    """
+
+    connections: int = 64  # per chat user: a person in the room holds 2, a listener 1
+    channels: int = 512  # per chat user
+    queues: int = 100  # in the chat vhost, the room's history stream included
+    queue_length: int = 1000  # messages in a server-named queue: beyond it the oldest is dropped
+    queue_bytes: int = 10_000_000  # and beyond this many bytes of bodies
+    idle_queue_ms: int = 30 * 60 * 1000  # a server-named queue unused this long is deleted
+
+    def user(self) -> dict[str, int]:
+        return {"max-connections": self.connections, "max-channels": self.channels}
+
+    def vhost(self, vhost: str) -> dict:
+        return {"component": "vhost-limits", "name": "limits", "vhost": vhost, "value": {"max-queues": self.queues}}
+
+    def policy(self, vhost: str) -> dict:
+        """drop-head, not reject-publish: a full queue of one listener must not refuse everyone's messages."""
+        return {"vhost": vhost, "name": "chat-server-named-queues", "pattern": r"^amq\.gen-", "apply-to": "queues",
+                "priority": 0, "definition": {"max-length": self.queue_length, "max-length-bytes": self.queue_bytes,
+                                              "overflow": "drop-head", "expires": self.idle_queue_ms}}
 
 
 def password_hash(password: str, salt: bytes | None = None) -> str:
@@ -61,16 +111,20 @@ def password_hash(password: str, salt: bytes | None = None) -> str:
 
 def permissions(role: str, queue: str) -> dict[str, str]:
     """configure/write/read regular expressions for a role on its queue."""
-    q, dead = re.escape(queue), re.escape(queue + DEAD_SUFFIX)
+    q, dead, handled = re.escape(queue), re.escape(queue + DEAD_SUFFIX), re.escape(queue + HANDLED_SUFFIX)
     server_named = r"amq\.gen-.*"
     if role == "sender":
         return {"configure": "^$", "write": f"^{re.escape(WORK_EXCHANGE)}$", "read": "^$"}
     if role == "receiver":
-        control, parked = re.escape(CONTROL_EXCHANGE), re.escape(DEAD_EXCHANGE)
+        control, parked, retry = re.escape(CONTROL_EXCHANGE), re.escape(DEAD_EXCHANGE), re.escape(RETRY_EXCHANGE)
+        # The delay queues: declared (with a dead-letter exchange: read on them, write on it), bound
+        # to rabbitipc.retry (write on them, read on it), published to through it (write on it); write on
+        # the work queue binds it to rabbitipc.retry, where the delay queues send the retries back.
+        delays = re.escape(queue + RETRY_INFIX) + r"\d+ms"
         return {
-            "configure": f"^({q}|{dead}|{server_named})$",
-            "write": f"^({dead}|{parked}|{server_named})$",
-            "read": f"^({q}|{control}|{parked}|{server_named})$",
+            "configure": f"^({q}|{dead}|{handled}|{delays}|{server_named})$",
+            "write": f"^({q}|{dead}|{parked}|{handled}|{retry}|{delays}|{server_named})$",
+            "read": f"^({q}|{control}|{parked}|{handled}|{retry}|{delays}|{server_named})$",
         }
     if role in CHAT_ROLES:
         room, own = re.escape(ROOM), server_named
@@ -93,29 +147,47 @@ def chat_room(vhost: str = "/") -> dict:
     }
 
 
-def definitions(users: dict[str, tuple[str, str]], queue: str = defaults.QUEUE, vhost: str = "/") -> dict:
-    """Definitions for users {role: (name, password)}; with a chat role, the chat room too."""
-    declared = topology(queue, vhost)
-    if set(users) & set(CHAT_ROLES):
-        for key, items in chat_room(vhost).items():
-            declared[key] = declared[key] + items
-    return {
-        "vhosts": [{"name": vhost}],
-        "users": [
-            {"name": name, "password_hash": password_hash(password),
-             "hashing_algorithm": "rabbit_password_hashing_sha256",
-             "tags": ["administrator"] if role == "admin" else []}
-            for role, (name, password) in users.items()
-        ],
+def definitions(users: dict[str, tuple[str, str]], queue: str = defaults.QUEUE, vhost: str = "/",
+                limits: ChatLimits = ChatLimits(), queue_settings: QueueSettings = WORK_QUEUE) -> dict:
+    """Definitions for users {role: (name, password)}; with a chat role, the chat's vhost and room too."""
+    declared = topology(queue, vhost, queue_settings)
+    chat = bool(set(users) & set(CHAT_ROLES))
+
+    def vhosts_of(role: str) -> tuple[str, ...]:
+        if role in CHAT_ROLES:
+            return (CHAT_VHOST,)
+        return (vhost, CHAT_VHOST) if chat and role == "admin" else (vhost,)
+
+    def user(role: str, name: str, password: str) -> dict:
+        entry = {"name": name, "password_hash": password_hash(password),
+                 "hashing_algorithm": "rabbit_password_hashing_sha256",
+                 "tags": ["administrator"] if role == "admin" else []}
+        if role in CHAT_ROLES:
+            entry["limits"] = limits.user()
+        return entry
+
+    result = {
+        "vhosts": [{"name": vhost}] + ([{"name": CHAT_VHOST}] if chat else []),
+        "users": [user(role, name, password) for role, (name, password) in users.items()],
         "permissions": [
-            {"user": name, "vhost": vhost, **permissions(role, queue)} for role, (name, _) in users.items()
+            {"user": name, "vhost": where, **permissions(role, queue)}
+            for role, (name, _) in users.items() for where in vhosts_of(role)
         ],
         **declared,
     }
+    if chat:
+        for key, items in chat_room(CHAT_VHOST).items():
+            result[key] = result[key] + items
+        result["parameters"] = [limits.vhost(CHAT_VHOST)]
+        result["policies"] = [limits.policy(CHAT_VHOST)]
+    return result
 
 
-def topology(queue: str, vhost: str = "/") -> dict:
-    """The queues, exchanges and bindings of the work pattern, created by the broker from the definitions."""
+def topology(queue: str, vhost: str = "/", settings: QueueSettings = WORK_QUEUE) -> dict:
+    """The queues, exchanges and bindings of the work pattern, created by the broker from the definitions.
+
+    The work queue has `settings` (its type, single active consumer, priorities); <queue>.dead only its type,
+    as a receiver declares it (topology.DeadLetterSpec)."""
     dead = queue + DEAD_SUFFIX
 
     def exchange(name: str) -> dict:
@@ -128,9 +200,10 @@ def topology(queue: str, vhost: str = "/") -> dict:
 
     return {
         "queues": [{"name": name, "vhost": vhost, "durable": True, "auto_delete": False,
-                    "arguments": {"x-queue-type": defaults.QUEUE_TYPE}} for name in (queue, dead)],
-        "exchanges": [exchange(name) for name in (WORK_EXCHANGE, DEAD_EXCHANGE, CONTROL_EXCHANGE)],
-        "bindings": [binding(WORK_EXCHANGE, queue), binding(DEAD_EXCHANGE, dead)],
+                    "arguments": arguments.arguments()}
+                   for name, arguments in ((queue, settings), (dead, QueueSettings(settings.queue_type)))],
+        "exchanges": [exchange(name) for name in (WORK_EXCHANGE, DEAD_EXCHANGE, RETRY_EXCHANGE, CONTROL_EXCHANGE)],
+        "bindings": [binding(WORK_EXCHANGE, queue), binding(DEAD_EXCHANGE, dead), binding(RETRY_EXCHANGE, queue)],
     }
 
 
@@ -154,7 +227,8 @@ def memory_settings(limit: int | None) -> str:
 
 
 def write(directory: str | os.PathLike, users: dict[str, tuple[str, str]], queue: str = defaults.QUEUE,
-          seen_as: str | None = None, private: bool = False, memory_limit: int | None = None) -> Path:
+          seen_as: str | None = None, private: bool = False, memory_limit: int | None = None,
+          queue_settings: QueueSettings = WORK_QUEUE) -> Path:
     """Write definitions.json and a rabbitmq.conf that loads it; return the conf's path.
 
     seen_as: the directory's path inside the broker's container, when it differs (Docker).
@@ -163,6 +237,7 @@ def write(directory: str | os.PathLike, users: dict[str, tuple[str, str]], queue
     and the caller keeps the directory above it private (the local scripts make their node
     directory 0700; in Kubernetes it is the Pod's own emptyDir).
     memory_limit: the broker container's memory limit in bytes, if it has one.
+    queue_settings: the work queue's type, single active consumer and priorities.
     """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -170,7 +245,7 @@ def write(directory: str | os.PathLike, users: dict[str, tuple[str, str]], queue
     target = out / "definitions.json"
     target.unlink(missing_ok=True)  # created anew with its mode: never readable by others, even briefly
     with os.fdopen(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "w") as handle:
-        handle.write(json.dumps(definitions(users, queue), indent=2) + "\n")
+        handle.write(json.dumps(definitions(users, queue, queue_settings=queue_settings), indent=2) + "\n")
     target.chmod(mode)  # what the umask took away
     conf = out / "rabbitmq.conf"
     loaded = f"{seen_as.rstrip('/')}/definitions.json" if seen_as else target
@@ -180,34 +255,7 @@ def write(directory: str | os.PathLike, users: dict[str, tuple[str, str]], queue
     return conf
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rabbitipc.definitions", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", required=True, help="directory for definitions.json and rabbitmq.conf")
-    parser.add_argument("--queue", default=os.environ.get("RABBITIPC_QUEUE", defaults.QUEUE))
-    parser.add_argument("--seen-as", help="the --out directory's path inside the broker's container")
-    parser.add_argument("--private", action="store_true",
-                        help="the broker runs as this user (a local node): definitions.json readable by it alone")
-    parser.add_argument("--memory-limit", type=int, default=os.environ.get("RABBITIPC_BROKER_MEMORY_LIMIT") or None,
-                        help="the broker container's memory limit in bytes (env RABBITIPC_BROKER_MEMORY_LIMIT): "
-                             "the memory alarm is computed from it instead of the node's memory")
-    args = parser.parse_args(argv)
-    users = {}
-    for role in ROLES:
-        name = os.environ.get(f"RABBITIPC_{role.upper()}_USER", f"rabbitipc-{role}")
-        password = os.environ.get(f"RABBITIPC_{role.upper()}_PASSWORD")
-        if not password:
-            print(f"definitions: error: RABBITIPC_{role.upper()}_PASSWORD is not set", file=sys.stderr)
-            return 2
-        users[role] = (name, password)
-    for role in CHAT_ROLES:
-        password = os.environ.get(f"RABBITIPC_{role.upper()}_PASSWORD")
-        if password:
-            users[role] = (os.environ.get(f"RABBITIPC_{role.upper()}_USER", f"rabbitipc-{role}"), password)
-    conf = write(args.out, users, args.queue, args.seen_as, args.private, args.memory_limit)
-    print(f"wrote {conf.parent / 'definitions.json'} and {conf} for users "
-          + ", ".join(name for name, _ in users.values()))
-    return 0
+if __name__ == "__main__":  # the documented command; its main is programs/definitions.py
+    from .programs.definitions import main
 
-
-if __name__ == "__main__":
     sys.exit(main())

@@ -9,13 +9,13 @@ healthy and 1 with one line saying why not. A file works with a read-only root f
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 LOGGER = logging.getLogger(__name__)
 
@@ -29,6 +29,8 @@ class Health:
         self._last = (0.0, None)
         self._warned = False
         self._lock = threading.Lock()
+        #: Written beside the beat when set: the program's numbers (metrics.snapshot), for rabbitipc-ctl status.
+        self.details: Callable[[], object] | None = None
 
     def beat(self, connected: bool) -> None:
         if not self.path:
@@ -44,7 +46,10 @@ class Health:
         tmp = f"{self.path}.tmp"
         try:
             with open(tmp, "w") as handle:
-                json.dump({"beat": now, "connected": connected, "pid": os.getpid()}, handle)
+                state = {"beat": now, "connected": connected, "pid": os.getpid()}
+                if self.details is not None:
+                    state["status"] = self.details()
+                json.dump(state, handle)
             os.replace(tmp, self.path)
         except OSError as exc:
             if not self._warned:
@@ -68,18 +73,7 @@ def check(path: str, max_age: float, need_connected: bool) -> str | None:
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rabbitipc.health", description=__doc__.split("\n")[0])
-    parser.add_argument("path", help="the program's --health-file")
-    parser.add_argument("--connected", action="store_true", help="also require a broker connection (readiness)")
-    parser.add_argument("--max-age", type=float, default=60.0, help="seconds since the last beat (default 60)")
-    args = parser.parse_args(argv)
-    problem = check(args.path, args.max_age, args.connected)
-    if problem:
-        print(f"unhealthy: {problem}", file=sys.stderr)
-        return 1
-    return 0
+if __name__ == "__main__":  # the probe's documented command; its main is programs/health.py
+    from .programs.health import main
 
-
-if __name__ == "__main__":
     sys.exit(main())

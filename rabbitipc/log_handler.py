@@ -16,18 +16,18 @@ from __future__ import annotations
 import logging
 import socket
 import sys
-import threading
-from queue import Empty, Full, Queue
 
-from .backoff import Backoff
-from .connection import Broker, Retry
+from .backoff import RetryPolicy
+from .connection import Broker
 from .errors import FatalError, Stopped
 from .message import Stamper
+from .owned import Closed, Full, Owned
 from .publish.blocking import Publisher
 from .shutdown import StopFlag
 from .topology import Route
 
-_CLOSE = object()
+#: The handler's retry policy: forever, at most 5 s apart.
+FOREVER = RetryPolicy(timeout=0, max_delay=5)
 
 
 class RabbitHandler(logging.Handler):
@@ -35,7 +35,7 @@ class RabbitHandler(logging.Handler):
 
     def __init__(
         self,
-        url: str | None = None,
+        url: Broker | str | None = None,
         queue: str = "logs",
         *,
         route: Route | None = None,
@@ -50,63 +50,59 @@ class RabbitHandler(logging.Handler):
         self.close_timeout = close_timeout
         self.dropped = 0
         self.sent = 0
-        self._buffer: Queue = Queue(capacity)
         self._stop = StopFlag()
         self._closed = False
         self._host = socket.gethostname()
         self._stamp = Stamper(self._host)
-        # url, else AMQP_URL, else localhost; retried forever: the application must not stop for its logs.
-        broker = Broker.from_env(url, ca_file, Retry(timeout=0, backoff=Backoff(cap=5)))
-        self._publisher = Publisher(broker.url, self.route, broker.retry, self._stop,
-                                    connection_name=f"rabbitipc-log-handler@{self._host}", ca_file=broker.ca_file)
-        self._thread = threading.Thread(target=self._run, name="rabbitipc-log-handler", daemon=True)
-        self._thread.start()
+        # A Broker, or a URL (None: AMQP_URL, else localhost); retried forever: the application must not
+        # stop for its logs.
+        broker = Broker.of(url, ca_file, FOREVER)
+        self._publisher = Publisher(broker, self.route, self._stop,
+                                    connection_name=f"rabbitipc-log-handler@{self._host}")
+        # The buffer: records handed to the publishing thread, which owns the connection.
+        self._owner = Owned("rabbitipc-log-handler", limit=capacity)
+        self._owner.start(self._run)
 
     def emit(self, record: logging.LogRecord) -> None:
         """Buffer the formatted record; never blocks, never raises into the application."""
         try:
             text = self.format(record)
-            self._buffer.put_nowait(text)
+            self._owner.submit(lambda: self._publish(text))
         except Full:
             with self.lock:
                 self.dropped += 1
+        except Closed:
+            pass  # after close(): nobody publishes any more
         except Exception:  # noqa: BLE001 - logging's contract: report, never raise
             self.handleError(record)
 
     def _run(self) -> None:
         """The background thread: publish buffered records in order, each confirmed."""
         while True:
-            try:
-                item = self._buffer.get(timeout=0.5)
-            except Empty:
+            if not self._owner.wait(0.5):
+                if self._owner.closed:
+                    return  # close(): everything buffered was published
                 self._publisher.idle(0.05)  # heartbeats while there is nothing to send
                 continue
-            if item is _CLOSE:
-                return
-            message = self._stamp(item)
             try:
-                self._publisher.publish(message.body(), message.properties())
+                self._owner.run_pending()
             except Stopped:
                 with self.lock:
-                    self.dropped += 1 + self._discard_buffer()
+                    self.dropped += self._owner.drain("stopped")
                 return
-            except FatalError as exc:
-                print(f"rabbitipc log handler: {exc}", file=sys.stderr)
-                with self.lock:
-                    self.dropped += 1
-                continue
-            with self.lock:
-                self.sent += 1
 
-    def _discard_buffer(self) -> int:
-        """Empty the buffer; return how many records it held."""
-        records = 0
-        while True:
-            try:
-                item = self._buffer.get_nowait()
-            except Empty:
-                return records
-            records += item is not _CLOSE
+    def _publish(self, text: str) -> None:
+        """One record, confirmed (on the background thread); a refusal drops it, said on stderr."""
+        message = self._stamp(text)
+        try:
+            self._publisher.publish(message.body(), message.properties())
+        except FatalError as exc:
+            print(f"rabbitipc log handler: {exc}", file=sys.stderr)
+            with self.lock:
+                self.dropped += 1
+            return
+        with self.lock:
+            self.sent += 1
 
     def flush(self) -> None:
         """Nothing to do synchronously: the background thread publishes continuously."""
@@ -116,15 +112,11 @@ class RabbitHandler(logging.Handler):
         if self._closed:
             return
         self._closed = True
-        if self._thread.is_alive():
-            try:
-                self._buffer.put(_CLOSE, timeout=self.close_timeout)
-            except Full:
-                pass
-            self._thread.join(self.close_timeout)
-            if self._thread.is_alive():
+        if self._owner.alive:
+            self._owner.close()
+            if not self._owner.join(self.close_timeout):
                 self._stop.set("log handler close timeout")
-                self._thread.join(5)
+                self._owner.join(5)
             self._publisher.close()
         if self.dropped:
             print(f"rabbitipc log handler: {self.dropped} log records dropped (buffer of {self.capacity} "

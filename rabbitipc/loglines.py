@@ -24,6 +24,10 @@ RECEIVED_TEXT_LINE = "received text id=%s bytes=%d body=%s"
 #: (seq, id) of each sent / received line.
 SENT = re.compile(r"\bsent seq=(\d+) id=(\S+)")
 RECEIVED = re.compile(r"\breceived seq=(\d+) id=(\S+)")
+#: A consumer of a single-active-consumer queue: when it starts, and when it becomes the active one.
+STANDING_BY_LINE = ("standing by: another consumer is active on queue %s (single active consumer); this one takes "
+                    "over when it goes")
+ACTIVE_LINE = "active consumer of queue %s (single active consumer): the broker delivers to this one alone%s"
 #: A line no healthy run writes.
 PROBLEM = re.compile(r" (ERROR|CRITICAL) |Traceback \(most recent call last\)")
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import MessageQueue as _LibraryQueue
-from .connection import Retry
+from .backoff import RetryPolicy
 from .consume.handlers import Delivery
 
 #: The seed's poison pill: a Consumer stops on it, a Worker passes it downstream, then stops.
@@ -63,7 +63,7 @@ class MessageQueue:
     """One named work queue: publish(string), register(callback), start(), stop(), ack(method)."""
 
     def __init__(self, name: str, url: str | None = None, *, prefetch: int = 1,
-                 queue_type: str | None = None, retry: Retry | None = None) -> None:
+                 queue_type: str | None = None, retry: RetryPolicy | None = None) -> None:
         options: dict[str, Any] = {"prefetch": prefetch, "retry": retry}
         if queue_type is not None:
             options["queue_type"] = queue_type

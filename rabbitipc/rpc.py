@@ -7,7 +7,7 @@ A request goes to the queue through the default exchange with reply_to set to Ra
 direct reply-to (`amq.rabbitmq.reply-to`: no reply queue to declare or clean up) and a fresh
 correlation_id; the reply carrying that id is the result. One connection serves any number of
 threads calling at once: pika connections are not thread-safe, so one I/O thread owns it and
-callers only hand it requests and wait for their own reply.
+callers only hand it requests (rabbitipc.owned) and wait for their own reply.
 
 Requests are persistent, confirmed and mandatory (no queue of that name: an error at once,
 not a silent wait), and expire when their caller stops waiting, so a responder that starts
@@ -23,15 +23,16 @@ import logging
 import threading
 import uuid
 from dataclasses import dataclass
-from queue import Empty, Queue
 from typing import Any
 
 import pika
 import pika.exceptions as px
 
 from . import defaults
-from .connection import RECONNECT, Broker, Retry, connect
+from .backoff import RetryPolicy
+from .connection import RECONNECT, Broker, connect
 from .errors import FatalError, Stopped
+from .owned import Closed, Owned
 from .shutdown import StopFlag
 
 LOGGER = logging.getLogger(__name__)
@@ -80,29 +81,29 @@ class RpcClient:
 
     def __init__(
         self,
-        url: str | None = None,
+        url: Broker | str | None = None,
         queue: str = DEFAULT_QUEUE,
         *,
         timeout: float = 30.0,
-        retry: Retry | None = None,
+        retry: RetryPolicy | None = None,
         connection_name: str = "rabbitipc-rpc-client",
         ca_file: str | None = None,
     ) -> None:
-        broker = Broker.from_env(url, ca_file, retry)
-        self.url, self.ca_file, self.retry = broker.url, broker.ca_file, broker.retry
+        self.broker = Broker.of(url, ca_file, retry)  # a Broker, or a URL (None: AMQP_URL, else localhost)
+        self.url = self.broker.url
         self.queue = queue
         self.timeout = timeout
         self.connection_name = connection_name
         self._lock = threading.Lock()
         self._pending: dict[str, _Call] = {}
-        self._outbox: Queue[_Call] = Queue()
         self._stop = StopFlag()
         self._connection = None
         self._channel = None
         self._failure: BaseException | None = None
         self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rabbitipc-rpc", daemon=True)
-        self._thread.start()
+        # Requests handed to the I/O thread, which owns the connection; published at once (_wake).
+        self._owner = Owned("rabbitipc-rpc", wake=self._wake)
+        self._owner.start(self._run)
         self._ready.wait()  # connected, or failed for good (wrong credentials, unreachable)
         if self._failure is not None:
             raise self._failure
@@ -131,8 +132,12 @@ class RpcClient:
             if self._stop.is_set():
                 raise RpcError("the RPC client is closed")
             self._pending[correlation_id] = call
-        self._outbox.put(call)
-        self._wake()
+        try:
+            self._owner.submit(lambda: self._publish(call))
+        except Closed:  # close() came in between
+            with self._lock:
+                self._pending.pop(correlation_id, None)
+            raise RpcError("the RPC client is closed") from None
         if not call.done.wait(timeout):
             with self._lock:
                 self._pending.pop(correlation_id, None)
@@ -147,8 +152,8 @@ class RpcClient:
     def close(self) -> None:
         """Stop the I/O thread and close the connection; calls still waiting raise RpcError."""
         self._stop.set("RpcClient.close()")
-        self._wake()
-        self._thread.join(10)
+        self._owner.close()  # wakes the I/O thread
+        self._owner.join(10)
 
     def __enter__(self) -> RpcClient:
         return self
@@ -193,7 +198,7 @@ class RpcClient:
             self._fail_waiting(self._failure or RpcError("the RPC client was closed while waiting for a reply"))
 
     def _serve_one_connection(self) -> None:
-        self._connection = connect(self.url, self.connection_name, self.retry, self._stop, ca_file=self.ca_file)
+        self._connection = connect(self.broker, self.connection_name, self._stop)
         channel = self._connection.channel()
         # Direct reply-to: consume the pseudo-queue (no-ack mode) before publishing on this channel.
         channel.basic_consume(REPLY_TO, self._on_reply, auto_ack=True)
@@ -205,23 +210,20 @@ class RpcClient:
             self._connection.process_data_events(time_limit=0.2)
 
     def _send_waiting(self) -> None:
+        """Publish the requests handed over (on the I/O thread), while the channel is open."""
         channel = self._channel
-        while channel is not None and channel.is_open:
-            try:
-                call = self._outbox.get_nowait()
-            except Empty:
-                return
-            if call.done.is_set():
-                continue  # its caller gave up already
-            try:
-                channel.basic_publish("", self.queue, call.body, call.properties, mandatory=True)
-            except px.UnroutableError:
-                self._finish(call, error=RpcError(f"no queue {self.queue!r} on the broker: is a responder running?"))
-            except px.NackError:
-                self._finish(call, error=RpcError(f"the broker refused the request to queue {self.queue!r}"))
-            except RECONNECT:
-                self._outbox.put(call)
-                raise
+        if channel is not None and channel.is_open:
+            self._owner.run_pending()  # a lost link raises RECONNECT: the request stays, the others wait
+
+    def _publish(self, call: _Call) -> None:
+        if call.done.is_set():
+            return  # its caller gave up already
+        try:
+            self._channel.basic_publish("", self.queue, call.body, call.properties, mandatory=True)
+        except px.UnroutableError:
+            self._finish(call, error=RpcError(f"no queue {self.queue!r} on the broker: is a responder running?"))
+        except px.NackError:
+            self._finish(call, error=RpcError(f"the broker refused the request to queue {self.queue!r}"))
 
     def _on_reply(self, _channel, _method, properties, body: bytes) -> None:
         with self._lock:
@@ -246,13 +248,12 @@ class RpcClient:
         """After a lost connection, replies to calls already sent cannot arrive: send them again."""
         with self._lock:
             waiting = [call for call in self._pending.values() if not call.done.is_set()]
-        while True:  # the outbox's calls are all among the waiting ones
-            try:
-                self._outbox.get_nowait()
-            except Empty:
-                break
-        for call in waiting:
-            self._outbox.put(call)
+        self._owner.drain("sent again after reconnecting")  # the handed-over calls are all waiting ones
+        try:
+            for call in waiting:
+                self._owner.submit(lambda call=call: self._publish(call), wake=False)  # the next connection sends them
+        except Closed:
+            pass  # closing: the calls still waiting are failed as the I/O thread ends
 
     def _fail_waiting(self, error: BaseException) -> None:
         with self._lock:

@@ -19,6 +19,7 @@ class StopFlag:
     def __init__(self) -> None:
         self._event = threading.Event()
         self.reason = ""
+        self._signalled = ""  # the first signal received
 
     def set(self, reason: str = "requested") -> None:
         if not self._event.is_set():
@@ -37,8 +38,15 @@ class StopFlag:
 
         def handler(signum: int, _frame) -> None:
             name = signal.Signals(signum).name
-            LOGGER.info("%s received, stopping", name)
-            self.set(name)
+            # One Ctrl-C under run-local.sh brings SIGINT (the terminal) and SIGTERM (the script) at once: one
+            # line for the stop, the signals after the first only at DEBUG. A handler can run inside another
+            # (Python checks for signals at calls), so the first is taken in one step without a call.
+            earlier, self._signalled = self._signalled, self._signalled or name
+            if earlier:
+                LOGGER.debug("%s received, already stopping (%s)", name, earlier)
+            else:
+                LOGGER.info("%s received, stopping", name)
+            self.set(self._signalled)
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)

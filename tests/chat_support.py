@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from devtools.localbroker import free_port, port_open
-from support import ROOT, Program, program_env, wait_until
+from support import BIN, Program, program_env, wait_until
 
-CHAT = ROOT / "chat" / "chat.py"
+CHAT = BIN / "rabbitipc-chat"
 #: The line `listen` logs once it reads the room: from then on, nothing said is missed.
 LISTENING = "chat.printer: connected to"
 EMULATOR = Path("/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator")
@@ -26,7 +26,7 @@ def room_name(request) -> str:
 
 
 def chat(*args: str, url: str = "amqp://unused", env: dict | None = None, stdin: str | None = None) -> Program:
-    """Start `python chat/chat.py ARGS...` with its output collected."""
+    """Start `rabbitipc-chat ARGS...` (the venv's console script) with its output collected."""
     return Program([sys.executable, str(CHAT), *args], program_env(url, **(env or {})), stdin=stdin)
 
 
@@ -106,6 +106,10 @@ class Terminal:
     def screen(self) -> str:
         return self._tmux("capture-pane", "-p", "-t", "t")
 
+    def title(self) -> str:
+        """The pane's title, which a program can set with an OSC 0 or 2 sequence."""
+        return self._tmux("display-message", "-p", "-t", "t", "#{pane_title}").strip()
+
     def wait_for(self, text: str, timeout: float = 30, count: int = 1) -> str:
         wait_until(lambda: self.screen().count(text) >= count, timeout, f"{text!r} on the screen",
                    lambda: self.screen())
@@ -113,6 +117,31 @@ class Terminal:
 
     def close(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=20)
+
+
+#: A hostile message: retitles the terminal, clears the screen, draws a red line, overwrites it with CR.
+HOSTILE_TEXT = "\x1b]0;PWNED\x07\x1b[2J\x1b[31mFAKE SYSTEM LINE\x1b[0m\rforged \x9b2J\x7f"
+#: A hostile name: retitles the terminal (OSC 2).
+HOSTILE_NAME = "\x1b]2;PWNED\x07eve"
+#: How the chat shows them: every control character a visible escape, the rest as sent.
+HOSTILE_TEXT_SHOWN = "\\x1b]0;PWNED\\x07\\x1b[2J\\x1b[31mFAKE SYSTEM LINE\\x1b[0m\\rforged \\x9b2J\\x7f"
+HOSTILE_NAME_SHOWN = "? (as \\x1b]2;PWNED\\x07eve?)"
+
+
+def publish_raw(url: str, room: str, message: dict, **properties) -> None:
+    """Publish a body to a room's exchange as any client could, bypassing the chat program's checks
+    (confirmed: a refusal raises pika's ChannelClosedByBroker)."""
+    import json
+
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        channel.basic_publish(room, "", json.dumps(message).encode(), pika.BasicProperties(**properties))
+    finally:
+        connection.close()
 
 
 def _quote(text: str) -> str:
@@ -141,11 +170,13 @@ def terminal():
 # -- the room in Textual's headless pilot ------------------------------------------------------
 def rabbit_room(url: str, room: str, username: str, history: int = 20):
     """A ChatRoom app of `username` on a RabbitMQ room, reconnecting quickly."""
-    from rabbitipc import Backoff, Retry
+    from rabbitipc.backoff import RetryPolicy
     from rabbitipc.chat.rabbitmq import RabbitBackend
     from rabbitipc.chat.room import ChatRoom
+    from rabbitipc.connection import Broker
 
-    backend = RabbitBackend(url, room, Retry(timeout=120, backoff=Backoff(step=0.2, cap=1)), name=f"test-{username}")
+    backend = RabbitBackend(Broker(url, retry=RetryPolicy(timeout=120, min_delay=0.2, max_delay=1)), room,
+                            name=f"test-{username}")
     return ChatRoom(backend, username, history)
 
 

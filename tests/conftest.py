@@ -21,18 +21,21 @@ def pytest_addoption(parser):
 
 #: The files that take minutes, longest first: run first, so that with xdist (`-n N --dist loadfile`,
 #: as run-tests.sh does) they overlap instead of ending the run one after another.
-LONG_FILES = ("test_podman_e2e.py", "test_docker.py", "test_fault_matrix.py", "test_tutorials_interop.py",
+LONG_FILES = ("test_cluster_faults.py",
+              "test_podman_e2e.py", "test_docker.py", "test_fault_matrix.py", "test_tutorials_interop.py",
               "test_chat_recovery.py", "test_consumer_cancel.py", "test_http_producer.py", "test_bench.py")
 
 
 #: Files whose tests run twice, the programs on the compiled wire codec and on its pure-Python
 #: fallback (RABBITIPC_PURE_PYTHON=1): no loss, no duplicate and the tutorials' interop hold on both.
-BOTH_CODECS = ("test_fault_matrix.py", "test_tutorials_interop.py")
+BOTH_CODECS = ("test_fault_matrix.py", "test_cluster_faults.py", "test_tutorials_interop.py")
 
 
 def pytest_generate_tests(metafunc):
     if metafunc.definition.path.name in BOTH_CODECS:
-        metafunc.parametrize("codec", ["compiled", "pure"], indirect=True)
+        # A row marked one_codec proves nothing codec-specific and costs minutes: compiled only.
+        one = metafunc.definition.get_closest_marker("one_codec") is not None
+        metafunc.parametrize("codec", ["compiled"] if one else ["compiled", "pure"], indirect=True)
 
 
 @pytest.fixture(autouse=True)
@@ -56,7 +59,7 @@ def pytest_collection_modifyitems(config, items):
         return
     skip = pytest.mark.skip(reason="needs a Kubernetes cluster with the bundle deployed: run with --cluster")
     for item in items:
-        if "cluster" in item.keywords:
+        if item.get_closest_marker("cluster"):
             item.add_marker(skip)
 
 
@@ -83,7 +86,7 @@ def pytest_runtest_makereport(item, call):
     if report.failed and isinstance(node, LocalBroker):
         noted = [line for line in node.tail_log(600).splitlines() if "[warning]" in line or "[error]" in line]
         report.sections.append(("broker log (warnings and errors)", "\n".join(noted[-40:]) or "(none)"))
-    if report.skipped and os.environ.get("CI") == "true" and "cluster" not in item.keywords \
+    if report.skipped and os.environ.get("CI") == "true" and not item.get_closest_marker("cluster") \
             and not hasattr(report, "wasxfail"):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
@@ -110,6 +113,14 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line("%-46s %8d %9d %5d %11d %6d" % row)
 
 
+def running(node: LocalBroker):
+    """A fixture's body for a private node: start it, yield it, then stop it and remove its files."""
+    node.start()
+    yield node
+    node.stop()
+    shutil.rmtree(node.base_dir, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory):
     """A private RabbitMQ node on free ports (or RABBITIPC_TEST_AMQP_URL's broker, not restartable)."""
@@ -120,11 +131,7 @@ def broker(tmp_path_factory):
     if not available():
         pytest.fail("rabbitmq-server is not installed: apt-get install -y rabbitmq-server "
                     "(or set RABBITIPC_TEST_AMQP_URL to a broker)")
-    node = LocalBroker(tmp_path_factory.mktemp("rabbitmq"))
-    node.start()
-    yield node
-    node.stop()
-    shutil.rmtree(node.base_dir, ignore_errors=True)
+    yield from running(LocalBroker(tmp_path_factory.mktemp("rabbitmq")))
 
 
 @pytest.fixture(scope="session")
@@ -133,14 +140,27 @@ def limited_broker(tmp_path_factory):
     (checked every second instead of every minute) and a 128 KiB max_message_size."""
     if os.environ.get("RABBITIPC_TEST_AMQP_URL") or not available():
         pytest.skip("needs rabbitmq-server to start a node with its own limits")
-    node = LocalBroker(tmp_path_factory.mktemp("limited-node"),
-                       extra_config=f"consumer_timeout = {CONSUMER_TIMEOUT_MS}\n"
-                                    f"max_message_size = {MAX_MESSAGE_SIZE}",
-                       advanced_config="{rabbit, [{channel_tick_interval, 1000}]}")
-    node.start()
-    yield node
-    node.stop()
-    shutil.rmtree(node.base_dir, ignore_errors=True)
+    yield from running(LocalBroker(tmp_path_factory.mktemp("limited-node"),
+                                   extra_config=f"consumer_timeout = {CONSUMER_TIMEOUT_MS}\n"
+                                                f"max_message_size = {MAX_MESSAGE_SIZE}",
+                                   advanced_config="{rabbit, [{channel_tick_interval, 1000}]}"))
+
+
+@pytest.fixture(scope="session")
+def rabbit_cluster(tmp_path_factory):
+    """A private 3-node RabbitMQ cluster (devtools/localcluster.py), one per test session: the
+    rabbit_cluster tier needs only rabbitmq-server, so it runs in CI like any other test."""
+    from devtools.localcluster import LocalCluster
+
+    if not available():
+        pytest.fail("rabbitmq-server is not installed: apt-get install -y rabbitmq-server")
+    cluster = LocalCluster(tmp_path_factory.mktemp("rabbitmq-cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(cluster.base_dir, ignore_errors=True)
 
 
 class ExternalBroker:

@@ -1,6 +1,9 @@
 """Handlers the tests load with --handler (the tests directory is on PYTHONPATH)."""
 
+import logging
+import os
 import time
+from pathlib import Path
 
 
 def handle(delivery):
@@ -52,3 +55,44 @@ def uses_every_field(delivery):
         return delivery.body.decode("utf-8", errors="replace").upper()
     age = time.time() - message.sent_at
     return f"{message.seq + 1} {age:.3f} {message.host} {message.payload.upper()}"
+
+
+def hang(delivery):
+    """Say so in a line, then never finish in a test's lifetime (an hour): a handler stuck on a lock or a dead peer."""
+    logging.getLogger(__name__).info("hanging on id=%s", delivery.id)
+    time.sleep(3600)
+
+
+def until_released(delivery):
+    """Work until the test creates the file named by TEST_RELEASE_FILE (lines at the start and the end)."""
+    log = logging.getLogger(__name__)
+    release = Path(os.environ["TEST_RELEASE_FILE"])
+    log.info("working on id=%s until %s exists", delivery.id, release)
+    while not release.exists():
+        time.sleep(0.05)
+    log.info("done with id=%s", delivery.id)
+
+
+def always_fail(delivery):
+    """Refuse every message, naming its payload in the reason (so a replay can select by reason)."""
+    raise RuntimeError(f"cannot handle {delivery.message.payload if delivery.message else 'text'}")
+
+
+def same(delivery):
+    """A stage handler forwarding the payload unchanged."""
+    return delivery.message.payload
+
+
+def oversized_every_100th(delivery):
+    """The payload, except every 100th message: a result over the limited broker's max_message_size (see conftest)."""
+    from support import MAX_MESSAGE_SIZE
+
+    if delivery.message.seq % 100 == 0:
+        return "x" * (MAX_MESSAGE_SIZE + 1000)
+    return delivery.message.payload
+
+
+def record_handled(delivery):
+    """Append the message's id to the file TEST_HANDLED_FILE: what was handled, however often, crash or not."""
+    with open(os.environ["TEST_HANDLED_FILE"], "a", encoding="utf-8") as handle:
+        handle.write(f"{delivery.id}\n")

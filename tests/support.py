@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -19,7 +20,10 @@ from rabbitipc.loglines import RECEIVED, SENT  # noqa: F401 - the tests import t
 ROOT = Path(__file__).resolve().parent.parent
 SENDER = ROOT / "sender" / "send.py"
 RECEIVER = ROOT / "receiver" / "receive.py"
-STAGE = ROOT / "stage" / "stage.py"
+#: The pipeline stage and the chat have no script in the checkout: their console scripts, installed
+#: beside this Python by run-tests.sh.
+BIN = Path(sys.executable).parent
+STAGE = BIN / "rabbitipc-stage"
 
 #: Rows (fault, accepted, handled, lost, duplicated, extra) of the fault matrix, printed at the end.
 FAULT_MATRIX: list[tuple[str, int, int, int, int, int]] = []
@@ -47,11 +51,13 @@ class Program:
     """One running program (sender or receiver) with its log lines collected live."""
 
     def __init__(self, argv: list[str], env: dict[str, str], stdin: str | None = None,
-                 new_session: bool = False) -> None:
+                 new_session: bool = False, open_stdin: bool = False, cwd: Path = ROOT) -> None:
+        """stdin: text written to the program's stdin, which is then closed; open_stdin: a pipe left open
+        (write to self.proc.stdin)."""
         self.args = argv
         self.proc = subprocess.Popen(
-            self.args, cwd=ROOT, env=env, text=True, start_new_session=new_session,
-            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            self.args, cwd=cwd, env=env, text=True, start_new_session=new_session,
+            stdin=subprocess.PIPE if stdin is not None or open_stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
         self.lines: list[str] = []
@@ -187,3 +193,17 @@ def wait_alive_until(program: Program, condition: Callable[[], object], timeout:
     assert program.proc.poll() is None, f"exited {program.proc.returncode} while waiting for {what}\n" \
                                         + program.output[-3000:]
     return value
+
+
+def receiver_killed_mid_stream(run: Callable[..., Program], receiver_args: tuple[str, ...],
+                               sender_args: tuple[str, ...], killed_after: int) -> tuple[Program, Program]:
+    """A receiver SIGKILLed once it received `killed_after` messages of a sender's stream (holding
+    unacked ones); return (the killed receiver, the sender), once the sender exited 0."""
+    first = run("receiver", *receiver_args)
+    first.wait_for_line("consuming from queue")
+    sender = run("sender", *sender_args)
+    first.wait_count(RECEIVED, killed_after)
+    first.signal(signal.SIGKILL)
+    first.wait()
+    assert sender.wait(60) == 0, sender.output
+    return first, sender

@@ -19,6 +19,8 @@ class TcpProxy:
         self._open = threading.Event()
         self._open.set()
         self._closed = threading.Event()
+        self._upstream = threading.Event()  # cleared by hold(): what programs send stays in the proxy
+        self._upstream.set()
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
@@ -39,13 +41,15 @@ class TcpProxy:
                 continue
             with self._lock:
                 self._sockets += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+            for source, sink, gate in ((client, upstream, self._upstream), (upstream, client, None)):
+                threading.Thread(target=self._pipe, args=(source, sink, gate), daemon=True).start()
 
     @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(source: socket.socket, sink: socket.socket, gate: threading.Event | None) -> None:
         try:
             while data := source.recv(65536):
+                if gate is not None:
+                    gate.wait()
                 sink.sendall(data)
         except OSError:
             pass
@@ -55,6 +59,15 @@ class TcpProxy:
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+    def hold(self) -> None:
+        """Stop passing what the programs send (acks, publishes) while the broker's traffic still reaches
+        them; a cut() then drops what was held, as a crash of the program's host would."""
+        self._upstream.clear()
+
+    def release(self) -> None:
+        """Pass what the programs send again, the held data first (the end of a hold())."""
+        self._upstream.set()
 
     def cut(self) -> None:
         """Drop every open connection (both directions) and refuse new ones until restore()."""
@@ -67,6 +80,7 @@ class TcpProxy:
             except OSError:
                 pass
             sock.close()
+        self._upstream.set()  # the held data goes nowhere: its sockets are closed
 
     def restore(self) -> None:
         self._open.set()

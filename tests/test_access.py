@@ -1,7 +1,9 @@
 """Access control: sender, receiver and admin users from a definitions file; no guest."""
 
 import base64
+import re
 import secrets
+import signal
 import subprocess
 import sys
 import urllib.error
@@ -13,9 +15,11 @@ import pytest
 
 from devtools.localbroker import LocalBroker
 from rabbitipc import definitions
-from support import RECEIVED, ROOT, SENT, admin_channel_call, program_env
+from rabbitipc.topology import QueueSettings
+from support import RECEIVED, ROOT, SENT, admin_channel_call, program_env, wait_until
 
 QUEUE = "hello"
+QUORUM = QueueSettings().arguments()  # the work and dead-letter queues as the definitions declare them
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +54,45 @@ def test_sender_and_receiver_do_their_own_jobs(run, secured):
     assert big.wait() == 0
     receiver.wait_for_line("dead-lettered")
     assert "not allowed" not in receiver.output
+
+
+def test_the_receiver_user_retries_a_failing_handler_then_parks(run, secured):
+    """With its own user a receiver declares its delay queues and retries: a handler failing twice
+    handles each message at its third attempt; an always failing one parks after 3 attempts."""
+    _, url, _ = secured
+    fast = ("--max-attempts", "3", "--min-backoff", "0.2", "--max-backoff", "1")
+    receiver = run("receiver", "--queue", QUEUE, "--handler", "flaky:fail_until_attempt_3", *fast,
+                   url=url("receiver"), own_queue=False)
+    sender = run("sender", "--queue", QUEUE, "--count", "3", "--rate", "0", url=url("sender"), own_queue=False)
+    assert sender.wait() == 0, sender.output
+    receiver.wait_count(RECEIVED, 3)
+    assert sorted(receiver.ids(RECEIVED)) == sorted(sender.ids(SENT))
+    assert receiver.output.count("retrying id=") == 6 and "not allowed" not in receiver.output
+    receiver.signal(signal.SIGTERM)
+    assert receiver.wait() == 0, receiver.output
+    failing = run("receiver", "--queue", QUEUE, "--handler", "flaky:always_fails", *fast, url=url("receiver"),
+                  own_queue=False)
+    sender = run("sender", "--queue", QUEUE, "--count", "1", "--rate", "0", url=url("sender"), own_queue=False)
+    assert sender.wait() == 0, sender.output
+    [parked] = sender.ids(SENT)
+    failing.wait_for_line(f"dead-lettered id={parked}", 30)
+    assert failing.output.count(f"retrying id={parked} ") == 2 and "not allowed" not in failing.output
+
+
+def test_receiver_user_keeps_its_dedupe_store(run, secured):
+    """With its own user a receiver declares, writes and reads back its --dedupe-store stream <queue>.handled."""
+    _, url, _ = secured
+    first = run("receiver", "--queue", QUEUE, "--dedupe-store", url=url("receiver"), own_queue=False)
+    first.wait_for_line("consuming from queue")
+    sender = run("sender", "--queue", QUEUE, "--count", "3", "--rate", "0", url=url("sender"), own_queue=False)
+    assert sender.wait() == 0, sender.output
+    wait_until(lambda: set(sender.ids(SENT)) <= set(first.ids(RECEIVED)), 30, "3 received", lambda: first.output)
+    first.signal(signal.SIGTERM)
+    assert first.wait() == 0, first.output
+    second = run("receiver", "--queue", QUEUE, "--dedupe-store", url=url("receiver"), own_queue=False)
+    second.wait_for_line("consuming from queue")
+    [(read,)] = second.matches(re.compile(rf"read (\d+) handled ids from {QUEUE}\.handled"))
+    assert int(read) >= 3, second.output
 
 
 def test_receiver_user_cannot_publish(run, secured):
@@ -104,6 +147,7 @@ def test_passwords_are_not_on_the_command_line(run, secured):
 
 # -- issue 13 item 7: every right each user must NOT have ---------------------------------------
 CONTROL, PARKING, WORK, OTHER = "rabbitipc.control", "rabbitipc.dead", "rabbitipc.work", "someone-elses-queue"
+RETRY = "rabbitipc.retry"
 
 
 def attempt(url, operation):
@@ -128,12 +172,13 @@ def topology(secured):
     node, url, _ = secured
 
     def build(channel):
-        channel.queue_declare(QUEUE, durable=True, arguments={"x-queue-type": "quorum"})
-        channel.queue_declare(QUEUE + ".dead", durable=True, arguments={"x-queue-type": "quorum"})
+        channel.queue_declare(QUEUE, durable=True, arguments=QUORUM)
+        channel.queue_declare(QUEUE + ".dead", durable=True, arguments=QUORUM)
         channel.queue_declare(OTHER, durable=True)
         channel.exchange_declare(CONTROL, "direct", durable=True)
         channel.exchange_declare(PARKING, "direct", durable=True)
         channel.exchange_declare(WORK, "direct", durable=True)
+        channel.exchange_declare(RETRY, "direct", durable=True)
         channel.queue_bind(QUEUE + ".dead", PARKING, routing_key=QUEUE + ".dead")
         channel.queue_bind(QUEUE, WORK, routing_key=QUEUE)
 
@@ -162,7 +207,7 @@ FORBIDDEN = [
     pytest.param("sender", lambda ch: ch.queue_bind(OTHER, WORK, routing_key=OTHER),
                  id="sender-binds-another-queue-to-the-work-exchange"),
     pytest.param("sender", lambda ch: ch.exchange_delete(WORK), id="sender-deletes-the-work-exchange"),
-    pytest.param("sender", lambda ch: ch.queue_declare(QUEUE, durable=True, arguments={"x-queue-type": "quorum"}),
+    pytest.param("sender", lambda ch: ch.queue_declare(QUEUE, durable=True, arguments=QUORUM),
                  id="sender-declares-even-its-own-queue"),
     pytest.param("receiver", lambda ch: ch.basic_publish("", QUEUE, b"work"), id="receiver-publishes-work"),
     pytest.param("receiver", lambda ch: ch.basic_publish(WORK, QUEUE, b"work"),
@@ -179,6 +224,13 @@ FORBIDDEN = [
     pytest.param("receiver", lambda ch: ch.queue_declare("receiver-made-queue", durable=True),
                  id="receiver-declares-another-queue"),
     pytest.param("receiver", lambda ch: ch.basic_get(OTHER), id="receiver-reads-another-queue"),
+    pytest.param("receiver", lambda ch: ch.queue_bind(OTHER, RETRY, routing_key=OTHER),
+                 id="receiver-binds-another-queue-to-the-retry-exchange"),
+    pytest.param("receiver", lambda ch: ch.queue_declare(OTHER + ".retry.1000ms", durable=True),
+                 id="receiver-declares-another-queues-delay-queue"),
+    pytest.param("receiver", lambda ch: ch.exchange_delete(RETRY), id="receiver-deletes-the-retry-exchange"),
+    pytest.param("sender", lambda ch: ch.basic_publish(RETRY, QUEUE, b"forged"),
+                 id="sender-publishes-through-the-retry-exchange"),
 ]
 
 
@@ -190,7 +242,7 @@ def test_each_user_is_refused_what_its_role_does_not_need(secured, topology, rol
 
 
 def ctl_as(url, *args):
-    return subprocess.run([sys.executable, "-m", "rabbitipc.control", *args], cwd=ROOT, env=program_env(url),
+    return subprocess.run([sys.executable, "-m", "rabbitipc.programs.ctl", *args], cwd=ROOT, env=program_env(url),
                           capture_output=True, text=True, timeout=30)
 
 

@@ -5,7 +5,17 @@ import time
 
 import pytest
 
-from support import RECEIVED, SENT, get_all, publish_raw, queue_counts, queue_depth, wait_alive_until, wait_until
+from support import (
+    RECEIVED,
+    SENT,
+    admin_channel_call,
+    get_all,
+    publish_raw,
+    queue_counts,
+    queue_depth,
+    wait_alive_until,
+    wait_until,
+)
 
 REASON = "x-rabbitipc-reason"
 
@@ -35,6 +45,38 @@ def test_message_over_the_size_limit_goes_to_the_dead_letter_queue(run, broker, 
     assert "exceeds the 100-byte limit" in properties.headers[REASON]
     assert json.loads(body)["id"] in sender.ids(SENT)
     assert queue_depth(broker.url, queue) == 0
+
+
+def _queue_type(broker, name: str) -> str | None:
+    result = broker.ctl("list_queues", "-q", "--no-table-headers", "name", "type")
+    return next((line.split("\t")[1] for line in result.stdout.splitlines() if line.split("\t")[0] == name), None)
+
+
+@pytest.mark.parametrize("exclusive", [pytest.param(True, id="exclusive-queues"),
+                                       pytest.param(False, id="transient-queue")])
+def test_a_deleted_dead_letter_queue_is_declared_again_as_at_start(run, broker, queue, exclusive):
+    """<queue>.dead deleted under a running receiver: the next message to park declares it again with the
+    type it got at start (quorum beside exclusive queues, classic beside a transient queue), and is parked."""
+    exchange = f"{queue}-x"
+    if exclusive:
+        receiver = run("receiver", "--pattern", "broadcast", "--exchange", exchange, "--max-size", "100",
+                       own_queue=False)
+        dead = exchange + ".dead"
+    else:
+        receiver = run("receiver", "--queue-durable", "false", "--max-size", "100")
+        dead = queue + ".dead"
+    receiver.wait_for_line("consuming from queue")
+    at_start = _queue_type(broker, dead)
+    assert at_start == ("quorum" if exclusive else "classic")
+    admin_channel_call(broker.url, lambda channel: channel.queue_delete(dead))
+    if exclusive:
+        admin_channel_call(broker.url, lambda channel: channel.basic_publish(exchange, "", b"x" * 500))
+    else:
+        publish_raw(broker.url, queue, b"x" * 500)
+    receiver.wait_for_line("dead-lettered")
+    assert queue_depth(broker.url, dead) == 1
+    assert _queue_type(broker, dead) == at_start
+    admin_channel_call(broker.url, lambda channel: channel.queue_delete(dead))
 
 
 def test_handler_failure_dead_letters_that_message_and_the_rest_flow(run, broker, queue):

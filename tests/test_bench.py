@@ -2,9 +2,12 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from bench.peers import PEERS, Peer, installed
 from support import ROOT
@@ -19,17 +22,18 @@ def test_bench_measures_every_client_scenario_and_target(tmp_path):
     rows = data["results"]
     throughput = [row for row in rows if row["scenario"] == "throughput"]
     measured = {row["client"] for row in throughput}
-    assert {"rabbitipc", "rabbitipc-fast", "rabbitipc-pure", "rabbitipc-classic", "tutorial-pika"} <= measured
+    assert {"rabbitipc", "rabbitipc-fast", "rabbitipc-pure", "rabbitipc-quorum", "tutorial-pika"} <= measured
     for peer in PEERS:  # each Python peer whose package is there (CI: the test extra has them all)
         assert peer.name in measured or (not installed(peer) and os.environ.get("CI") != "true"), peer.package
     assert {row["size"] for row in throughput} == {100, 65536}
     assert all(row["msgs_per_s"] > 0 and row["p99_ms"] >= row["p50_ms"] for row in throughput)
     paced_peers = {peer.name for peer in PEERS if peer.paced and peer.name in measured}
-    assert {"rabbitipc", "rabbitipc-classic", "tutorial-pika"} | paced_peers \
+    assert {"rabbitipc", "rabbitipc-quorum", "tutorial-pika"} | paced_peers \
         == {row["client"] for row in rows if row["scenario"] == "paced"} - {"c-librabbitmq", "amqplib"}
     backlog = [row for row in rows if row["scenario"] == "backlog"]
     assert backlog and backlog[0]["consumer_rss_mib"] > 0 and backlog[0]["rss_second_half_mib"] > 0
-    assert "rabbitipc throughput at 100 B relative to" in result.stdout and "tutorial-pika: " in result.stdout
+    assert "rabbitipc throughput at 100 B (classic queues) relative to" in result.stdout
+    assert "tutorial-pika: " in result.stdout
     if Path("/usr/include/amqp.h").exists():  # librabbitmq-dev: CI installs it, the bench builds the C client
         assert "c-librabbitmq" in measured
     assert "targets:" in result.stdout
@@ -39,7 +43,32 @@ def test_bench_measures_every_client_scenario_and_target(tmp_path):
     if "c-librabbitmq" in measured:
         assert any("pure-Python fallback no slower than before" in what for what in checks)
         assert "64 KiB MB/s >= 0.8x c-librabbitmq" in checks
-        assert "64 KiB MB/s >= 0.8x c-librabbitmq, rabbitipc-classic (the same queue type)" in checks
+    assert (tmp_path / "throughput.svg").exists()
+
+
+def test_rounds_interleave_on_one_queue_type_each_queue_deleted_and_the_chart_written(tmp_path):
+    """Two rounds run A B C A B C; headline rows are on classic queues (the broker says), rabbitipc-quorum
+    apart; no queue is left after any run; every row is timed from publisher start to consumer exit; the
+    SVG chart of this run is written."""
+    result = subprocess.run([sys.executable, "-m", "bench", "--runs", "2", "--count", "50", "--out", str(tmp_path),
+                             "--clients", "rabbitipc,rabbitipc-quorum,pika-select", "--scenarios", "throughput"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads((tmp_path / "results.json").read_text())
+    labels = [config["label"] for config in data["order"]]
+    first_round = [f"{client} {size} B" for size in (100, 65536)
+                   for client in ("rabbitipc", "rabbitipc-quorum", "pika-select")]
+    assert labels == first_round * 2
+    assert [(row["client"], row["size"]) for row in data["single_runs"]] \
+        == [(config["client"], config["size"]) for config in data["order"]]
+    assert all(row["queues_left"] == 0 for row in data["single_runs"])
+    assert {(row["client"], row["queue_type"]) for row in data["results"]} == {
+        ("rabbitipc", "classic"), ("pika-select", "classic"), ("rabbitipc-quorum", "quorum")}
+    assert all(row["runs"] == 2 and row["msgs_per_s"] < row["steady_msgs_per_s"] for row in data["results"])
+    assert "rabbitipc throughput at 100 B (classic queues) relative to pika-select: " in result.stdout
+    assert "other queue types (apart: not compared with the rows above)" in result.stdout
+    svg = (tmp_path / "throughput.svg").read_text()
+    assert data["date"] in svg and "pika-select" in svg and "rabbitipc-quorum" not in svg
 
 
 def test_a_peer_whose_package_is_missing_is_left_out_with_one_line(monkeypatch, capsys):
@@ -51,6 +80,23 @@ def test_a_peer_whose_package_is_missing_is_left_out_with_one_line(monkeypatch, 
     assert harness.available(("kombu", "rabbitipc-pure", "rabbitipc")) == ["rabbitipc", "rabbitipc-pure"]
     assert capsys.readouterr().err.splitlines() == [
         "kombu: package kombu not installed (pip install -e '.[bench]'): left out"]
+
+
+def test_amqplib_is_left_out_with_one_line_where_npm_cannot_install_it(monkeypatch, capsys, tmp_path):
+    """npm failing (no registry): the bench runs on without the amqplib row, saying why in one line."""
+    import bench.__main__ as harness
+
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for name, script in (("node", "exit 0"), ("npm", "echo 'npm ERR! network request failed' >&2; exit 1")):
+        (tools / name).write_text(f"#!/bin/sh\n{script}\n")
+        (tools / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(harness, "NODE_DIR", tmp_path / "node")  # no node_modules: npm must install
+    (tmp_path / "node").mkdir()
+    assert harness.available(("amqplib", "rabbitipc")) == ["rabbitipc"]
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "npm install failed (npm ERR! network request failed): the amqplib baseline is left out")
 
 
 def test_clients_option_rejects_an_unknown_name():
@@ -79,12 +125,66 @@ def test_profile_groups_samples_by_who_spends_them(tmp_path):
 def test_scenarios_option_runs_only_those(tmp_path):
     """--scenarios paced: only the paced rows (rabbitipc on both queue types here); a typo is a usage error."""
     result = subprocess.run([sys.executable, "-m", "bench", "--quick", "--count", "50", "--out", str(tmp_path),
-                             "--clients", "rabbitipc,rabbitipc-classic", "--scenarios", "paced"],
+                             "--clients", "rabbitipc,rabbitipc-quorum", "--scenarios", "paced"],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = json.loads((tmp_path / "results.json").read_text())["results"]
     assert sorted((row["scenario"], row["client"]) for row in rows) == [("paced", "rabbitipc"),
-                                                                         ("paced", "rabbitipc-classic")]
+                                                                         ("paced", "rabbitipc-quorum")]
     typo = subprocess.run([sys.executable, "-m", "bench", "--scenarios", "pacd"], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)
     assert typo.returncode == 2 and "unknown scenario pacd; choose from throughput, paced, backlog" in typo.stderr
+
+
+def test_retries_scenario_prints_what_a_handler_failing_10_percent_costs(tmp_path):
+    """--scenarios retries: the same handler never failing and failing 1 first attempt in 10, each message handled
+    (the receiver's --count reached through the retries), and the ratio printed."""
+    result = subprocess.run([sys.executable, "-m", "bench", "--quick", "--count", "1000", "--out", str(tmp_path),
+                             "--clients", "rabbitipc-quorum", "--scenarios", "retries"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert sorted(row["variant"] for row in rows) == ["handler failing 10%", "handler never failing"]
+    assert all(row["scenario"] == "retries" and row["count"] == 200 and row["queues_left"] == 0 for row in rows)
+    assert re.search(r"retries \(.*\): \d+ msgs/s, [\d.]+x the same handler never failing", result.stdout)
+
+
+@pytest.mark.rabbit_cluster
+def test_cluster_scenario_compares_rabbitipc_with_c_on_a_replicated_quorum_queue(tmp_path):
+    """--scenarios cluster: a 3-node cluster forms, rabbitipc-quorum and the C client each run on a quorum
+    queue replicated to the three nodes, and the ratio is printed."""
+    result = subprocess.run([sys.executable, "-m", "bench", "--quick", "--count", "300", "--out", str(tmp_path),
+                             "--clients", "rabbitipc-quorum,c-librabbitmq", "--scenarios", "cluster"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads((tmp_path / "results.json").read_text())["results"]
+    clients = {"rabbitipc-quorum", "c-librabbitmq"} if Path("/usr/include/amqp.h").exists() else {"rabbitipc-quorum"}
+    assert {row["client"] for row in rows} == clients
+    assert all(row["scenario"] == "cluster" and row["queue_type"] == "quorum" and row["msgs_per_s"] > 0
+               for row in rows)
+    if "c-librabbitmq" in clients:
+        assert re.search(r"cluster \(3 nodes, .*\): rabbitipc-quorum \d+ msgs/s, [\d.]+x c-librabbitmq", result.stdout)
+
+
+def test_http_front_bench_prints_latency_and_memory(broker):
+    """python -m bench.http_front with a few requests prints p50, p99 and the sender's RSS."""
+    result = subprocess.run([sys.executable, "-m", "bench.http_front", "--requests", "20", "--url", broker.url],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "20 sequential POSTs of 100 B: p50 " in result.stdout and "sender RSS " in result.stdout, result.stdout
+
+
+def test_rpc_bench_prints_round_trips_of_each_pair_in_interleaved_rounds(tmp_path):
+    """python -m bench.rpc: our RpcClient and responder, the tutorial's pair, aio-pika's RPC and the C pair, 1 and 8
+    callers, p50/p99 and calls/s, rounds interleaved, every queue deleted."""
+    result = subprocess.run([sys.executable, "-m", "bench.rpc", "--calls", "16", "--runs", "2", "--out", str(tmp_path)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads((tmp_path / "rpc.json").read_text())
+    pairs = ("rabbitipc", "tutorial", "aio-pika") + (("c-librabbitmq",) if Path("/usr/include/amqp.h").exists() else ())
+    plan = [(client, callers) for callers in (1, 8) for client in pairs]
+    assert [(row["client"], row["callers"]) for row in data["results"]] == plan
+    assert [(row["client"], row["callers"]) for row in data["single_runs"]] == plan * 2
+    assert all(row["calls"] == 16 and row["p99_ms"] >= row["p50_ms"] > 0 and row["calls_per_s"] > 0
+               and row["queues_left"] == 0 for row in data["single_runs"])
+    assert "calls/s  p50 ms  p99 ms" in result.stdout

@@ -5,6 +5,7 @@ create the room and two users; every refused action ends with one clear line and
 """
 
 import asyncio
+import json
 import os
 import secrets
 import subprocess
@@ -14,7 +15,7 @@ import pika
 import pika.exceptions as px
 import pytest
 
-from chat_support import CHAT, LISTENING, chat, until
+from chat_support import CHAT, LISTENING, chat, publish_raw, until
 from devtools.localbroker import LocalBroker, free_port
 from rabbitipc import definitions
 from support import ROOT, SENDER, Program, program_env
@@ -32,8 +33,10 @@ def shared(tmp_path_factory):
 
     def url(role):
         name, password = users[role]
-        return f"amqp://{name}:{password}@127.0.0.1:{node.amqp_port}/%2F"
+        vhost = definitions.CHAT_VHOST if role in definitions.CHAT_ROLES else "%2F"
+        return f"amqp://{name}:{password}@127.0.0.1:{node.amqp_port}/{vhost}"
 
+    url.node = node  # rabbitmqctl, for what the broker holds
     yield url
     node.stop()
 
@@ -54,10 +57,83 @@ def test_chat_user_talks_and_the_listener_hears(shared):
     assert sender.wait() == 0, sender.output
     for ear in ears:
         assert ear.wait() == 0, ear.output
-        assert any(line.endswith("alice: hello group") for line in ear.lines), ear.output
+        assert any(line.endswith("rabbitipc-chat (as alice?): hello group") for line in ear.lines), ear.output
     late = chat("--history", "1", "listen", "--count", "1", url=shared("listener"))
     assert late.wait() == 0, late.output
-    assert "alice: hello group" in late.output
+    assert "rabbitipc-chat (as alice?): hello group" in late.output
+
+
+def test_a_name_is_verified_only_when_it_is_the_senders_broker_user(shared):
+    """The chat user as itself is shown plain; as alice, `rabbitipc-chat (as alice?)`; a body without user_id
+    (any client may send one) claiming a name, notices included, `? (as name?)`; a forged user_id is refused."""
+    ear = chat("--history", "0", "listen", "--count", "3", url=shared("listener"))
+    ear.wait_for_line(LISTENING)
+    for name, text in (("rabbitipc-chat", "it is me"), ("alice", "hello")):
+        assert chat("send", "--username", name, "--message", text, url=shared("chat")).wait() == 0
+    publish_raw(shared("chat"), "chat", {"kind": "joined", "username": "rabbitipc-chat"})
+    with pytest.raises(px.ChannelClosedByBroker) as refused:
+        publish_raw(shared("chat"), "chat", {"username": "rabbitipc-listener", "message": "x"},
+                    user_id="rabbitipc-listener")
+    assert refused.value.reply_code == 406 and "user_id property set to" in refused.value.reply_text
+    publish_raw(shared("chat"), "chat", {"username": "rabbitipc-listener", "message": "forged"})
+    assert ear.wait() == 0, ear.output
+    said = [line.split(" ", 1)[1] for line in ear.lines if line[:2].isdigit() and line[2] == ":"]
+    assert said == ["rabbitipc-chat: it is me", "rabbitipc-chat (as alice?): hello", "* ? (as rabbitipc-chat?) joined",
+                    "? (as rabbitipc-listener?): forged"], ear.output
+
+
+def test_a_flood_into_a_chat_users_own_queue_stops_at_the_length_limit(shared):
+    """A durable server-named queue a chat user binds to the room (allowed: the seed's subscriber) keeps at most
+    ChatLimits.queue_length messages, the oldest dropped, under a policy that also deletes it once unused."""
+    limits = definitions.ChatLimits()
+    listener = pika.BlockingConnection(pika.URLParameters(shared("listener")))
+    talker = pika.BlockingConnection(pika.URLParameters(shared("chat")))
+    try:
+        channel = listener.channel()
+        queue = channel.queue_declare("", durable=True).method.queue
+        channel.queue_bind(queue, "chat")
+        flood = talker.channel()
+        for n in range(limits.queue_length + 50):
+            flood.basic_publish("chat", "", json.dumps({"username": "flood", "message": str(n)}).encode())
+        flood.confirm_delivery()  # the channel keeps order: once the last is confirmed, all were routed
+        flood.basic_publish("chat", "", json.dumps({"username": "flood", "message": "last"}).encode())
+        assert channel.queue_declare(queue, passive=True).method.message_count == limits.queue_length
+        _, _, oldest = channel.basic_get(queue, auto_ack=True)
+        assert json.loads(oldest)["message"] == "51", "the oldest were dropped, the newest kept"
+        queues = shared.node.ctl("list_queues", "-p", definitions.CHAT_VHOST, "name", "policy").stdout
+        assert f"{queue}\t{limits.policy(definitions.CHAT_VHOST)['name']}" in queues, queues
+        policies = shared.node.ctl("list_policies", "-p", definitions.CHAT_VHOST).stdout
+        assert f'"expires":{limits.idle_queue_ms}' in policies and '"overflow":"drop-head"' in policies, policies
+        channel.queue_delete(queue)
+    finally:
+        talker.close()
+        listener.close()
+
+
+def test_chat_users_are_capped_in_queues_and_connections(shared):
+    """Declaring more queues than ChatLimits.queues in the chat vhost is refused (406), and so is a chat
+    user's connection beyond ChatLimits.connections (530): one user cannot fill the server."""
+    limits = definitions.ChatLimits()
+    connection = pika.BlockingConnection(pika.URLParameters(shared("listener")))
+    try:
+        channel = connection.channel()
+        with pytest.raises(px.ChannelClosedByBroker) as refused:
+            for _ in range(limits.queues + 1):
+                channel.queue_declare("", exclusive=True)
+        assert refused.value.reply_code == 406, refused.value
+        assert f"queue limit in vhost '{definitions.CHAT_VHOST}' ({limits.queues}) is reached" in str(refused.value)
+    finally:
+        connection.close()
+    opened = []
+    try:
+        with pytest.raises(px.AMQPConnectionError) as refused:
+            for _ in range(limits.connections + 1):
+                opened.append(pika.BlockingConnection(pika.URLParameters(shared("listener"))))
+        assert f"user connection limit ({limits.connections}) is reached" in str(refused.value)
+        assert len(opened) == limits.connections
+    finally:
+        for each in opened:
+            each.close()
 
 
 def test_listener_cannot_send(shared):
@@ -90,6 +166,14 @@ def test_chat_users_cannot_open_another_room(shared, role):
     program = chat("--room", "elsewhere", "send", "--username", "x", "--message", "hi", url=shared(role))
     assert program.wait() == 3, program.output
     assert "not allowed to create exchange 'elsewhere'" in error_line(program)
+
+
+def test_a_listener_waits_for_a_room_it_may_not_create_then_says_so(shared):
+    """Listening to a room that does not exist, which this user may not create: it waits the retry budget for
+    someone who may, then exits 3 saying the room does not exist (not the bare refusal to create it)."""
+    program = chat("--room", "elsewhere", "--retry-timeout", "2", "listen", url=shared("listener"))
+    assert program.wait(60) == 3, program.output
+    assert "the chat 'elsewhere' does not exist and this user may not create it" in error_line(program)
 
 
 @pytest.mark.parametrize("role", ["chat", "listener"])
@@ -141,7 +225,7 @@ def test_the_local_broker_script_creates_the_chat_users(tmp_path):
         ear = chat("--history", "0", "listen", "--count", "1", url=urls["LISTENER_AMQP_URL"])
         ear.wait_for_line(LISTENING)
         assert chat("send", "--username", "local", "--message", "hi", url=urls["CHAT_AMQP_URL"]).wait() == 0
-        assert ear.wait() == 0 and "local: hi" in ear.output, ear.output
+        assert ear.wait() == 0 and "rabbitipc-chat (as local?): hi" in ear.output, ear.output
     finally:
         subprocess.run([str(script), "--stop"], env=env, capture_output=True, timeout=120)
 

@@ -6,10 +6,23 @@ import re
 import pika
 import pytest
 
-from chat_support import LISTENING, chat, room_name
+from chat_support import (
+    HOSTILE_NAME,
+    HOSTILE_NAME_SHOWN,
+    HOSTILE_TEXT,
+    HOSTILE_TEXT_SHOWN,
+    LISTENING,
+    chat,
+    publish_raw,
+    room_name,
+)
 from support import wait_until
 
-LINE = re.compile(r"^\d\d:\d\d:\d\d ([^:\s]+): (.*)$")
+#: A text line: (who, text); the tests' guest user sends as alice, so alice is shown as "guest (as alice?)".
+LINE = re.compile(r"^\d\d:\d\d:\d\d (\S+(?: \(as [^)]*\?\))?): (.*)$")
+
+
+ALICE, BOB = "guest (as alice?)", "guest (as bob?)"  # what the broker vouches for: the tests' user, guest
 
 
 @pytest.fixture
@@ -31,7 +44,9 @@ def test_two_listeners_hear_two_users(broker, room):
         assert sender.wait() == 0, sender.output
     for ear in ears:
         assert ear.wait() == 0, ear.output
-        assert said(ear) == [("alice", "hi bob"), ("bob", "hi alice"), ("alice", "how are you?"), ("bob", "fine")]
+        assert said(ear) == [(ALICE, "hi bob"), (BOB, "hi alice"), (ALICE, "how are you?"), (BOB, "fine")]
+        # The listener opens with one "connected" line (its printer's), not the connection's twin of it.
+        assert sum("connected to" in line for line in ear.lines) == 1, ear.output
 
 
 def test_a_late_listener_sees_the_last_messages(broker, room):
@@ -44,7 +59,7 @@ def test_a_late_listener_sees_the_last_messages(broker, room):
     assert [text for _, text in said(late)] == ["message 8", "message 9", "message 10"]
     assert chat("--room", room, "send", "--username", "dave", "--message", "and now", url=broker.url).wait() == 0
     assert late.wait() == 0, late.output
-    assert said(late)[-1] == ("dave", "and now")
+    assert said(late)[-1] == ("guest (as dave?)", "and now")
 
 
 def test_the_seeds_subscriber_and_sender_still_work(broker, room):
@@ -59,7 +74,7 @@ def test_the_seeds_subscriber_and_sender_still_work(broker, room):
         listener.wait_for_line(LISTENING)
         channel.basic_publish(room, "", json.dumps({"username": "seed", "message": "from the seed"}).encode())
         assert listener.wait() == 0, listener.output
-        assert said(listener) == [("seed", "from the seed")]
+        assert said(listener) == [("? (as seed?)", "from the seed")]
         assert chat("--room", room, "send", "--username", "erin", "--message", "to the seed",
                     url=broker.url).wait() == 0
         bodies = [json.loads(channel.basic_get(mine, auto_ack=True)[2]) for _ in range(2)]
@@ -95,7 +110,7 @@ def test_any_body_is_shown_and_sigterm_stops_cleanly(broker, room):
     finally:
         connection.close()
     wait_until(lambda: said(listener), 30, "the plain body", lambda: listener.output)
-    assert said(listener) == [("?", "plain text, [not] json")]
+    assert said(listener) == [("? (as ??)", "plain text, [not] json")]
     listener.signal(signal.SIGTERM)
     assert listener.wait() == 0, listener.output
 
@@ -111,3 +126,15 @@ def test_late_listeners_join_a_long_history_without_losing_the_connection(broker
         assert late.wait() == 0, late.output
         assert [text for _, text in said(late)] == ["message 398", "message 399", "message 400"]
         assert "lost" not in late.output and "NOT_IMPLEMENTED" not in late.output, late.output
+
+
+def test_received_control_characters_are_printed_as_escapes(broker, room):
+    """A name and a message carrying terminal escapes are printed with every control character visible
+    (nothing retitles, clears or overwrites the listener's terminal); accents and emoji stay as sent."""
+    listener = chat("--room", room, "--history", "0", "listen", "--count", "2", url=broker.url)
+    listener.wait_for_line(LISTENING)
+    publish_raw(broker.url, room, {"username": HOSTILE_NAME, "message": HOSTILE_TEXT})
+    publish_raw(broker.url, room, {"username": "zoë", "message": "café ✓ 😀"})
+    assert listener.wait() == 0, listener.output
+    assert not any(char in listener.output for char in "\x1b\x07\r\x9b\x7f"), repr(listener.output)
+    assert said(listener) == [(HOSTILE_NAME_SHOWN, HOSTILE_TEXT_SHOWN), ("? (as zoë?)", "café ✓ 😀")]

@@ -5,7 +5,16 @@ import uuid
 
 import pytest
 
-from chat_support import chat, sees, type_line, until
+from chat_support import (
+    HOSTILE_NAME,
+    HOSTILE_NAME_SHOWN,
+    HOSTILE_TEXT,
+    HOSTILE_TEXT_SHOWN,
+    chat,
+    sees,
+    type_line,
+    until,
+)
 
 
 @pytest.fixture
@@ -38,7 +47,7 @@ def test_two_users_two_listeners_through_the_emulator(pubsub_emulator, project, 
     for ear in ears:
         assert ear.wait(60) == 0, ear.output
         said = [line.split(" ", 1)[1] for line in ear.lines if line[:2].isdigit() and line[2] == ":"]
-        assert said == ["alice: hi from pubsub", "bob: hello alice", "alice: bye"], ear.output
+        assert said == ["? (as alice?): hi from pubsub", "? (as bob?): hello alice", "? (as alice?): bye"], ear.output
         assert "deleted subscription" in ear.output
     assert subscriptions(pubsub_emulator, project) == []
 
@@ -56,12 +65,12 @@ def test_two_rooms_talk_through_the_emulator(pubsub_emulator, project, monkeypat
         async with alice_app.run_test() as alice:
             await until(alice, lambda: "connected to projects/" in alice_app.status_line, 60, "alice connected")
             async with bob_app.run_test() as bob:
-                await until(alice, lambda: sees(alice_app, "* bob joined"), 60, "bob joined")
+                await until(alice, lambda: sees(alice_app, "* ? (as bob?) joined"), 60, "bob joined")
                 await type_line(alice, "hi bob, on pubsub")
-                await until(bob, lambda: sees(bob_app, "alice: hi bob, on pubsub"), 60, "alice's line at bob's")
+                await until(bob, lambda: sees(bob_app, "? (as alice?): hi bob, on pubsub"), 60, "alice's line at bob's")
                 await type_line(bob, "hi alice")
-                await until(alice, lambda: sees(alice_app, "bob: hi alice"), 60, "bob's line at alice's")
-            await until(alice, lambda: sees(alice_app, "* bob left"), 60, "bob left")
+                await until(alice, lambda: sees(alice_app, "? (as bob?): hi alice"), 60, "bob's line at alice's")
+            await until(alice, lambda: sees(alice_app, "* ? (as bob?) left"), 60, "bob left")
         assert alice_app.shown[0] == "* this server keeps no history: you see what is said from now on"
 
     asyncio.run(scenario())
@@ -79,3 +88,22 @@ def test_a_stopped_listener_deletes_its_subscription(pubsub_emulator, project, m
     ear.signal(signal.SIGTERM)
     assert ear.wait(60) == 0, ear.output
     assert subscriptions(pubsub_emulator, project) == []
+
+
+def test_received_control_characters_are_printed_as_escapes_on_pubsub(pubsub_emulator, project, monkeypatch):
+    """A body published to the topic by any client, with terminal escapes in its name and text: `listen` prints
+    them as visible escapes, and the name as unverified (Pub/Sub vouches for no one)."""
+    import json
+
+    from google.cloud import pubsub_v1
+
+    env = pubsub_emulator.env(project)
+    ear = chat("--backend", "pubsub", "listen", "--count", "1", env=env)
+    ear.wait_for_line("connected to projects/")
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub_emulator.host)
+    client = pubsub_v1.PublisherClient()
+    body = json.dumps({"username": HOSTILE_NAME, "message": HOSTILE_TEXT}).encode()
+    client.publish(f"projects/{project}/topics/chat", body).result(timeout=60)
+    assert ear.wait(60) == 0, ear.output
+    assert "\x1b" not in ear.output, repr(ear.output)
+    assert f"{HOSTILE_NAME_SHOWN}: {HOSTILE_TEXT_SHOWN}" in ear.output, ear.output

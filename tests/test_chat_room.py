@@ -5,7 +5,7 @@ import asyncio
 from textual.widgets import Input
 
 from chat_support import rabbit_room, room_name, sees, type_line, until
-from rabbitipc.chat.message import ChatMessage
+from rabbitipc.chat.events import ChatMessage
 from rabbitipc.chat.rabbitmq import RabbitBackend
 
 
@@ -16,21 +16,22 @@ def test_two_users_talk_and_see_each_other_come_and_go(broker, request):
 
     async def scenario():
         async with alice_app.run_test() as alice:
-            await until(alice, lambda: sees(alice_app, "* alice joined"), what="alice's own arrival")
+            await until(alice, lambda: sees(alice_app, "* guest (as alice?) joined"), what="alice's own arrival")
             async with bob_app.run_test() as bob:
-                await until(alice, lambda: sees(alice_app, "* bob joined"), what="bob joined")
+                await until(alice, lambda: sees(alice_app, "* guest (as bob?) joined"), what="bob joined")
                 await type_line(alice, "hi bob!")
-                await until(bob, lambda: sees(bob_app, "alice: hi bob!"), what="alice's line at bob's")
+                await until(bob, lambda: sees(bob_app, "guest (as alice?): hi bob!"), what="alice's line at bob's")
                 await type_line(bob, "hello alice")
-                await until(alice, lambda: sees(alice_app, "bob: hello alice"), what="bob's line at alice's")
+                await until(alice, lambda: sees(alice_app, "guest (as bob?): hello alice"), what="bob's line")
                 assert bob_app.query_one(Input).value == "", "the input line is cleared after Enter"
                 assert "connected to" in bob_app.status_line and not bob_app.away
-            await until(alice, lambda: sees(alice_app, "* bob left"), what="bob left")
+            await until(alice, lambda: sees(alice_app, "* guest (as bob?) left"), what="bob left")
             said = [line.split(" ", 1)[1] for line in alice_app.shown]
-            assert said == ["* alice joined", "* bob joined", "alice: hi bob!", "bob: hello alice", "* bob left"]
+            assert said == ["* guest (as alice?) joined", "* guest (as bob?) joined", "guest (as alice?): hi bob!",
+                            "guest (as bob?): hello alice", "* guest (as bob?) left"]
             # bob came after alice: history gave him alice's arrival, then he saw the rest live.
             assert [line.split(" ", 1)[1] for line in bob_app.shown][:3] == [
-                "* alice joined", "* bob joined", "alice: hi bob!"]
+                "* guest (as alice?) joined", "* guest (as bob?) joined", "guest (as alice?): hi bob!"]
 
     asyncio.run(scenario())
 
@@ -46,13 +47,13 @@ def test_a_late_joiner_sees_the_last_messages(broker, request):
 
     async def scenario():
         async with late.run_test() as pilot:
-            await until(pilot, lambda: sees(late, "* dave joined"), what="dave's own arrival")
+            await until(pilot, lambda: sees(late, "* guest (as dave?) joined"), what="dave's own arrival")
             said = [line.split(" ", 1)[1] for line in late.shown]
-            assert said[-1] == "* dave joined"
+            assert said[-1] == "* guest (as dave?) joined"
             # The last 5 messages of the room: carol's last ones, and dave's own arrival when it was
             # published before his listener looked back (the two race; both are the room's last 5).
-            assert said[:-1] in ([f"carol: line {n}" for n in range(26, 31)],
-                                 [f"carol: line {n}" for n in range(27, 31)]), said
+            assert said[:-1] in ([f"guest (as carol?): line {n}" for n in range(26, 31)],
+                                 [f"guest (as carol?): line {n}" for n in range(27, 31)]), said
 
     asyncio.run(scenario())
 
@@ -65,7 +66,7 @@ def test_text_is_shown_as_typed(broker, request):
     async def scenario():
         async with app.run_test() as pilot:
             await type_line(pilot, "[bold]not bold[/bold] ünïcode")
-            await until(pilot, lambda: sees(app, "erin: [bold]not bold[/bold] ünïcode"), what="the line")
+            await until(pilot, lambda: sees(app, "guest (as erin?): [bold]not bold[/bold] ünïcode"), what="the line")
             await type_line(pilot, "/quit")
             await until(pilot, lambda: not app.is_running, what="the room to close")
         assert app.return_code == 0

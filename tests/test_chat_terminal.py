@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from chat_support import CHAT, chat, room_name
+from chat_support import CHAT, HOSTILE_NAME, HOSTILE_TEXT, chat, publish_raw, room_name
 from support import program_env
 
 
@@ -28,6 +28,26 @@ def test_rich_listener_keeps_the_latest_rows(broker, room, terminal):
     assert "rich line 14" in shown
 
 
+@pytest.mark.parametrize("view", ["rich", "room"])
+def test_hostile_name_and_message_do_not_drive_the_terminal(broker, room, terminal, view):
+    """A received name and message full of terminal escapes: the pane keeps its title, the screen keeps
+    its lines (status and earlier messages), and the escapes are shown as text."""
+    argv = ["listen", "--mode", "rich"] if view == "rich" else ["room", "--username", "alice"]
+    screen = terminal([sys.executable, str(CHAT), "--room", room, "--history", "0", *argv], program_env(broker.url),
+                      height=16)
+    screen.wait_for("connected to")
+    title = screen.title()
+    publish_raw(broker.url, room, {"username": "carol", "message": "a line before"})
+    screen.wait_for("a line before")
+    publish_raw(broker.url, room, {"username": HOSTILE_NAME, "message": HOSTILE_TEXT})
+    publish_raw(broker.url, room, {"username": "carol", "message": "a line after"})
+    shown = screen.wait_for("a line after")
+    assert "\\x1b[2J\\x1b[31mFAKE SYSTEM" in shown, shown  # the escapes are text on the screen
+    assert "x1b]2;PWNED" in shown, shown
+    assert screen.title() == title, "a received name or message retitled the terminal"
+    assert "a line before" in shown and "connected to" in shown, "the screen was cleared"
+
+
 @pytest.mark.parametrize("backend", ["rabbitmq", "pubsub"])
 def test_two_people_in_two_terminals(backend, broker, room, terminal, request):
     """alice and bob each in a terminal: they type, each sees the other; Ctrl+C leaves with a notice."""
@@ -37,26 +57,31 @@ def test_two_people_in_two_terminals(backend, broker, room, terminal, request):
     else:
         env = program_env(broker.url)
 
+    vouch = "guest" if backend == "rabbitmq" else "?"  # Pub/Sub vouches for no name
+
+    def name(user):
+        return f"{vouch} (as {user}?)"
+
     def open_room(user):
         return terminal([sys.executable, str(CHAT), "--backend", backend, "--room", room, "room", "--username", user],
                         env, width=90, height=16)
 
     alice = open_room("alice")
-    alice.wait_for("* alice joined", timeout=60)  # the first room also creates the topic/exchange
+    alice.wait_for(f"* {name('alice')} joined", timeout=60)  # the first room also creates the topic/exchange
     bob = open_room("bob")
-    alice.wait_for("* bob joined")
-    bob.wait_for("* bob joined")
+    alice.wait_for(f"* {name('bob')} joined")
+    bob.wait_for(f"* {name('bob')} joined")
     if backend == "rabbitmq":
-        assert "* alice joined" in bob.screen(), "bob entered later: the history showed him alice arriving"
+        assert f"* {name('alice')} joined" in bob.screen(), "bob entered later: history showed him alice arriving"
     else:
         assert "keeps no history" in bob.screen()
     alice.type("hi bob, how is the queue?")
-    bob.wait_for("alice: hi bob, how is the queue?")
+    bob.wait_for(f"{name('alice')}: hi bob, how is the queue?")
     bob.type("all acked, alice")
-    alice.wait_for("bob: all acked, alice")
+    alice.wait_for(f"{name('bob')}: all acked, alice")
     bob.keys("C-c")
-    alice.wait_for("* bob left")
+    alice.wait_for(f"* {name('bob')} left")
     bob.wait_for("[exit 0]")
     shown = alice.wait_for("connected to")
-    assert f"alice in {room}: connected to" in shown
+    assert f"{name('alice')} in {room}: connected to" in shown
     print(shown)  # the capture docs/chat.md shows

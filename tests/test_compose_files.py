@@ -14,7 +14,8 @@ import yaml
 
 from support import ROOT
 
-COMPOSE_FILES = [ROOT / "compose.yaml", ROOT / "examples" / "flask-jobs" / "compose.yaml"]
+COMPOSE_FILES = [ROOT / "compose.yaml", ROOT / "examples" / "flask-jobs" / "compose.yaml",
+                 ROOT / "compose.cluster.yaml"]
 
 
 def defaults(value: str) -> str:
@@ -107,3 +108,27 @@ def test_flask_jobs_workers_can_scale():
     """The worker service has no fixed name and publishes no port, so --scale worker=N works."""
     services = yaml.safe_load(COMPOSE_FILES[1].read_text())["services"]
     assert "container_name" not in services["worker"] and "ports" not in services["worker"]
+
+
+def test_compose_cluster_gives_the_programs_every_node_and_the_bundle_settings():
+    """compose.cluster.yaml: three nodes whose host names are the peer list's, each with its own volume and the
+    cookie from the environment; the programs get the three nodes' URLs with the users, passwords and settings of
+    compose.yaml."""
+    single = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
+    services = yaml.safe_load((ROOT / "compose.cluster.yaml").read_text())["services"]
+    nodes = sorted(name for name in services if name.startswith("rabbitmq-"))
+    assert nodes == ["rabbitmq-1", "rabbitmq-2", "rabbitmq-3"]
+    peers = re.findall(r"classic_config\.nodes\.\d = rabbit@(\S+)", services["definitions"]["entrypoint"][-1])
+    assert peers == nodes and [services[n]["hostname"] for n in nodes] == nodes
+    assert len({services[n]["volumes"][0] for n in nodes}) == 3, "a data volume per node"
+    for name in nodes:
+        env = services[name]["environment"]
+        assert env["RABBITIPC_ERLANG_COOKIE"].startswith("${RABBITIPC_ERLANG_COOKIE:-")
+        assert services[name]["user"] == "999:999" and services[name]["image"] == single["rabbitmq"]["image"]
+    for role in ("sender", "receiver"):
+        one = defaults(single[role]["environment"]["AMQP_URL"])
+        urls = defaults(services[role]["environment"]["AMQP_URL"]).split(";")
+        assert urls == [one.replace("@rabbitmq:", f"@{node}:") for node in nodes], role
+        for name in ("RABBITIPC_QUEUE", "RABBITIPC_RETRY_TIMEOUT", "RABBITIPC_HEALTH_FILE"):
+            assert services[role]["environment"][name] == single[role]["environment"][name], (role, name)
+    assert services["definitions"]["environment"] == single["definitions"]["environment"]

@@ -1,5 +1,6 @@
 """Configuration: flags beat environment beat defaults; bad values exit 2 with one line."""
 
+import re
 import subprocess
 import sys
 
@@ -28,6 +29,11 @@ def run_program(script, *args, env=None):
     (RECEIVER, ["--queue", "amq.x"], {}, "reserved by RabbitMQ"),
     (RECEIVER, [], {"RABBITIPC_STRICT": "maybe"}, "RABBITIPC_STRICT: 'maybe' is not a boolean"),
     (RECEIVER, ["--handler", "nonexistent_mod:fn"], {}, "cannot import 'nonexistent_mod'"),
+    (RECEIVER, ["--max-attempts", "0"], {}, "--max-attempts: '0' is not a whole number of at least 1"),
+    (RECEIVER, [], {"RABBITIPC_MAX_ATTEMPTS": "-2"}, "RABBITIPC_MAX_ATTEMPTS: '-2' is not a whole number"),
+    (RECEIVER, ["--min-backoff", "-1"], {}, "--min-backoff: '-1' is not a number of at least 0"),
+    (RECEIVER, ["--min-backoff", "5", "--max-backoff", "1"], {}, "--min-backoff 5 is larger than --max-backoff 1"),
+    (RECEIVER, ["--min-backoff", "45"], {}, "--min-backoff 45 is larger than --max-backoff 30"),
 ])
 def test_invalid_values_exit_2_with_one_line(script, args, env, needle):
     """Any bad flag or environment value: exit code 2, a single stderr line naming it, no traceback."""
@@ -67,6 +73,42 @@ def test_passwords_are_redacted_from_urls():
     assert redact("amqps://host/") == "amqps://host/"
 
 
+def test_every_password_of_a_node_list_is_redacted():
+    """A ';'-separated node list shows each node without its password."""
+    text = redact("amqp://u:pw1@h1:5672/vh;amqps://u:pw2@h2:5671/vh;amqp://h3/vh")
+    assert text == "amqp://u:***@h1:5672/vh;amqps://u:***@h2:5671/vh;amqp://h3/vh"
+
+
+NODE_LIST_ERRORS = [
+    pytest.param("amqp://u:pw1@h1/%2F;;amqp://u:pw2@h3/%2F", "node 2 of 3 is empty", id="empty-element"),
+    pytest.param("amqp://u:pw1@h1/%2F;amqp://u:pw2@h2/%2F;", "node 3 of 3 is empty", id="trailing-separator"),
+    pytest.param("amqp://u:pw1@h1/%2F;http://u:pw2@h2/", "node 2 (http://u:***@h2/) must start with amqp://",
+                 id="not-amqp"),
+    pytest.param("amqp://u:pw1@h1/one;amqp://u:pw2@h2/two", "the nodes name different vhosts", id="mixed-vhosts"),
+]
+
+
+@pytest.mark.parametrize("url,needle", NODE_LIST_ERRORS)
+@pytest.mark.parametrize("script", [SENDER, RECEIVER])
+def test_bad_node_lists_exit_2_with_one_line_and_no_password(script, url, needle):
+    """A node list with an empty element, a URL that is not amqp(s) or mixed vhosts: exit 2, one line
+    naming the element, no password shown (before: the rest was read as the vhost, passwords logged)."""
+    result = run_program(script, env={"AMQP_URL": url})
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], result.stderr
+    assert "pw1" not in result.stderr + result.stdout and "pw2" not in result.stderr + result.stdout
+
+
+def test_library_refuses_a_bad_node_list_with_a_clear_error():
+    """MessageQueue and the other library entries (through Broker) refuse a bad node list at once."""
+    from rabbitipc import MessageQueue
+
+    with pytest.raises(ValueError, match="node 2 of 2 is empty") as caught:
+        MessageQueue("q", "amqp://u:secret@h1/%2F;")
+    assert "secret" not in str(caught.value)
+
+
 def test_password_on_the_command_line_draws_a_warning(run, broker):
     """--url with a password works but warns that ps shows it; AMQP_URL does not warn."""
     flagged = run("sender", "--url", broker.url, "--count", "1")
@@ -90,6 +132,7 @@ LATE_REFUSALS = [
     pytest.param("sender", [], "?tcp_options=(", id="url-tcp-options-unparsable"),
     pytest.param("sender", ["--size", "99999999999"], "", id="size-beyond-memory"),
     pytest.param("sender", ["--http", "no-such-host.invalid:8080"], "", id="http-host-unresolvable"),
+    pytest.param("sender", ["--http", "127.0.0.1:0", "--transient"], "", id="transient-with-http"),
     pytest.param("sender", [b"--message", b"caf\xe9"], "", id="message-not-utf-8"),
 ]
 
@@ -111,3 +154,57 @@ def test_stdin_that_is_not_utf_8_exits_2_with_one_line(broker, queue):
     stderr = result.stderr.decode(errors="replace")
     assert result.returncode == 2, stderr[-2000:]
     assert "Traceback" not in stderr
+
+
+def test_help_shows_defaults_as_they_are_typed_under_the_installed_name():
+    """--help: usage names rabbitipc-send; defaults read true/off/300, never Python's True or 300.0."""
+    text = " ".join(run_program(SENDER, "--help").stdout.split())
+    assert text.startswith("usage: rabbitipc-send ")
+    assert "default: True" not in text and "default: False" not in text and ".0)" not in text
+    assert "(env RABBITIPC_RETRY_TIMEOUT; default: 300)" in text
+    assert "(env RABBITIPC_QUEUE_DURABLE; default: true)" in text
+    assert "(env RABBITIPC_TRANSIENT; default: off)" in text
+    assert "(env RABBITIPC_MIN_INTERVAL; default: 0.5)" in text
+    assert "urls.env" in text  # where the URL comes from without --url and AMQP_URL
+
+
+def test_a_python_without_pika_says_so_in_one_line_with_exit_8():
+    """A Python without the runtime dependencies (pika, ...): one line naming the first missing and the virtualenv's
+    Python, exit 8, no traceback."""
+    for script, shown in ((SENDER, "sender/send.py"), (RECEIVER, "receiver/receive.py")):
+        result = subprocess.run([sys.executable, "-S", str(script), "--count", "1"], cwd=ROOT, env=program_env(""),
+                                capture_output=True, text=True, timeout=30)  # -S: no site-packages, no pika
+        assert result.returncode == 8, result.stderr
+        fix = (f"use .venv/bin/python {shown}" if (ROOT / ".venv/bin/python").exists()
+               else f"run ./run-local.sh once (it makes .venv/), then use .venv/bin/python {shown}")
+        lines = result.stderr.strip().splitlines()  # names the first runtime dependency missing (pika, ...)
+        assert len(lines) == 1 and re.fullmatch(
+            rf"{script.name}: error: \w+ is not installed for {re.escape(sys.executable)}: {re.escape(fix)}",
+            lines[0]), result.stderr
+
+
+def test_the_local_brokers_url_file_comes_after_flag_and_amqp_url(tmp_path):
+    """Without --url and AMQP_URL a program takes its user's URL from ./.rabbitmq/urls.env and says so;
+    AMQP_URL and --url beat the file."""
+    (tmp_path / ".rabbitmq").mkdir()
+    urls = tmp_path / ".rabbitmq" / "urls.env"
+    urls.write_text("SENDER_AMQP_URL=amqp://rabbitipc-sender:pw1@127.0.0.1:1/%2F\n"
+                    "RECEIVER_AMQP_URL=amqp://rabbitipc-receiver:pw2@127.0.0.1:1/%2F\n")
+
+    def run_in(script, *args, **env):
+        environment = {k: v for k, v in program_env("").items() if k != "AMQP_URL"} | env
+        return subprocess.run([sys.executable, str(script), "--retry-timeout", "0.5", *args], cwd=tmp_path,
+                              env=environment, capture_output=True, text=True, timeout=30)
+
+    for script, user in ((SENDER, "rabbitipc-sender"), (RECEIVER, "rabbitipc-receiver")):
+        result = run_in(script)
+        assert result.returncode == 4, result.stderr
+        assert f"broker amqp://{user}:***@127.0.0.1:1/%2F (from {urls})" in result.stderr
+        assert "pw1" not in result.stderr and "pw2" not in result.stderr
+    from_env = run_in(SENDER, AMQP_URL="amqp://u:p@127.0.0.1:2/%2F")
+    assert "broker amqp://u:***@127.0.0.1:2/%2F, queue" in from_env.stderr, from_env.stderr
+    from_flag = run_in(SENDER, "--url", "amqp://127.0.0.1:3/%2F", AMQP_URL="amqp://u:p@127.0.0.1:2/%2F")
+    assert "broker amqp://127.0.0.1:3/%2F, queue" in from_flag.stderr, from_flag.stderr
+    urls.write_text("SENDER_AMQP_URL=http://nope\n")
+    bad = run_in(SENDER)
+    assert bad.returncode == 2 and f"SENDER_AMQP_URL in {urls}: must start with amqp://" in bad.stderr, bad.stderr

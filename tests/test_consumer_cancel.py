@@ -59,6 +59,7 @@ def test_slow_failing_handler_past_the_consumer_timeout_is_dead_lettered_once(ru
     """A handler that outlasts the broker's consumer timeout and then fails: one dead letter, the queue empties."""
     # A classic queue: rabbitmqctl's counts of a quorum queue lag by seconds, and this test counts exactly.
     receiver = run("receiver", "--prefetch", "1", "--handler", "slow_handler:slow_then_fail", "--queue-type", "classic",
+                   "--max-attempts", "1",
                    url=limited_broker.url)
     receiver.wait_for_line("consuming from queue")
     sender = run("sender", "--count", "1", "--queue-type", "classic", url=limited_broker.url)
@@ -71,3 +72,19 @@ def test_slow_failing_handler_past_the_consumer_timeout_is_dead_lettered_once(ru
                      "the message settled")
     assert dead_count() == 1, f"dead-lettered {dead_count()} times:\n{receiver.output[-2000:]}"
     assert queue_counts(limited_broker, queue)[:2] == (0, 0), "settled: neither ready nor unacked"
+
+
+def test_slow_failing_handler_past_the_consumer_timeout_is_retried_once_per_attempt(run, limited_broker, queue):
+    """The same handler with --max-attempts 2: each failure is sent to its delay queue once, when the message
+    comes back after the timeout, without running the handler again; two attempts, then one dead letter."""
+    receiver = run("receiver", "--prefetch", "1", "--handler", "flaky:slow_then_fail", "--queue-type", "classic",
+                   "--max-attempts", "2", "--min-backoff", "0.2", url=limited_broker.url)
+    receiver.wait_for_line("consuming from queue")
+    sender = run("sender", "--count", "1", "--queue-type", "classic", url=limited_broker.url)
+    assert sender.wait() == 0, sender.output
+    [message_id] = sender.ids(SENT)
+    receiver.wait_for_line(f"dead-lettered id={message_id}", 60)
+    assert receiver.output.count(f"of id={message_id}") == 2, receiver.output[-3000:]
+    assert receiver.output.count(f"retrying id={message_id} ") == 1
+    assert "consumer_timeout expired" in receiver.output, "the broker's timeout did not strike: the test proves nothing"
+    wait_until(lambda: (queue_counts(limited_broker, queue + ".dead") or (0,))[0] == 1, 10, "one dead letter")

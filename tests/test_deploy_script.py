@@ -23,6 +23,18 @@ case "$*" in
   *"image tag"*) echo "docker.io/library/$(echo "$*" | awk '{print $NF}')" >> "$IMAGES" ;;
   *"get -k"*) printf '%s\\n' ${OBJECTS:-service/rabbitipc deployment.apps/rabbitipc} ;;
   *"rollout status"*) exit "${ROLLOUT_RC:-0}" ;;
+  *"get pod "*"uid"*)
+    [ -n "${NO_POD:-}" ] && exit 1
+    if [ -e "$UIDS" ]; then echo uid-new; else echo uid-old; touch "$UIDS"; fi ;;
+  *"wait --for=condition=Ready"*) exit "${READY_RC:-0}" ;;
+  *"logs deployment/rabbitipc-sender --tail=-1"*)
+    n=$(cat "$SENT" 2>/dev/null | wc -l)
+    echo "T INFO rabbitipc.programs.sender: sent seq=$((n+1)) id=m$((n+1)) bytes=1 payload=x" >> "$SENT"
+    cat "$SENT" ;;
+  *"logs -l app.kubernetes.io/component=receiver --tail=-1"*)
+    sed -n 's/.* sent seq=\\([0-9]*\\) id=\\([^ ]*\\) .*/T INFO r: received seq=\\1 id=\\2 latency_ms=1.0/p' "$SENT" \\
+      | grep -v "id=${LOSE:-none} "
+    [ -n "${TWICE:-}" ] && echo "T INFO r: received seq=1 id=m1 latency_ms=1.0" ;;
   *"logs"*) echo "LOG LINES FROM THE POD" ;;
   *"].port}"*) echo 15672 ;;
   *"nodePort"*) echo "${NODE_PORT:-}" ;;
@@ -41,7 +53,8 @@ def run_script(tmp_path, *args, tools=("minikube", "kubectl"), **env):
         (bin_dir / tool).chmod(0o755)
     calls = tmp_path / "calls"
     environment = dict(os.environ, PATH=f"{bin_dir}:/usr/bin:/bin", CALLS=str(calls),
-                       IMAGES=str(tmp_path / "images"), **env)
+                       IMAGES=str(tmp_path / "images"), UIDS=str(tmp_path / "uids"), SENT=str(tmp_path / "sent"),
+                       **env)
     result = subprocess.run([str(SCRIPT), *args], cwd=ROOT, env=environment, capture_output=True,
                             text=True, timeout=60)
     return result, calls.read_text().splitlines() if calls.exists() else []
@@ -127,6 +140,50 @@ def test_delete_removes_what_the_overlay_created(tmp_path):
     assert result.returncode == 0, result.stderr
     assert any("delete -k k8s/overlays/minikube --ignore-not-found" in call for call in calls)
     assert not any("image build" in call for call in calls)
+
+
+CLUSTER_OBJECTS = ("service/rabbitipc-rabbitmq statefulset.apps/rabbitipc-rabbitmq deployment.apps/rabbitipc-receiver "
+                   "deployment.apps/rabbitipc-sender")
+
+
+def test_the_cluster_layout_waits_for_its_nodes_without_restarting_them(tmp_path):
+    """RABBITIPC_OVERLAY=k8s/cluster: the broker StatefulSet's rollout is awaited but never restarted (its image
+    is not rebuilt), the programs' Deployments are; the end names --kill-broker; --delete removes the nodes'
+    claims, which outlive the StatefulSet."""
+    result, calls = run_script(tmp_path, RABBITIPC_OVERLAY="k8s/cluster", OBJECTS=CLUSTER_OBJECTS)
+    assert result.returncode == 0, result.stderr
+    assert any("rollout status statefulset.apps/rabbitipc-rabbitmq" in call for call in calls)
+    assert not any("rollout restart statefulset" in call for call in calls)
+    assert any("rollout restart deployment.apps/rabbitipc-sender" in call for call in calls)
+    assert "./deploy-local-minikube.sh --kill-broker" in result.stdout
+    deleted, calls = run_script(tmp_path, "--delete", RABBITIPC_OVERLAY="k8s/cluster")
+    assert deleted.returncode == 0, deleted.stderr
+    assert any("delete pvc -l app.kubernetes.io/component=broker-data" in call for call in calls)
+
+
+def test_kill_broker_deletes_a_node_under_traffic_and_counts_lost_and_twice(tmp_path):
+    """--kill-broker deletes rabbitipc-rabbitmq-0, waits for a new Pod ready while the sender sends on, then
+    reports 0 lost, 0 handled twice; a message never received, or received twice, is an error (exit 1) with the
+    Pods listed; no deployed Pod is a one-line error."""
+    result, calls = run_script(tmp_path, "--kill-broker", RABBITIPC_OVERLAY="k8s/cluster")
+    assert result.returncode == 0, result.stderr
+    assert any("delete pod rabbitipc-rabbitmq-0 --wait=false" in call for call in calls)
+    assert not any("image build" in call or " apply " in call for call in calls)
+    assert "0 lost, 0 handled twice" in result.stderr
+
+    for name in ("uids", "sent"):
+        (tmp_path / name).unlink()
+    lost, _ = run_script(tmp_path, "--kill-broker", LOSE="m1", RABBITIPC_ROLLOUT_TIMEOUT="3")
+    assert lost.returncode == 1 and "1 messages sent were not received within 3s" in lost.stderr, lost.stderr
+    assert "get pods -l app.kubernetes.io/part-of=rabbitipc" in (tmp_path / "calls").read_text()
+
+    for name in ("uids", "sent"):
+        (tmp_path / name).unlink()
+    twice, _ = run_script(tmp_path, "--kill-broker", TWICE="1")
+    assert twice.returncode == 1 and "1 messages were handled twice" in twice.stderr, twice.stderr
+
+    absent, _ = run_script(tmp_path, "--kill-broker", NO_POD="1")
+    assert absent.returncode == 1 and "no Pod rabbitipc-rabbitmq-0" in absent.stderr
 
 
 def test_make_smoke_creates_the_virtualenv_it_runs_from():

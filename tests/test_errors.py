@@ -1,8 +1,10 @@
 """Failures the user can cause or meet get one clear line and a distinct exit code."""
 
 import pika
+import pika.spec
 
 from devtools.localbroker import free_port
+from rabbitipc.errors import ReplyCode
 from support import MAX_MESSAGE_SIZE
 
 
@@ -10,16 +12,35 @@ def _error_lines(program):
     return [line for line in program.lines if ": error: " in line]
 
 
+def test_reply_codes_are_named_as_pika_names_them():
+    """ReplyCode (stdlib only) names every AMQP reply code pika.spec defines, with pika's number."""
+    spec = {name: getattr(pika.spec, name) for name in dir(pika.spec)
+            if name.isupper() and isinstance(getattr(pika.spec, name), int) and 300 <= getattr(pika.spec, name) < 600}
+    assert {code.name: code.value for code in ReplyCode} == spec
+
+
 def test_wrong_password_exits_3_with_a_clear_line(run, broker):
-    """Bad credentials: exit 3, one error line naming the user, the password never shown."""
+    """Bad credentials: exit 3 at the first refusal (no retries), one error line naming the user,
+    the password never shown."""
     url = broker.url.replace("guest:guest", "guest:s3cret-wrong")
     for role in ("sender", "receiver"):
         program = run(role, url=url)
         assert program.wait() == 3, program.output
         errors = _error_lines(program)
-        assert len(errors) == 1 and "refused user 'guest'" in errors[0]
+        assert len(errors) == 1 and "refused user 'guest'" in errors[0] and "ACCESS_REFUSED" in errors[0]
+        assert "retrying" not in program.output, program.output
         assert "s3cret-wrong" not in program.output
         assert "Traceback" not in program.output
+
+
+def test_a_vhost_that_does_not_exist_exits_3_naming_it(run, broker):
+    """A URL naming a vhost the broker does not have: exit 3 at once, one line naming the vhost."""
+    url = broker.url.replace("/%2F", "/no-such-vhost")
+    program = run("sender", url=url)
+    assert program.wait() == 3, program.output
+    errors = _error_lines(program)
+    assert len(errors) == 1 and "access to vhost 'no-such-vhost'" in errors[0], program.output
+    assert "retrying" not in program.output and "Traceback" not in program.output
 
 
 def test_unreachable_broker_exits_4_after_the_retry_budget(run):
@@ -28,7 +49,7 @@ def test_unreachable_broker_exits_4_after_the_retry_budget(run):
     program = run("sender", "--retry-timeout", "2", url=url)
     assert program.wait(30) == 4, program.output
     errors = _error_lines(program)
-    assert len(errors) == 1 and "unreachable" in errors[0] and "retry budget 2s" in errors[0]
+    assert len(errors) == 1 and "unreachable" in errors[0] and "retry budget of 2s" in errors[0]
     assert "not reachable" in program.output and "retrying in" in program.output
     assert "hidden-pw" not in program.output and "Traceback" not in program.output
 

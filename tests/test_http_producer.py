@@ -1,14 +1,16 @@
 """sender --http: web apps POST work; 202 once the broker has it, 400/503 when it cannot."""
 
 import json
+import re
 import socket
+import struct
 import threading
 import time
 import urllib.error
 import urllib.request
 
 from devtools.localbroker import free_port
-from support import MAX_MESSAGE_SIZE, RECEIVED, SENT, queue_depth, wait_until
+from support import MAX_MESSAGE_SIZE, RECEIVED, SENT, get_all, queue_depth, wait_until
 
 
 def post(port, body: bytes, path="/messages", headers=None, timeout=30):
@@ -18,7 +20,8 @@ def post(port, body: bytes, path="/messages", headers=None, timeout=30):
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.load(response)
     except urllib.error.HTTPError as exc:
-        return exc.code, json.load(exc)
+        data = exc.read()
+        return exc.code, json.loads(data) if exc.headers.get("Content-Type") == "application/json" else data.decode()
 
 
 def start_http_sender(run, *args, **kwargs):
@@ -39,16 +42,21 @@ def test_posted_json_is_confirmed_then_received(run):
     assert 'payload={"job":"resize","image":42}' in receiver.output
 
 
-def test_malformed_or_oversized_bodies_get_400(run):
-    """Broken JSON and bodies over 1 MiB are refused with 400 and a reason; nothing is published."""
+def test_malformed_bodies_get_400_and_oversized_ones_413(run):
+    """Broken JSON is refused with 400 and a reason; a body over 1 MiB with 413 on its headers alone, unread."""
     sender, port = start_http_sender(run)
     status, answer = post(port, b'{"job": ')
     assert status == 400 and answer["error"].startswith("malformed JSON")
-    status, answer = post(port, b'"' + b"x" * (1024 * 1024) + b'"')
-    assert status == 400 and "exceeds the 1048576-byte limit" in answer["error"]
+    status, answer = post(port, b"[" * 100_000 + b"]" * 100_000)
+    assert status == 400 and answer["error"] == "malformed JSON: nested too deep", answer
     status, _ = post(port, b"{}", path="/other")
     assert status == 404
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"POST /messages HTTP/1.1\r\nHost: x\r\nContent-Length: 1048577\r\n\r\n" + b'"' + b"x" * 65536)
+        response = sock.recv(65536)
+    assert status_of(response) == 413, response[:200]
     assert " sent seq=" not in sender.output
+    assert post(port, b'"' + b"x" * (1024 * 1024 - 2) + b'"')[0] == 202  # 1 MiB exactly is within the limit
 
 
 def test_broker_unreachable_gives_503_and_the_server_stays_up(run):
@@ -166,9 +174,13 @@ def test_slow_clients_are_disconnected(run):
 def test_control_characters_in_a_request_are_escaped_in_the_log(run):
     """A request line with a carriage return and an escape sequence cannot forge a log line or reach the terminal."""
     sender, port = start_http_sender(run)
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(b"GET /\x1b[2J\rsent seq=999 id=forged bytes=1 via HTTP HTTP/1.1\r\n\r\n")
-        sock.recv(65536)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:  # raw: refused by the parser
+        sock.sendall(b"GET /\x1b[2J\rsent seq=999 id=raw bytes=1 via HTTP HTTP/1.1\r\n\r\n")
+        assert status_of(sock.recv(65536)) == 400
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:  # percent-encoded: decoded, logged
+        sock.sendall(b"GET /%1b[2J%0d%0asent%20seq=999%20id=forged%20bytes=1%20via%20HTTP HTTP/1.1\r\n"
+                     b"Host: x\r\n\r\n")
+        assert status_of(sock.recv(65536)) == 404
     wait_until(lambda: "forged" in sender.output, 10, "the request logged", lambda: sender.output)
     assert "forged" not in sender.ids(SENT), "a forged 'sent' line"
     assert "\x1b" not in sender.output
@@ -259,3 +271,118 @@ def test_a_body_over_the_brokers_max_message_size_gets_503_and_the_next_post_202
     status, answer = post(port, b'{"small": 1}', timeout=12)
     assert status == 202, answer
     assert sender.proc.poll() is None
+
+
+# -- request framing: every byte of a request is read as that request's, never as the next one ---------
+END = b"GET /end HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"  # answered 404, then the server closes
+
+
+def exchange(port: int, data: bytes) -> list[int]:
+    """Send raw bytes on one connection, followed by END; the statuses of every response until the server closes."""
+    received = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(data + END)
+        while chunk := sock.recv(65536):
+            received += chunk
+    return [int(status) for status in re.findall(rb"HTTP/1\.[01] (\d{3}) ", received)]
+
+
+def request(path: str, body: bytes, *headers: str) -> bytes:
+    head = "".join(f"{header}\r\n" for header in ("Host: x", "Content-Type: application/json", *headers))
+    return f"POST {path} HTTP/1.1\r\n{head}\r\n".encode() + body
+
+
+def chunked(body: bytes) -> bytes:
+    return b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+
+
+def test_an_unread_body_is_never_parsed_as_the_next_request(run):
+    """POST /not-messages whose body is a whole POST /messages: one 404, nothing published."""
+    sender, port = start_http_sender(run)
+    smuggled = request("/messages", b'{"smuggled":1}', "Content-Length: 14", "Idempotency-Key: smuggled-1")
+    statuses = exchange(port, request("/not-messages", smuggled, f"Content-Length: {len(smuggled)}"))
+    assert statuses == [404, 404], statuses
+    status, answer = post(port, b'{"after": 1}')  # published after anything the connection above published
+    assert status == 202
+    sender.wait_for_line(f"id={answer['id']}")
+    assert sender.ids(SENT) == [answer["id"]], sender.output
+
+
+def test_a_chunked_body_is_one_message(run):
+    """POST /messages with Transfer-Encoding: chunked is decoded and published; the chunk bytes are no request."""
+    receiver = run("receiver")
+    sender, port = start_http_sender(run)
+    statuses = exchange(port, request("/messages", chunked(b'{"via":"chunked"}'), "Transfer-Encoding: chunked"))
+    assert statuses == [202, 404], statuses
+    receiver.wait_count(RECEIVED, 1)
+    assert 'payload={"via":"chunked"}' in receiver.output
+
+
+def test_chunked_with_content_length_is_refused_or_read_as_chunked(run):
+    """Transfer-Encoding: chunked with a Content-Length: refused, or framed by the chunks (RFC 7230), not the length."""
+    receiver = run("receiver")
+    sender, port = start_http_sender(run)
+    # Framed by Content-Length, the body is `11\r\n` (JSON 11) and the chunk data the next request line.
+    data = request("/messages", chunked(b'{"via":"chunked"}'), "Transfer-Encoding: chunked", "Content-Length: 4")
+    statuses = exchange(port, data)
+    assert statuses in ([400, 404], [400], [202, 404]), statuses
+    if statuses[0] == 202:
+        receiver.wait_count(RECEIVED, 1)
+        assert 'payload={"via":"chunked"}' in receiver.output
+    else:
+        assert " sent seq=" not in sender.output
+
+
+def test_a_client_reset_is_at_most_one_log_line_and_no_traceback(run):
+    """Clients that reset mid-body or before their answer: no traceback, at most one log line each."""
+    sender, port = start_http_sender(run)
+    assert post(port, b'{"before": 1}')[0] == 202
+    logged = len(sender.lines)
+    resets = [request("/messages", b'{"job"', "Content-Length: 100"),  # reset while the body is read
+              request("/messages", b'{"job":2}', "Content-Length: 9")]  # reset while the answer is awaited
+    for data in resets * 2:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(data)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close sends RST
+        sock.close()
+    status, answer = post(port, b'{"after": 1}')
+    assert status == 202
+    sender.wait_for_line(f"id={answer['id']}")
+    new = [line for line in sender.lines[logged:] if " sent seq=" not in line and "/messages 202" not in line]
+    assert "Traceback" not in sender.output and len(new) <= len(resets) * 2, "\n".join(new)
+
+
+def test_a_key_reused_for_another_body_after_a_restart_is_dead_lettered_not_dropped(run, broker, queue):
+    """After a front restart a key reused for another body (202: the front cannot know) is parked as a key conflict."""
+    import signal
+
+    receiver = run("receiver")
+    sender, port = start_http_sender(run)
+    assert post(port, b'{"order": 1}', headers={"Idempotency-Key": "order-1"})[0] == 202
+    assert post(port, b'{"order": 2}', headers={"Idempotency-Key": "order-2"})[0] == 202
+    receiver.wait_count(RECEIVED, 2)
+    sender.signal(signal.SIGTERM)
+    assert sender.wait(10) == 0
+    sender, port = start_http_sender(run)  # remembers no key
+    assert post(port, b'{"order": "another"}', headers={"Idempotency-Key": "order-1"})[0] == 202
+    assert post(port, b'{"order": 2}', headers={"Idempotency-Key": "order-2"})[0] == 202  # a true retry
+    receiver.wait_for_line("dead-lettered id=order-1")
+    receiver.wait_for_line("id=order-2 already handled")
+    assert receiver.ids(RECEIVED) == ["order-1", "order-2"]
+    parked = get_all(broker.url, f"{queue}.dead")
+    assert len(parked) == 1, parked
+    properties, body = parked[0]
+    assert json.loads(body)["payload"] == '{"order":"another"}'
+    assert "Idempotency-Key conflict: id order-1" in properties.headers["x-rabbitipc-reason"], properties.headers
+
+
+def test_an_address_in_use_exits_2_with_one_line(run):
+    """--http on a port another program listens on: exit 2 and one line naming the address, no traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        sender = run("sender", "--http", f"127.0.0.1:{port}")
+        assert sender.wait(30) == 2, sender.output
+    assert f"rabbitipc-send: error: --http 127.0.0.1:{port}: Address already in use" in sender.output
+    assert "Traceback" not in sender.output

@@ -3,6 +3,7 @@
 import json
 import threading
 
+import pika
 import pytest
 
 from rabbitipc import MessageQueue
@@ -27,8 +28,9 @@ def test_publish_and_consume_in_one_process(broker, queue):
 
 
 def test_handler_exception_dead_letters_and_consumption_goes_on(broker, queue):
-    """A handler that raises sends that message to <queue>.dead; later ones are still handled."""
-    mq = MessageQueue(queue, broker.url)
+    """With max_attempts=1 a handler that raises sends that message to <queue>.dead at once; later ones are
+    still handled."""
+    mq = MessageQueue(queue, broker.url, max_attempts=1)
     mq.publish("bad")
     mq.publish("good")
     seen = []
@@ -46,6 +48,36 @@ def test_handler_exception_dead_letters_and_consumption_goes_on(broker, queue):
     thread.join(10)
     dead = wait_until(lambda: get_all(broker.url, queue + ".dead"), 10, "the dead letter")
     assert [props.headers["x-rabbitipc-reason"] for props, _ in dead] == ["handler failed: ValueError: no"]
+
+
+def test_consumer_retries_a_failing_handler_with_its_attempt_and_reject_parks_at_once(broker, queue):
+    """Consumer(max_attempts=3): a handler failing at attempt 1 and 2 succeeds at 3 (Delivery.attempt
+    counts them); raising rabbitipc.Reject parks a message at once with "rejected: <text>"."""
+    from rabbitipc import Consumer, Reject, StopFlag, Subscription
+
+    mq = MessageQueue(queue, broker.url)
+    flaky, final = mq.publish("flaky"), mq.publish("refused")
+    mq.close()
+    attempts, stop = [], StopFlag()
+
+    def handle(delivery):
+        attempts.append((delivery.message.payload, delivery.attempt))
+        if delivery.message.payload == "refused":
+            raise Reject("not ours to do")
+        if delivery.attempt < 3:
+            raise ConnectionError("try later")
+        stop.set("done")
+
+    consumer = Consumer(broker.url, Subscription(queue=queue), handle, stop=stop, max_attempts=3,
+                        min_backoff=0.1, max_backoff=0.2)
+    thread = threading.Thread(target=consumer.run)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert attempts == [("flaky", 1), ("refused", 1), ("flaky", 2), ("flaky", 3)]
+    [(properties, _)] = get_all(broker.url, queue + ".dead")
+    assert (properties.message_id, properties.headers["x-rabbitipc-reason"]) == (final, "rejected: not ours to do")
+    assert flaky != final
 
 
 def test_broadcast_publish_without_subscribers_raises(broker):
@@ -119,3 +151,31 @@ def test_wake_ends_a_publishers_idle_wait_from_another_thread(broker, queue):
     idling.join(30)
     assert not idling.is_alive(), "idle(600) did not end on wake()"
     publisher.close()
+
+
+def test_one_broker_value_goes_whole_to_every_constructor(broker, queue):
+    """A Broker (URL and retry policy in one value) is taken whole by MessageQueue, StreamPublisher with
+    its PublisherSettings, and the RpcClient, as a URL is (before, each took a URL string and unpacked
+    the rest into parameters of its own)."""
+    from rabbitipc import Broker, PublisherSettings, RetryPolicy, StreamPublisher
+    from rabbitipc.topology import Route
+
+    where = Broker(broker.url, retry=RetryPolicy(timeout=30, max_delay=1))
+    confirmed = []
+    publisher = StreamPublisher(where, Route("work", queue), PublisherSettings("test-whole-broker", window=10,
+                                                                              on_confirmed=confirmed.append))
+    publisher.publish(b"from the stream publisher", pika.BasicProperties(message_id="one", delivery_mode=2), item="one")
+    assert publisher.flush(grace=10) and confirmed == ["one"]
+    publisher.close()
+    mq = MessageQueue(queue, where)
+    assert mq.broker is where
+    mq.publish("from the message queue")
+    got = []
+    mq.register(lambda delivery: got.append(delivery.body))
+    thread = threading.Thread(target=mq.start)
+    thread.start()
+    wait_until(lambda: len(got) == 2, 30, "both messages handled")
+    mq.stop()
+    thread.join(10)
+    mq.close()
+    assert b"from the message queue" in got[1]

@@ -30,7 +30,7 @@ def test_python_code_is_ruff_clean():
     """ruff (configured in pyproject.toml) finds nothing in the code or the tests."""
     if shutil.which("ruff") is None:
         pytest.skip("ruff not installed (it is in the test extra)")
-    result = subprocess.run(["ruff", "check", "rabbitipc", "tests", "sender", "receiver", "stage", "bench",
+    result = subprocess.run(["ruff", "check", "rabbitipc", "tests", "sender", "receiver", "bench",
                              "examples"], cwd=ROOT,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout

@@ -50,3 +50,41 @@ def test_definitions_for_a_local_node_are_readable_by_their_owner_only(tmp_path)
                              "--private"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     assert oct((tmp_path / "cli" / "definitions.json").stat().st_mode & 0o777) == "0o600"
+
+
+def test_the_script_reuses_its_private_node_when_a_docker_engine_answers_later(tmp_path):
+    """A private node the script started earlier is this checkout's broker even once a Docker engine answers: a
+    second start reuses it (no container, urls.env untouched), Docker-only refuses while it runs, --stop stops it."""
+    from devtools.localbroker import free_port, port_open
+
+    calls = tmp_path / "docker-calls"
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "docker").write_text(f'#!/bin/sh\necho "$*" >> {calls}\n[ "$1" = info ]\n')  # an engine that answers
+    (tools / "docker").chmod(0o755)
+    node = tmp_path / "node"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RABBITIPC_") and k != "AMQP_URL"}
+    env.update(RABBITIPC_NODE_DIR=str(node), RABBITIPC_AMQP_PORT=str(port), RABBITIPC_UI_PORT=str(free_port()))
+    with_docker = {**env, "PATH": f"{tools}{os.pathsep}{env['PATH']}"}
+    script = [str(ROOT / "start-local-docker-rabbitmq.sh")]
+
+    def run(*args, **environment):
+        return subprocess.run([*script, *args], env=environment, capture_output=True, text=True, timeout=300)
+
+    try:
+        first = run(RABBITIPC_BROKER="local", **env)
+        assert first.returncode == 0, first.stderr
+        urls = (node / "urls.env").read_text()
+        again = run(**with_docker)
+        assert again.returncode == 0, again.stderr
+        assert f"the private node in {node} already runs" in again.stderr
+        assert (node / "urls.env").read_text() == urls
+        assert not calls.exists() or calls.read_text().split() == ["info"], "no container asked for"
+        docker_only = run(RABBITIPC_BROKER="docker", **with_docker)
+        assert docker_only.returncode == 1 and f"the private node in {node} runs" in docker_only.stderr
+        stopped = run("--stop", **with_docker)
+        assert stopped.returncode == 0, stopped.stderr
+        assert not port_open(port)
+    finally:
+        run("--stop", RABBITIPC_BROKER="local", **env)

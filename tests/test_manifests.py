@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -12,14 +14,15 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from rabbitipc import definitions
+from rabbitipc.programs import definitions
 
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
 from support import ROOT  # noqa: E402
 
 K8S = ROOT / "k8s"
-OVERLAYS = {"base": K8S / "base", "minikube": K8S / "overlays" / "minikube", "scaled": K8S / "scaled"}
+OVERLAYS = {"base": K8S / "base", "minikube": K8S / "overlays" / "minikube", "scaled": K8S / "scaled",
+            "cluster": K8S / "cluster"}
 #: The Kubernetes versions the README claims: the oldest and the newest are validated.
 KUBERNETES_VERSIONS = ["1.27.0", "1.37.0"]
 PROGRAMS = ("receiver", "sender")
@@ -45,7 +48,8 @@ def of_kind(docs, kind):
 
 
 def pod_specs(docs):
-    return [(d["metadata"]["name"], d["spec"]["template"]) for d in of_kind(docs, "Deployment")]
+    return [(d["metadata"]["name"], d["spec"]["template"]) for d in of_kind(docs, "Deployment")
+            + of_kind(docs, "StatefulSet")]
 
 
 def containers(docs):
@@ -117,7 +121,7 @@ def test_containers_are_hardened_probed_and_limited(bundle):
             image, _, tag = container["image"].rpartition(":")
             assert image and tag and tag != "latest", where
             assert container["imagePullPolicy"] == "IfNotPresent", where
-            if container["name"] == "definitions":
+            if container in spec.get("initContainers", []):  # they run to completion: no probes
                 assert context["readOnlyRootFilesystem"] is True, where
                 continue
             assert "readinessProbe" in container, where
@@ -167,10 +171,10 @@ def test_the_version_is_written_once_and_matches_the_package(bundle):
 def test_programs_share_one_generated_settings_config_map(bundle):
     """Sender, receiver and the definitions init container read the queue name from one ConfigMap."""
     _, docs = bundle
-    (settings,) = of_kind(docs, "ConfigMap")
+    (settings,) = [c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"].startswith("rabbitipc-settings")]
     assert settings["data"]["RABBITIPC_QUEUE"] == "hello"
     users = [c for c in containers(docs) if c["name"] in PROGRAMS]
-    users += [c for _, t in pod_specs(docs) for c in t["spec"].get("initContainers", [])]
+    users += [c for _, t in pod_specs(docs) for c in t["spec"].get("initContainers", []) if c["name"] == "definitions"]
     for container in users:
         assert container["envFrom"] == [{"configMapRef": {"name": settings["metadata"]["name"]}}], container["name"]
         assert "RABBITIPC_QUEUE" not in {e["name"] for e in container.get("env", [])}
@@ -182,11 +186,18 @@ def broker_template(docs):
 
 
 def test_broker_data_is_on_a_claim_under_a_fixed_node_name(bundle):
-    """The broker's data directory is a PersistentVolumeClaim and its node name does not follow the Pod's."""
-    _, docs = bundle
+    """The broker's data directory is a PersistentVolumeClaim and its node name does not follow the Pod's
+    (in the cluster layout: a claim per node, each node named after its StatefulSet Pod, which is stable)."""
+    layout, docs = bundle
     spec = broker_template(docs)["spec"]
     rabbit = next(c for c in spec["containers"] if c["name"] == "rabbitmq")
     data = next(m for m in rabbit["volumeMounts"] if m["mountPath"] == "/var/lib/rabbitmq")
+    if layout == "cluster":
+        (statefulset,) = of_kind(docs, "StatefulSet")
+        (template,) = statefulset["spec"]["volumeClaimTemplates"]
+        assert template["metadata"]["name"] == data["name"] and not of_kind(docs, "PersistentVolumeClaim")
+        assert env_value(rabbit, "RABBITMQ_NODENAME", docs) == "rabbit@$(POD_NAME).rabbitipc-rabbitmq-nodes"
+        return
     volume = next(v for v in spec["volumes"] if v["name"] == data["name"])
     (claim,) = of_kind(docs, "PersistentVolumeClaim")
     assert volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
@@ -201,7 +212,7 @@ def test_broker_memory_alarm_follows_the_container_limit(bundle, tmp_path, monke
     headroom, as total_memory_available_override_value."""
     _, docs = bundle
     spec = broker_template(docs)["spec"]
-    (init,) = spec["initContainers"]
+    (init,) = [c for c in spec["initContainers"] if c["name"] == "definitions"]
     var = next(e for e in init["env"] if e["name"] == "RABBITIPC_BROKER_MEMORY_LIMIT")
     assert var["valueFrom"]["resourceFieldRef"] == {"containerName": "rabbitmq", "resource": "limits.memory"}
     rabbit = next(c for c in spec["containers"] if c["name"] == "rabbitmq")
@@ -252,15 +263,56 @@ def test_minikube_overlay_exposes_only_the_ui_on_a_node_port():
 
 
 def test_both_layouts_share_the_broker_component():
-    """base and scaled get the broker, its users and the settings from the same components, not copies."""
-    for layout in ("base", "scaled"):
+    """base, scaled and cluster get the broker, its users and the settings from the same components, not
+    copies (scaled and cluster their programs too)."""
+    for layout in ("base", "scaled", "cluster"):
         kustomization = yaml.safe_load((OVERLAYS[layout] / "kustomization.yaml").read_text())
-        assert kustomization["components"] == ["../components/broker", "../components/common"]
+        assert kustomization["components"][-2:] == ["../components/broker", "../components/common"]
+        if layout != "base":
+            assert kustomization["components"][:2] == ["../components/programs", "../components/policies"]
         assert "rabbitipc-credentials" not in (OVERLAYS[layout] / "kustomization.yaml").read_text()
-    base, scaled = (broker_template(render(OVERLAYS[name])) for name in ("base", "scaled"))
+    base, scaled, cluster = (broker_template(render(OVERLAYS[name])) for name in ("base", "scaled", "cluster"))
     for kind in ("containers", "initContainers"):
         assert [c for c in base["spec"][kind] if c["name"] in ("rabbitmq", "definitions")] == \
             [c for c in scaled["spec"][kind] if c["name"] in ("rabbitmq", "definitions")]
+        assert [c["name"] for c in cluster["spec"][kind] if c["name"] in ("rabbitmq", "definitions")] == \
+            [c["name"] for c in scaled["spec"][kind] if c["name"] in ("rabbitmq", "definitions")]
+
+
+def test_the_program_container_is_written_once_for_every_layout(bundle):
+    """Every sender and receiver container, in every layout, has exactly the fields of the one program
+    container (components/program-container), which no other manifest repeats (no copy, no index)."""
+    layout, docs = bundle
+    source = K8S / "components" / "program-container" / "program.yaml"
+    (shared,) = yaml.safe_load(source.read_text())["spec"]["containers"]
+    programs = [c for c in containers(docs) if c["name"] in PROGRAMS]
+    assert sorted(c["name"] for c in programs) == sorted(PROGRAMS)
+    for container in programs:
+        for field in ("imagePullPolicy", "readinessProbe", "livenessProbe", "resources", "securityContext"):
+            assert container[field] == shared[field], (layout, container["name"], field)
+        assert [ref["configMapRef"]["name"].rsplit("-", 1)[0] for ref in container["envFrom"]] == \
+            ["rabbitipc-settings"]
+    texts = {p: p.read_text() for p in K8S.rglob("*.yaml")}
+    writers = [p for p, text in texts.items() if "readinessProbe" in text and "rabbitipc.health" in text]
+    assert writers == [source]
+    assert not [p for p, text in texts.items() if "/containers/0" in text]
+
+
+def test_every_connection_string_carries_its_programs_broker_user(bundle):
+    """In every layout each program's connection strings (one per node in the cluster) log in as the user
+    and password the broker's credentials Secret creates for that program."""
+    import base64
+
+    _, docs = bundle
+    secrets = {s["metadata"]["name"].rsplit("-", 1)[0]: {k: base64.b64decode(v).decode() for k, v in s["data"].items()}
+               for s in of_kind(docs, "Secret")}
+    credentials, connection = secrets["rabbitipc-credentials"], secrets["rabbitipc-connection"]
+    for program in PROGRAMS:
+        urls = [urlsplit(u) for u in connection[f"{program}_connection_string"].split(";")]
+        assert urls
+        for url in urls:
+            assert (url.username, url.password) == (credentials[f"{program}-username"],
+                                                   credentials[f"{program}-password"])
 
 
 def test_scaled_overlay_puts_the_broker_behind_a_service():
@@ -288,7 +340,7 @@ def test_scaled_overlay_guards_receivers_and_fences_the_broker():
     policies = {p["metadata"]["name"]: p["spec"] for p in of_kind(docs, "NetworkPolicy")}
     broker = policies["rabbitipc-rabbitmq"]
     assert broker["podSelector"]["matchLabels"].items() <= templates["rabbitipc-rabbitmq"]["metadata"]["labels"].items()
-    amqp_rule, ui_rule = broker["ingress"]
+    amqp_rule, ui_rule, _scraper_rule = broker["ingress"]  # the scraper's: test_only_a_labelled_scraper_...
     assert [p["port"] for p in amqp_rule["ports"]] == ["amqp"]
     allowed = {e["key"]: set(e["values"]) for e in amqp_rule["from"][0]["podSelector"]["matchExpressions"]}
     assert allowed["app.kubernetes.io/component"] == {"sender", "receiver"}
@@ -296,8 +348,140 @@ def test_scaled_overlay_guards_receivers_and_fences_the_broker():
     # The UI only from labelled Pods of the namespace: no namespaceSelector, no open `from`.
     assert ui_rule["from"] == [{"podSelector": {"matchLabels": {"rabbitipc/management-client": "true"}}}]
     programs = policies["rabbitipc-programs"]
-    assert programs["policyTypes"] == ["Ingress", "Egress"] and programs["ingress"] == []
+    # Nobody reaches the programs but a labelled scraper, on their metrics port (test below).
+    assert programs["policyTypes"] == ["Ingress", "Egress"]
+    assert [p["port"] for rule in programs["ingress"] for p in rule["ports"]] == ["metrics"]
     assert {p["port"] for rule in programs["egress"] for p in rule["ports"]} == {5672, 53}
+
+
+def test_cluster_layout_runs_three_nodes_that_find_each_other_and_leave_one_at_a_time():
+    """k8s/cluster: a 3-replica StatefulSet (Parallel) under a headless Service that publishes not-ready
+    peers, the peers listed by those stable names, the cookie from a Secret, a claim per node,
+    anti-affinity, a PodDisruptionBudget of one, a preStop that waits for quorum, and programs given
+    every node's URL."""
+    from rabbitipc.connection import check_url, node_urls
+
+    docs = render(OVERLAYS["cluster"])
+    (statefulset,) = of_kind(docs, "StatefulSet")
+    spec = statefulset["spec"]
+    assert spec["replicas"] == 3 and spec["podManagementPolicy"] == "Parallel"
+    headless = next(s for s in of_kind(docs, "Service") if s["metadata"]["name"] == spec["serviceName"])
+    assert headless["spec"]["clusterIP"] == "None" and headless["spec"]["publishNotReadyAddresses"] is True
+    names = [f"rabbit@{statefulset['metadata']['name']}-{n}.{spec['serviceName']}" for n in range(3)]
+    (conf,) = [c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"].startswith("rabbitipc-rabbitmq-cluster")]
+    listed = [line.split(" = ")[1] for line in conf["data"]["cluster.conf"].splitlines()
+              if line.startswith("cluster_formation.classic_config.nodes.")]
+    assert listed == names
+    # Nodes started in Parallel may create the queues before all joined: grown to 3 members later.
+    assert "quorum_queue.continuous_membership_reconciliation.target_group_size = 3" in conf["data"]["cluster.conf"]
+    pod = spec["template"]["spec"]
+    cookie = next(v for v in pod["volumes"] if v["name"] == "erlang-cookie")
+    (secret,) = [s for s in of_kind(docs, "Secret") if s["metadata"]["name"] == cookie["secret"]["secretName"]]
+    assert ".erlang.cookie" in secret["data"]
+    rabbit = next(c for c in pod["containers"] if c["name"] == "rabbitmq")
+    stop = " ".join(rabbit["lifecycle"]["preStop"]["exec"]["command"])
+    assert "rabbitmq-upgrade await_online_quorum_plus_one" in stop and "rabbitmq-upgrade drain" in stop
+    assert pod["terminationGracePeriodSeconds"] > 600
+    affinity = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]
+    assert affinity["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    budget = next(b for b in of_kind(docs, "PodDisruptionBudget") if b["metadata"]["name"] == "rabbitipc-rabbitmq")
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert budget["spec"]["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
+    for program in PROGRAMS:
+        url = env_value(next(c for c in containers(docs) if c["name"] == program), "AMQP_URL", docs)
+        assert check_url(url) == url
+        hosts = [urlsplit(node).hostname for node in node_urls(url)]
+        assert hosts == [name.split("@")[1] for name in names]
+
+
+OPERATOR = K8S / "cluster-operator"
+#: The RabbitmqCluster (rabbitmq.com/v1beta1) spec as the Cluster Operator's CRD documents it
+#: (config/crd/bases/rabbitmq.com_rabbitmqclusters.yaml): each field and its type. The CRD's schema
+#: is not available offline, so the layout is checked against these, and the core types inside it
+#: (resources, affinity, the Pod override) against Kubernetes' own schemas.
+RABBITMQCLUSTER_SPEC = {"replicas": int, "image": str, "imagePullSecrets": list, "service": dict, "persistence": dict,
+                        "resources": dict, "affinity": dict, "tolerations": list, "rabbitmq": dict, "tls": dict,
+                        "override": dict, "skipPostDeploySteps": bool, "terminationGracePeriodSeconds": int,
+                        "secretBackend": dict, "delayStartSeconds": int, "autoEnableAllFeatureFlags": bool}
+RABBITMQCLUSTER_FIELDS = {
+    "rabbitmq": {"additionalConfig": str, "additionalPlugins": list, "advancedConfig": str, "envConfig": str,
+                 "erlangInetConfig": str},
+    "persistence": {"storage": str, "storageClassName": str, "emptyDir": dict},
+    "override": {"service": dict, "statefulSet": dict},
+}
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_operator_layout_validates_strictly_and_uses_only_documented_cluster_fields(version):
+    """k8s/cluster-operator: every Kubernetes object validates strictly; the RabbitmqCluster uses only the fields
+    (and types) of the operator's v1beta1 spec, and its resources, affinity and Pod override validate strictly as
+    the core types they are."""
+    docs = render(OPERATOR)
+    (cluster,) = of_kind(docs, "RabbitmqCluster")
+    assert cluster["apiVersion"] == "rabbitmq.com/v1beta1"
+    for doc in docs:
+        if doc is not cluster:
+            kubernetes_validate.validate(doc, version, strict=True)
+    spec = cluster["spec"]
+    for field, value in spec.items():
+        assert isinstance(value, RABBITMQCLUSTER_SPEC[field]), field
+    for field, known in RABBITMQCLUSTER_FIELDS.items():
+        for key, value in spec.get(field, {}).items():
+            assert isinstance(value, known[key]), (field, key)
+    assert set(spec["override"]["statefulSet"]) == {"spec"} and set(spec["override"]["statefulSet"]["spec"]) == \
+        {"template"}
+    pod = dict(spec["override"]["statefulSet"]["spec"]["template"]["spec"], affinity=spec["affinity"])
+    pod["containers"] = [dict(c, resources=spec["resources"]) for c in pod["containers"]]
+    kubernetes_validate.validate({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "override"}, "spec": pod},
+                                 version, strict=True)
+
+
+def test_operator_layout_runs_three_nodes_with_our_users_and_programs_given_every_node():
+    """k8s/cluster-operator: a RabbitmqCluster of 3 that loads our definitions (written by the init container from
+    the credentials Secret, generated names and image tag resolved) and grows quorum queues to 3 replicas, a
+    PodDisruptionBudget of one over the operator's Pods, and the programs given every node's stable name."""
+    import base64
+
+    from rabbitipc.connection import check_url, node_urls
+
+    docs = render(OPERATOR)
+    (cluster,) = of_kind(docs, "RabbitmqCluster")
+    name, spec = cluster["metadata"]["name"], cluster["spec"]
+    assert spec["replicas"] == 3
+    config = dict(line.split(" = ", 1) for line in spec["rabbitmq"]["additionalConfig"].splitlines())
+    assert config["quorum_queue.continuous_membership_reconciliation.enabled"] == "true"
+    assert config["quorum_queue.continuous_membership_reconciliation.target_group_size"] == "3"
+    pod = spec["override"]["statefulSet"]["spec"]["template"]["spec"]
+    (init,) = pod["initContainers"]
+    out = init["command"][init["command"].index("--out") + 1]
+    assert config["load_definitions"] == f"{out}/definitions.json"
+    (rabbit,) = pod["containers"]
+    mounts = {m["name"]: m["mountPath"] for m in rabbit["volumeMounts"]}
+    assert {m["name"]: m["mountPath"] for m in init["volumeMounts"]}.items() <= mounts.items()
+    assert rabbit["name"] == "rabbitmq" and init["image"] == f"rabbitipc-sender:{PROJECT_VERSION}"
+    secrets = {s["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in s["data"].items()}
+               for s in of_kind(docs, "Secret")}
+    for var in init["env"]:
+        ref = var["valueFrom"]["secretKeyRef"]
+        assert ref["key"] in secrets[ref["name"]], ref  # the generated (hashed) name
+    (settings,) = [c["metadata"]["name"] for c in of_kind(docs, "ConfigMap")
+                   if c["metadata"]["name"].startswith("rabbitipc-settings")]
+    assert init["envFrom"] == [{"configMapRef": {"name": settings}}]
+    (budget,) = of_kind(docs, "PodDisruptionBudget")
+    assert budget["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": name}}}
+    credentials = next(v for k, v in secrets.items() if k.startswith("rabbitipc-credentials"))
+    connection = next(v for k, v in secrets.items() if k.startswith("rabbitipc-connection"))
+    for program in PROGRAMS:
+        url = env_value(next(c for c in containers(docs) if c["name"] == program), "AMQP_URL", docs)
+        assert check_url(url) == url
+        nodes = [urlsplit(node) for node in node_urls(url)]
+        assert [node.hostname for node in nodes] == [f"{name}-server-{n}.{name}-nodes" for n in range(3)]
+        assert {(node.username, node.password) for node in nodes} == {(credentials[f"{program}-username"],
+                                                                       credentials[f"{program}-password"])}
+        assert url == connection[f"{program}_connection_string"]
+    assert not of_kind(docs, "PersistentVolumeClaim") and not of_kind(docs, "StatefulSet")
+    for doc in docs:
+        assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "rabbitipc", doc["metadata"]["name"]
 
 
 def test_dockerfiles_pass_hadolint():
@@ -310,6 +494,16 @@ def test_dockerfiles_pass_hadolint():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_the_program_dockerfiles_differ_only_in_the_program_they_name():
+    """Dockerfile-sender and Dockerfile-receiver are one recipe: the same lines but for the PROGRAM argument
+    (the labels) and the exec-form ENTRYPOINT."""
+    sender, receiver = ((ROOT / f"Dockerfile-{role}").read_text().splitlines() for role in PROGRAMS[::-1])
+    assert len(sender) == len(receiver)
+    differing = [(a, b) for a, b in zip(sender, receiver) if a != b]
+    assert differing == [("ARG PROGRAM=sender", "ARG PROGRAM=receiver"),
+                         ('ENTRYPOINT ["rabbitipc-send"]', 'ENTRYPOINT ["rabbitipc-receive"]')]
+
+
 def test_checkov_passes_with_only_justified_skips():
     """checkov finds nothing in the manifests beyond the skips justified in .checkov.yaml."""
     checkov = shutil.which("checkov")
@@ -318,3 +512,95 @@ def test_checkov_passes_with_only_justified_skips():
     result = subprocess.run([checkov, "-d", "k8s", "--config-file", ".checkov.yaml"], cwd=ROOT,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("layout", ["base", "scaled"])
+def test_monitoring_component_scrapes_every_metrics_port(layout, tmp_path):
+    """With the monitoring component, the PodMonitor names a metrics port of every program and the broker,
+    and the dashboard ConfigMap and the alert rules come along."""
+    docs = _with_component(layout, "monitoring", tmp_path)
+    kinds = {doc["kind"]: doc for doc in docs}
+    monitor = kinds["PodMonitor"]
+    scraped = {endpoint["port"] for endpoint in monitor["spec"]["podMetricsEndpoints"]}
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    for doc in docs:
+        if doc["kind"] != "Deployment":
+            continue
+        pod = doc["spec"]["template"]
+        assert selector.items() <= pod["metadata"]["labels"].items()
+        ports = {port["name"] for container in pod["spec"]["containers"] for port in container.get("ports", [])}
+        assert ports & scraped, doc["metadata"]["name"]
+        annotations = pod["metadata"].get("annotations", {})
+        assert annotations.get("prometheus.io/scrape") == "true"
+        assert int(annotations["prometheus.io/port"]) in {
+            port["containerPort"] for container in pod["spec"]["containers"] for port in container.get("ports", [])}
+    assert kinds["PrometheusRule"]["spec"]["groups"][0]["rules"]
+    dashboards = [doc for doc in docs if doc["kind"] == "ConfigMap"
+                  and doc["metadata"]["name"] == "rabbitipc-dashboard"]
+    assert dashboards[0]["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboards[0]["data"]["rabbitipc.json"])["panels"]
+
+
+def test_only_a_labelled_scraper_reaches_the_metrics_ports():
+    """In the scaled layout the NetworkPolicies open the metrics ports to rabbitipc/metrics-scraper Pods only."""
+    docs = render(OVERLAYS["scaled"])
+    policies = {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == "NetworkPolicy"}
+    for name, port in (("rabbitipc-rabbitmq", "prometheus"), ("rabbitipc-programs", "metrics")):
+        rules = [rule for rule in policies[name]["spec"]["ingress"]
+                 if any(p["port"] == port for p in rule.get("ports", []))]
+        assert len(rules) == 1
+        assert rules[0]["from"] == [{"namespaceSelector": {}, "podSelector": {"matchLabels": {
+            "rabbitipc/metrics-scraper": "true"}}}]
+
+
+def _with_component(layout: str, component: str, tmp_path: Path) -> list[dict]:
+    """The layout rendered with components/<component> added, as a user's overlay would."""
+    overlay = tmp_path / component
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [os.path.relpath(OVERLAYS[layout], overlay)],
+        "components": [os.path.relpath(K8S / "components" / component, overlay)]}))
+    result = subprocess.run(["kubectl", "kustomize", "--load-restrictor", "LoadRestrictionsNone", str(overlay)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def test_keda_component_scales_the_receivers_on_backlog_and_latency(tmp_path):
+    """The ScaledObject targets the receiver Deployment, reads its queue with a Secret key that exists, and
+    its Prometheus query is our end-to-end latency on that queue."""
+    docs = _with_component("scaled", "autoscale-keda", tmp_path)
+    (scaled,) = of_kind(docs, "ScaledObject")
+    (auth,) = of_kind(docs, "TriggerAuthentication")
+    deployments = {doc["metadata"]["name"]: doc for doc in of_kind(docs, "Deployment")}
+    spec = scaled["spec"]
+    assert spec["scaleTargetRef"]["name"] in deployments
+    assert deployments[spec["scaleTargetRef"]["name"]]["metadata"]["labels"]["app.kubernetes.io/component"] == \
+        "receiver"
+    assert 1 <= spec["minReplicaCount"] < spec["maxReplicaCount"]
+    triggers = {trigger["type"]: trigger for trigger in spec["triggers"]}
+    assert set(triggers) == {"rabbitmq", "prometheus"}
+    (settings,) = [doc for doc in of_kind(docs, "ConfigMap")
+                   if doc["metadata"]["name"].startswith("rabbitipc-settings")]
+    queue = settings["data"]["RABBITIPC_QUEUE"]
+    assert triggers["rabbitmq"]["metadata"]["queueName"] == queue
+    assert triggers["rabbitmq"]["metadata"]["mode"] in ("QueueLength", "MessageRate")
+    assert triggers["rabbitmq"]["authenticationRef"]["name"] == auth["metadata"]["name"]
+    secrets = {doc["metadata"]["name"]: doc for doc in of_kind(docs, "Secret")}
+    for ref in auth["spec"]["secretTargetRef"]:
+        assert ref["key"] in secrets[ref["name"]]["data"], ref
+    query = triggers["prometheus"]["metadata"]["query"]
+    assert "rabbitipc_end_to_end_latency_seconds_bucket" in query and f'queue="{queue}"' in query
+    float(triggers["prometheus"]["metadata"]["threshold"])
+
+
+def test_hpa_component_is_a_valid_autoscaler_of_the_receivers(tmp_path):
+    """The HPA alternative validates strictly against Kubernetes' schemas and targets the receiver Deployment."""
+    docs = _with_component("scaled", "autoscale-hpa", tmp_path)
+    (hpa,) = of_kind(docs, "HorizontalPodAutoscaler")
+    kubernetes_validate.validate(hpa, "1.27", strict=True)
+    target = hpa["spec"]["scaleTargetRef"]
+    assert target["kind"] == "Deployment" and target["name"] in {d["metadata"]["name"] for d in of_kind(docs,
+                                                                                                       "Deployment")}
+    assert 1 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]

@@ -38,6 +38,13 @@ def test_printable_escapes_and_truncates():
     assert describe_body(b"\xffok") == "\ufffdok"
 
 
+def test_printable_keeps_text_readable_and_shows_every_control_character():
+    """Accents and emoji stay; C0 (ESC), DEL, C1 and bidirectional overrides become visible escapes; no limit."""
+    assert printable("café ✓ 😀 zoë", None) == "café ✓ 😀 zoë"
+    assert printable("\x1b]0;t\x07\x7f\x9b\u202egnp.exe", None) == "\\x1b]0;t\\x07\\x7f\\x9b\\u202egnp.exe"
+    assert printable("y" * 500, None) == "y" * 500
+
+
 def test_recent_ids_forget_the_oldest():
     """The duplicate window is bounded: the oldest id is forgotten first."""
     recent = RecentIds(2)

@@ -9,6 +9,14 @@ def exchange_args(pattern):
     return ["--pattern", pattern, "--exchange", f"test-{pattern}-{uuid.uuid4().hex[:8]}"]
 
 
+def bound_receivers(run, args, *bindings):
+    """One receiver per binding (each with its own exclusive queue), returned once all are consuming."""
+    receivers = [run("receiver", *args, "--bind", keys, own_queue=False) for keys in bindings]
+    for receiver in receivers:
+        receiver.wait_for_line("consuming from queue")
+    return receivers
+
+
 def test_broadcast_reaches_every_receiver(run):
     """fanout: three receivers with their own exclusive queues each get every message."""
     args = exchange_args("broadcast")
@@ -34,10 +42,7 @@ def test_broadcast_with_no_subscriber_reports_unrouted_messages(run):
 def test_direct_routes_by_exact_key(run):
     """direct: a receiver bound to 'error' gets only error messages; one bound to both keys gets all."""
     args = exchange_args("direct")
-    errors = run("receiver", *args, "--bind", "error", own_queue=False)
-    both = run("receiver", *args, "--bind", "error,info", own_queue=False)
-    errors.wait_for_line("consuming from queue")
-    both.wait_for_line("consuming from queue")
+    errors, both = bound_receivers(run, args, "error", "error,info")
     info_sender = run("sender", *args, "--routing-key", "info", "--count", "3", "--rate", "0")
     error_sender = run("sender", *args, "--routing-key", "error", "--count", "2", "--rate", "0")
     assert info_sender.wait() == 0 and error_sender.wait() == 0
@@ -49,10 +54,7 @@ def test_direct_routes_by_exact_key(run):
 def test_topic_wildcards_match_words(run):
     """topic: '*.critical' matches one word before, 'kern.#' any words after."""
     args = exchange_args("topic")
-    critical = run("receiver", *args, "--bind", "*.critical", own_queue=False)
-    kernel = run("receiver", *args, "--bind", "kern.#", own_queue=False)
-    critical.wait_for_line("consuming from queue")
-    kernel.wait_for_line("consuming from queue")
+    critical, kernel = bound_receivers(run, args, "*.critical", "kern.#")
     senders = {key: run("sender", *args, "--routing-key", key, "--count", "1", "--rate", "0")
                for key in ("kern.critical", "app.critical", "kern.disk.full", "app.info")}
     for sender in senders.values():

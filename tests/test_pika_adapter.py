@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import time
+from pathlib import Path
 
 import pika
 import pytest
@@ -16,10 +17,13 @@ from support import RECEIVED, SENT, get_all, queue_depth
 
 
 def test_pika_still_has_the_private_names_the_adapter_uses():
-    """The installed pika still has every private method and attribute the adapter hooks (checked on 1.4.4)."""
+    """The installed pika still has every private method and attribute the adapter hooks, and the I/O loop and
+    connection-workflow names it turns a connection with (checked on 1.4.4)."""
     missing = [f"{cls.__name__}.{name}" for cls, name in pika_adapter.PRIVATE_NAMES if not hasattr(cls, name)]
     missing += [f"{cls.__name__}.{name}" for cls, name in pika_adapter.PRIVATE_INSTANCE_NAMES
                 if f"self.{name} =" not in inspect.getsource(cls) and f"self.{name}:" not in inspect.getsource(cls)]
+    missing += [f"{getattr(owner, '__name__', owner)}.{name}" for owner, name in pika_adapter.LOOP_NAMES
+                if not hasattr(owner, name)]
     if pika_adapter.BLOCKING_IMPL_KEYWORD not in inspect.signature(pika.BlockingConnection).parameters:
         missing.append(f"BlockingConnection({pika_adapter.BLOCKING_IMPL_KEYWORD}=...)")
     assert not missing, f"pika {pika.__version__} lacks {missing}: re-check rabbitipc/wire/pika_adapter.py"
@@ -115,6 +119,24 @@ def test_templated_and_pika_publishes_arrive_identical_in_order(broker, queue, s
         assert (props.message_id, props.timestamp, props.headers, props.app_id, props.content_type,
                 props.delivery_mode) == (properties.message_id, properties.timestamp, properties.headers,
                                          properties.app_id, properties.content_type, properties.delivery_mode)
+    link.close()
+
+
+def test_a_message_of_many_frames_is_walked_once(broker, queue):
+    """A 4 MiB body at frame_max 4096 (1,027 frames) arriving in many socket reads: the connection's decoder
+    reads each body frame's head about once (at most one more per read), not once per read from the first."""
+    link = _Link(broker.url + ("&" if "?" in broker.url else "?") + "frame_max=4096")
+    assert link.connection.params.frame_max == 4096
+    channel = link.channel(queue)
+    body = bytes(range(256)) * (4 << 12)
+    frames = -(-len(body) // 4088)
+    channel.basic_publish("", queue, body, pika.BasicProperties(message_id="big"))
+    received: list = []
+    channel.basic_consume(queue, lambda ch, method, props, got: received.append(got), auto_ack=True)
+    before = link.connection._decoder.frames_walked
+    link.turn(lambda: received)
+    assert received == [body]
+    assert frames <= link.connection._decoder.frames_walked - before < 3 * frames
     link.close()
 
 
@@ -243,3 +265,13 @@ def test_input_buffer_takes_appended_data_larger_than_half_of_it():
     connection._append(b"b" * pika_adapter.IN_BUFFER)
     assert bytes(connection._in_view[connection._in_start:connection._in_end]) == \
         b"a" * 200_000 + b"b" * pika_adapter.IN_BUFFER
+
+
+def test_only_the_adapter_reaches_into_pika_internals():
+    """No rabbitipc module but wire/pika_adapter.py imports pika's connection workflow or turns an I/O loop itself."""
+    package = Path(pika_adapter.__file__).parents[1]
+    found = [f"{path.relative_to(package)}: {word}" for path in sorted(package.rglob("*.py"))
+             if path.name != "pika_adapter.py"
+             for word in ("connection_workflow", "pika.adapters.utils", ".ioloop", "process_timeouts")
+             if word in path.read_text()]
+    assert not found, f"pika internals outside the adapter: {found}"

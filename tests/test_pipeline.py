@@ -3,7 +3,8 @@
 import signal
 from collections import Counter
 
-from support import RECEIVED, SENT, queue_counts, wait_alive_until, wait_until
+from rabbitipc.consume.effects import REASON_HEADER
+from support import RECEIVED, SENT, get_all, queue_counts, wait_alive_until, wait_until
 
 
 def test_two_stage_pipeline_with_a_killed_stage_delivers_every_input_once(run, queue):
@@ -35,6 +36,48 @@ def test_stage_needs_a_handler_and_a_next_queue(run):
     stage = run("stage")
     assert stage.wait() == 2
     assert "--handler and --forward-to required" in stage.output
+
+
+def test_stage_refuses_to_forward_to_its_own_input(run, queue):
+    """--forward-to equal to --queue (a loop of one stage): exit 2 naming both, before connecting."""
+    stage = run("stage", "--forward-to", queue, "--handler", "slow_handler:same")
+    assert stage.wait() == 2
+    assert f"--forward-to {queue} is the stage's own --queue" in stage.output
+    assert "consuming" not in stage.output
+
+
+def test_stage_help_names_the_hop_limit_and_its_default(run):
+    """`stage --help` documents --max-hops, its environment variable and its default of 16."""
+    stage = run("stage", "--help")
+    assert stage.wait() == 0
+    help_text = " ".join(stage.output.split())
+    assert "--max-hops N" in help_text and "RABBITIPC_MAX_HOPS; default: 16" in help_text, help_text
+
+
+def test_a_forwarding_cycle_is_dead_lettered_after_max_hops(run, broker, queue):
+    """Stages A->B->A: the message goes round until forwarded --max-hops times, then is parked with the reason."""
+    q_a, q_b = f"{queue}.a", f"{queue}.b"
+    stage_a = run("stage", "--queue", q_a, "--forward-to", q_b, "--handler", "slow_handler:same", "--max-hops", "4",
+                  own_queue=False)
+    stage_b = run("stage", "--queue", q_b, "--forward-to", q_a, "--handler", "slow_handler:same", "--max-hops", "4",
+                  own_queue=False)
+    for program in (stage_a, stage_b):
+        program.wait_for_line("consuming from queue")
+    sender = run("sender", "--queue", q_a, "--count", "1", "--message", "round and round", own_queue=False)
+    assert sender.wait() == 0, sender.output
+
+    def parked():
+        return sum((queue_counts(broker, name + ".dead") or (0,))[0] for name in (q_a, q_b))
+
+    wait_alive_until(stage_a, parked, 30, "the cycling message parked")
+    # Forwarded 4 times (A, B, A, B), refused by A on its fifth arrival: 4 handler calls in all.
+    assert len(stage_a.matches(RECEIVED)) + len(stage_b.matches(RECEIVED)) == 4
+    (properties, body), = get_all(broker.url, q_a + ".dead")
+    assert b"round and round" in body
+    assert "forwarded 4 times" in properties.headers[REASON_HEADER], properties.headers
+    assert "dead-lettered" in stage_a.output
+    for name in (q_a, q_b):
+        assert queue_counts(broker, name)[:2] == (0, 0), f"{name} not empty"
 
 
 def test_stage_handler_returning_bytes_does_not_stop_the_stage(run, broker, queue):

@@ -60,10 +60,13 @@ def bundle(images):
 
 
 def test_images_run_as_non_root_with_exec_entrypoints(images):
-    """Both images start the program itself (exec form) as a numeric non-root user."""
+    """Both images start the program itself (exec form) as a numeric non-root user, labelled with their name."""
     for role, tag in images.items():
         config = yaml.safe_load(podman("image", "inspect", tag, "--format", "{{json .Config}}"))
         assert config["User"] == "10001:10001"
+        assert config["Labels"]["org.opencontainers.image.title"] == f"rabbitipc-{role}"
+        assert config["Labels"]["org.opencontainers.image.description"] == \
+            f"rabbitipc {role}: Python IPC over RabbitMQ"
         assert config["Entrypoint"] == [f"rabbitipc-{'send' if role == 'sender' else 'receive'}"]
         assert "PYTHONUNBUFFERED=1" in config["Env"]
         out = subprocess.run(["podman", "run", "--rm", tag, "--help"], capture_output=True, text=True, timeout=120)

@@ -9,22 +9,19 @@ from collections import Counter
 import pika.exceptions as px
 import pytest
 
+from devtools.localbroker import free_port
 from rabbitipc import MessageQueue
-from rabbitipc.connection import Backoff, Retry, connect
-from rabbitipc.errors import AuthError
+from rabbitipc.backoff import RetryPolicy
+from rabbitipc.connection import Broker, connect, redact
+from rabbitipc.errors import AuthError, Stopped
 from rabbitipc.shutdown import StopFlag
-from support import RECEIVED, SENT, queue_counts, queue_depth, wait_until
+from support import RECEIVED, SENT, queue_counts, queue_depth, receiver_killed_mid_stream, wait_until
 
 
 def test_receiver_killed_mid_stream_loses_nothing(run, broker, queue):
     """SIGKILL a receiver holding unacked messages: a new receiver gets every message."""
-    first = run("receiver", "--prefetch", "20")
-    first.wait_for_line("consuming from queue")
-    sender = run("sender", "--count", "200", "--rate", "200")
-    first.wait_count(RECEIVED, 20)
-    first.signal(signal.SIGKILL)
-    first.wait()
-    assert sender.wait(60) == 0, sender.output
+    first, sender = receiver_killed_mid_stream(run, ("--prefetch", "20"), ("--count", "200", "--rate", "200"),
+                                               killed_after=20)
     second = run("receiver")
     accepted = set(sender.ids(SENT))
     assert len(accepted) == 200
@@ -50,6 +47,31 @@ def test_broker_restart_mid_stream_both_reconnect_and_nothing_is_lost(run, broke
     assert max(handled.values()) == 1, "a message was handled twice"
     assert "reconnecting" in receiver.output or "not reachable" in receiver.output
     assert "connection lost" in sender.output or "not reachable" in sender.output
+
+
+def test_node_list_connects_to_the_node_that_answers_without_backoff(run, broker, queue):
+    """Given three node URLs of which two refuse, both programs connect at once to the one that
+    answers (no backoff wait), each connect line naming its node, no password logged."""
+    dead = [f"amqp://guest:pw-of-dead-node@127.0.0.1:{free_port()}/%2F" for _ in range(2)]
+    nodes = ";".join([dead[0], broker.url, dead[1]])
+    receiver = run("receiver", url=nodes)
+    sender = run("sender", "--count", "20", "--rate", "0", url=nodes)
+    assert sender.wait(30) == 0, sender.output
+    wait_until(lambda: len(set(receiver.ids(RECEIVED))) == 20, 30, "all 20 received", lambda: receiver.output[-3000:])
+    for program in (sender, receiver):
+        assert f"connected to {redact(broker.url)}" in program.output, program.output[-3000:]
+        assert "retrying in" not in program.output
+        assert "pw-of-dead-node" not in program.output and "guest:guest" not in program.output
+
+
+def test_node_list_waits_out_the_backoff_only_when_every_node_refuses(run):
+    """Every node of the list refusing: one line per round naming all nodes, the growing delay, then
+    exit 4 after the retry budget."""
+    nodes = ";".join(f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F" for _ in range(3))
+    sender = run("sender", "--retry-timeout", "3", url=nodes)
+    assert sender.wait(30) == 4, sender.output
+    assert "none of the 3 broker nodes reachable" in sender.output and "retrying in" in sender.output
+    assert "no node of the 3 broker nodes reachable" in sender.output
 
 
 def test_sender_waits_for_a_broker_that_starts_later(run, broker, queue):
@@ -145,6 +167,20 @@ def test_a_handler_busy_across_a_broker_restart_never_overlaps_the_next(broker, 
     wait_until(lambda: queue_counts(broker, queue)[:2] == (0, 0), 30, "nothing left in the queue")
 
 
+#: A broker nobody listens at, retried without delays: connect() driven by a scripted opener.
+QUICK = Broker("amqp://u:p@127.0.0.1:1/%2F", retry=RetryPolicy(timeout=0, min_delay=0, max_delay=0))
+
+
+def _scripted(attempts: list):
+    """An opener for connect() that raises or returns the next of `attempts` at each try."""
+    def opener(_params):
+        outcome = attempts.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+    return opener
+
+
 def test_handshakes_cut_while_the_broker_restarts_are_not_taken_for_refused_credentials():
     """A broker going down and up cuts handshakes between refused connects: connect() keeps trying
     (before, the fourth cut of the outage was reported as refused credentials, exit 3); cuts with
@@ -152,15 +188,61 @@ def test_handshakes_cut_while_the_broker_restarts_are_not_taken_for_refused_cred
     cut = px.ProbableAuthenticationError(px.StreamLostError("Stream connection lost: ConnectionResetError(104)"))
     refused = px.AMQPConnectionError(ConnectionRefusedError(111, "Connection refused"))
     attempts = [cut, refused] * 5 + ["connected"]
+    opener = _scripted(attempts)
+    assert connect(QUICK, "test", opener=opener) == "connected"
+    attempts[:] = [cut] * 5
+    with pytest.raises(AuthError, match="closed during the handshake 4 times"):
+        connect(QUICK, "test", opener=opener)
+
+
+def test_a_path_cut_while_tuning_is_retried_not_taken_for_a_refused_vhost():
+    """The socket closing after authentication, while the connection is tuned (a network path cut at
+    that moment; pika says "probable access denied"), is retried like a cut during authentication
+    (before: exit 3, 'refused user', the one failure of a fresh-clone CI's network-cut row)."""
+    cut = px.ProbableAccessDeniedError(repr(px.StreamLostError("Transport indicated EOF")))
+    refused = px.AMQPConnectionError(ConnectionRefusedError(111, "Connection refused"))
+    attempts = [refused, cut, "connected"]
+    opener = _scripted(attempts)
+    assert connect(QUICK, "test", opener=opener) == "connected"
+
+
+class _Waits(StopFlag):
+    """A StopFlag that records the delays connect() waits, without waiting; stops after `stop_after` waits."""
+
+    def __init__(self, stop_after: int = 1000) -> None:
+        super().__init__()
+        self.delays: list[float] = []
+        self.stop_after = stop_after
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.delays.append(timeout)
+        return len(self.delays) >= self.stop_after
+
+
+def test_each_connect_counts_its_own_outage_with_one_shared_retry_policy():
+    """Two connects with one Broker (as MessageQueue's publisher and consumer): the second outage
+    starts again at the first delay (before, a Stopped or unreachable outage left its failure
+    count in the Broker's shared Retry, and the next connect started at a longer delay)."""
+    refused = px.AMQPConnectionError(ConnectionRefusedError(111, "Connection refused"))
 
     def opener(_params):
-        outcome = attempts.pop(0)
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
+        raise refused
 
-    quick = Retry(timeout=0, backoff=Backoff(step=0, cap=0))
-    assert connect("amqp://u:p@127.0.0.1:1/%2F", "test", quick, StopFlag(), opener=opener) == "connected"
-    attempts[:] = [cut] * 5
-    with pytest.raises(AuthError, match="closed during authentication 4 times"):
-        connect("amqp://u:p@127.0.0.1:1/%2F", "test", quick, StopFlag(), opener=opener)
+    broker = Broker("amqp://u:p@127.0.0.1:1/%2F", retry=RetryPolicy(timeout=0, min_delay=1.0, max_delay=30.0))
+    first = _Waits(stop_after=3)
+    with pytest.raises(Stopped):
+        connect(broker, "first", first, opener=opener)
+    second = _Waits(stop_after=2)
+    with pytest.raises(Stopped):
+        connect(broker, "second", second, opener=opener)
+    assert first.delays == [1.0, 2.0, 3.0] and second.delays == [1.0, 2.0]
+
+
+def test_a_broker_is_a_value_shared_safely():
+    """Broker and its RetryPolicy are frozen values: hashable and equal when built alike (before,
+    the Broker held a mutable Retry whose backoff counted failures, so it was not hashable)."""
+    one = Broker("amqp://u:p@h1/%2F;amqp://u:p@h2/%2F", retry=RetryPolicy(timeout=5))
+    assert one == Broker("amqp://u:p@h1/%2F;amqp://u:p@h2/%2F", retry=RetryPolicy(timeout=5))
+    assert hash(one) == hash(Broker("amqp://u:p@h1/%2F;amqp://u:p@h2/%2F", retry=RetryPolicy(timeout=5)))
+    assert one.nodes == ("amqp://u:p@h1/%2F", "amqp://u:p@h2/%2F")
+    assert Broker.of(one) is one and Broker.of(one, ca_file="ca.pem").ca_file == "ca.pem"

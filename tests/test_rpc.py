@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 
+import pika
 import pytest
 import tutorial_clients as tutorial
 
 from rabbitipc.rpc import RemoteError, RpcClient, RpcError, RpcTimeout, call
-from support import queue_depth, wait_until
+from support import admin_channel_call, get_all, publish_raw, queue_counts, queue_depth, wait_until
 
 
 @pytest.fixture
@@ -125,8 +127,8 @@ def test_reply_marked_as_error_raises_remote_error(broker, queue):
 
 
 # -- our responder: receiver --pattern rpc --------------------------------------------------------
-def responder(run, *args):
-    program = run("receiver", "--pattern", "rpc", *args)
+def responder(run, *args, url=None):
+    program = run("receiver", "--pattern", "rpc", *args, url=url)
     program.wait_for_line("consuming from queue")
     return program
 
@@ -146,6 +148,17 @@ def test_a_failing_handler_answers_with_the_reason_and_parks_the_request(run, br
         client.call("7", timeout=20)
     server.wait_for_line("dead-lettered")
     wait_until(lambda: queue_depth(broker.url, queue + ".dead") == 1, 10, "the request in the dead-letter queue")
+
+
+def test_a_reply_the_broker_refuses_answers_with_the_reason_and_parks_the_request(run, limited_broker, queue):
+    """A reply over the broker's max_message_size: the caller gets RemoteError at once, the request is parked."""
+    server = responder(run, "--handler", "tutorial_handlers:oversized", url=limited_broker.url)
+    with RpcClient(limited_broker.url, queue) as client, pytest.raises(RemoteError, match="max size"):
+        client.call("7", timeout=20)
+    wait_until(lambda: queue_depth(limited_broker.url, queue + ".dead") == 1, 20,
+               "the request in the dead-letter queue", lambda: server.output[-2000:])
+    assert queue_depth(limited_broker.url, queue) == 0
+    assert "acked again" not in server.output
 
 
 def test_a_responder_killed_mid_request_loses_nothing(run, broker, queue):
@@ -170,9 +183,28 @@ def test_ctl_call_prints_the_reply(run, broker, queue):
     from support import ROOT, program_env
 
     responder(run, "--handler", "tutorial_handlers:fib")
-    result = subprocess.run([sys.executable, "-m", "rabbitipc.control", "call", "--queue", queue, "12"], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "rabbitipc.programs.ctl", "call", "--queue", queue, "12"], cwd=ROOT,
                             env=program_env(broker.url), capture_output=True, text=True, timeout=60)
     assert (result.returncode, result.stdout) == (0, "144\n"), result.stderr
+
+
+def test_ctl_call_escapes_the_responders_error_text(broker, queue):
+    """A responder's error text with terminal escapes: `rabbitipc-ctl call` prints them visibly (exit 1), never raw."""
+    import subprocess
+    import sys
+
+    from support import ROOT, program_env
+
+    server = tutorial.RpcServer(broker.url, "current", queue,
+                                headers={"x-rabbitipc-error": "\x1b]0;PWNED\x07\x1b[2Jwiped\rforged"})
+    try:
+        result = subprocess.run([sys.executable, "-m", "rabbitipc.programs.ctl", "call", "--queue", queue, "5"],
+                                cwd=ROOT, env=program_env(broker.url), capture_output=True, text=True, timeout=60)
+    finally:
+        server.close()
+    assert result.returncode == 1, result.stderr
+    assert "failed: \\x1b]0;PWNED\\x07\\x1b[2Jwiped\\rforged" in result.stderr, result.stderr
+    assert "\x1b" not in result.stderr + result.stdout and result.stderr.count("\n") == 1, repr(result.stderr)
 
 
 def test_rpc_responder_needs_a_handler(run):
@@ -180,3 +212,103 @@ def test_rpc_responder_needs_a_handler(run):
     program = run("receiver", "--pattern", "rpc")
     assert program.wait() == 2
     assert "--pattern rpc needs --handler" in program.output
+
+
+def _raw_request(url: str, queue: str, reply_to: str, body: bytes = b"5") -> None:
+    """A request from a client of its own choosing: reply_to names whatever it likes."""
+    publish_raw(url, queue, body, reply_to=reply_to, correlation_id="c1", message_id="req-1")
+
+
+def _dead_reasons(url: str, queue: str) -> list[str]:
+    return [properties.headers["x-rabbitipc-reason"] for properties, _ in get_all(url, queue + ".dead")]
+
+
+def test_a_request_naming_a_shared_queue_as_reply_to_is_refused_unhandled(run, broker, queue):
+    """reply_to names a queue anyone may read (a work queue): nothing is published there, the handler never
+    runs, and the request goes to <queue>.dead with the reason."""
+    victim = queue + ".victim"
+    admin_channel_call(broker.url, lambda channel: channel.queue_declare(victim, durable=True))
+    server = responder(run, "--handler", "tutorial_handlers:fib")
+    _raw_request(broker.url, queue, victim)
+    server.wait_for_line("dead-lettered id=req-1")
+    assert queue_depth(broker.url, victim) == 0
+    assert "received text" not in server.output  # the handler's work is reported with this line
+    (reason,) = _dead_reasons(broker.url, queue)
+    assert f"reply_to '{victim}' is a queue other connections may read" in reason
+
+
+def test_a_request_naming_a_missing_queue_as_reply_to_is_dead_lettered(run, broker, queue):
+    """reply_to names no queue (the caller is gone, or never had one): dead-lettered with the reason, unhandled."""
+    server = responder(run, "--handler", "tutorial_handlers:fib")
+    _raw_request(broker.url, queue, queue + ".nobody")
+    server.wait_for_line("dead-lettered id=req-1")
+    (reason,) = _dead_reasons(broker.url, queue)
+    assert "is no such queue" in reason
+
+
+def test_a_request_naming_the_callers_exclusive_queue_is_answered(run, broker, queue):
+    """reply_to is a queue exclusive to the caller's connection (the tutorial client's way): the reply lands there."""
+    server = responder(run, "--handler", "tutorial_handlers:fib")
+    caller = tutorial.connect(broker.url)
+    try:
+        channel = caller.channel()
+        own = channel.queue_declare("", exclusive=True).method.queue
+        _raw_request(broker.url, queue, own, b"10")
+        wait_until(lambda: queue_depth_on(channel, own) == 1, 20, "the reply in the caller's queue",
+                   lambda: server.output)
+        method, properties, body = channel.basic_get(own, auto_ack=True)
+        assert (body, properties.correlation_id) == (b"55", "c1")
+    finally:
+        caller.close()
+    assert "dead-lettered" not in server.output
+
+
+def queue_depth_on(channel, queue_name: str) -> int:
+    return channel.queue_declare(queue_name, passive=True).method.message_count
+
+
+def test_direct_reply_to_replies_are_not_reported_unroutable(run, broker, queue):
+    """Every correct direct reply-to reply arrives without an 'unroutable' line (RabbitMQ 3.10 returns each one
+    published with mandatory set, delivered or not)."""
+    server = responder(run, "--handler", "tutorial_handlers:fib")
+    with RpcClient(broker.url, queue) as client:
+        assert [client.call(str(n), timeout=20) for n in range(20)] == [str(tutorial.fib(n)) for n in range(20)]
+        # The caller stays until the responder has stopped: a caller closing right after its last answer can
+        # beat the responder's probe, and 3.10's return cannot tell that apart from a caller that left first.
+        server.signal(signal.SIGTERM)
+        assert server.wait(20) == 0, server.output
+    assert server.output.count("the caller is gone") == 0, server.output
+
+
+def test_a_reply_to_a_caller_gone_is_still_reported(run, broker, queue):
+    """The direct reply-to caller closed its connection before the answer: one "the caller is gone" line, acked."""
+    responder(run, "--handler", "tutorial_handlers:fib").stop()  # declares the queue, then goes
+    caller = tutorial.connect(broker.url)
+    channel = caller.channel()
+    channel.basic_consume("amq.rabbitmq.reply-to", lambda *_: None, auto_ack=True)
+    channel.basic_publish("", queue, b"6", pika.BasicProperties(reply_to="amq.rabbitmq.reply-to",
+                                                                  correlation_id="gone-1", message_id="gone-1"))
+    caller.close()
+    server = responder(run, "--handler", "tutorial_handlers:fib")
+    server.wait_for_line("the caller is gone")
+    wait_until(lambda: queue_counts(broker, queue)[:2] == (0, 0), 10, "the request acked",
+               lambda: server.output)
+    assert server.output.count("the caller is gone") == 1
+
+
+def test_a_responder_whose_handler_hangs_stops_within_its_grace_period_and_the_next_answers(run, broker, queue):
+    """SIGTERM to a responder whose handler hangs: exit 9 after --grace-period; the request goes back and the
+    next responder answers it, the caller gets exactly that one reply."""
+    hung = responder(run, "--handler", "slow_handler:hang", "--grace-period", "1")
+    answers: list[str] = []
+    with RpcClient(broker.url, queue) as client:
+        caller = threading.Thread(target=lambda: answers.append(client.call("15", timeout=60)))
+        caller.start()
+        hung.wait_for_line("hanging on id=")
+        hung.signal(signal.SIGTERM)
+        assert hung.wait(15) == 9, hung.output
+        assert "within the 1s grace period" in hung.output
+        second = responder(run, "--handler", "tutorial_handlers:fib")
+        caller.join(60)
+    assert answers == ["610"]
+    wait_until(lambda: queue_counts(broker, queue)[:2] == (0, 0), 10, "the request acked", lambda: second.output)

@@ -36,7 +36,7 @@ def test_any_number_in_our_schema_goes_the_whole_receive_path(run, broker, queue
     q_in, q_out = f"{queue}.in", f"{queue}.out"
     stage_file, end_file = tmp_path / "stage.jsonl", tmp_path / "end.jsonl"
     stage = run("stage", "--queue", q_in, "--forward-to", q_out, "--handler", "slow_handler:uses_every_field",
-                "--jsonl", str(stage_file), own_queue=False)
+                "--jsonl", str(stage_file), "--max-attempts", "1", own_queue=False)
     end = run("receiver", "--queue", q_out, "--jsonl", str(end_file), own_queue=False)
     for program in (stage, end):
         program.wait_for_line("consuming from queue")

@@ -144,26 +144,28 @@ def test_producer_then_consumer3_prints_what_the_seed_shows(seed):
     assert consumed.stderr == ""
 
 
-def test_consumer2_acks_so_nothing_comes_again(broker, seed):
-    """consumer2 prints what arrives; after Ctrl-C it ends cleanly and the handled messages are gone."""
-    consumer = seed.start("consumer2.py")
+def consume_hello_world(seed, script: str, stop: signal.Signals) -> Program:
+    """Run the seed's consumer `script` while producer.py sends Hello and world, then stop it with `stop`
+    once it printed them; it exits 0."""
+    consumer = seed.start(script)
     consumer.wait_for_line("Starting consumer.")
     assert seed.run("producer.py", "Hello", "world").returncode == 0
     consumer.wait_for_line("world")
-    consumer.signal(signal.SIGINT)
+    consumer.signal(stop)
     assert consumer.wait() == 0
+    return consumer
+
+
+def test_consumer2_acks_so_nothing_comes_again(broker, seed):
+    """consumer2 prints what arrives; after Ctrl-C it ends cleanly and the handled messages are gone."""
+    consumer = consume_hello_world(seed, "consumer2.py", signal.SIGINT)
     assert consumer.lines == ["Starting consumer.", "Hello", "world", "Consumer has terminated."]
     assert queue_depth(broker.url, "my_queue") == 0
 
 
 def test_consumer1_without_ack_still_loses_nothing_and_repeats_nothing(broker, seed):
     """Our guarantee, where the seed's consumer1 shows a redelivery: acked once the callback returned."""
-    consumer = seed.start("consumer1.py")
-    consumer.wait_for_line("Starting consumer.")
-    assert seed.run("producer.py", "Hello", "world").returncode == 0
-    consumer.wait_for_line("world")
-    consumer.signal(signal.SIGTERM)
-    assert consumer.wait() == 0
+    consumer = consume_hello_world(seed, "consumer1.py", signal.SIGTERM)
     assert consumer.lines[-1] == "Consumer has terminated."
     assert queue_depth(broker.url, "my_queue") == 0
 
@@ -217,25 +219,30 @@ def test_stop_from_another_thread_ends_start(broker, queue):
     assert queue_depth(broker.url, queue) == 0
 
 
-def test_callback_that_raises_dead_letters_its_message(broker, queue):
-    """A callback that raises sends its message to <queue>.dead with the reason; the next one is handled."""
+def test_callback_that_raises_is_retried_then_dead_letters_its_message(broker, queue):
+    """A callback that raises gets its message again after a backoff, 3 attempts in all (the library's
+    default), then it goes to <queue>.dead with the reason; the next one is handled meanwhile."""
     mq = MessageQueue(queue, broker.url)
     seen = []
 
     def handler(channel, method, properties, message):
+        seen.append(message)
         if message == "bad":
             raise ValueError("cannot")
-        seen.append(message)
         if message == "HALT":
             mq.stop()
 
     mq.register(handler)
-    for text in ("bad", "good", "HALT"):
+    for text in ("bad", "good"):
         mq.publish(text)
-    mq.start()
+    thread = threading.Thread(target=mq.start)
+    thread.start()
+    wait_until(lambda: "good" in seen, 30, "the good message handled (<queue>.dead declared before)")
+    dead = wait_until(lambda: get_all(broker.url, queue + ".dead"), 30, "the dead letter")
+    mq.publish("HALT")
+    thread.join(30)
     mq.close()
-    assert seen == ["good", "HALT"]
-    dead = get_all(broker.url, queue + ".dead")
+    assert seen == ["bad", "good", "bad", "bad", "HALT"]
     assert [props.headers["x-rabbitipc-reason"] for props, _ in dead] == ["handler failed: ValueError: cannot"]
 
 

@@ -6,6 +6,7 @@ The receiver-side ledger (--jsonl, fsynced before each ack) shows what arrived; 
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 from collections import Counter
@@ -85,11 +86,16 @@ UNCONFIRMED = re.compile(r"stopped with (\d+) messages not confirmed by the brok
 def test_stop_while_the_broker_is_down_names_the_unconfirmed_messages(run, broker, queue):
     """SIGTERM while reconnecting: exit 0, and the messages the broker never confirmed are listed by seq.
 
-    The broker is killed: a clean shutdown confirms what it has before closing connections.
+    The broker is frozen (SIGSTOP) until the sender says confirms are overdue, so messages are surely
+    waiting for a confirm, then killed: a clean shutdown would confirm what it has before closing.
     """
     sender = run("sender", "--rate", "0", "--retry-timeout", "0")
     sender.wait_count(SENT, 500, timeout=60)
-    broker.kill()
+    os.kill(broker.pid(), signal.SIGSTOP)
+    try:
+        sender.wait_for_line("no confirm from the broker for", timeout=60)
+    finally:
+        broker.kill()  # SIGKILL ends a stopped process too
     try:
         sender.wait_for_line("connection lost while publishing")
         sender.signal(signal.SIGTERM)

@@ -109,7 +109,7 @@ def test_ctl_with_an_untrusted_certificate_exits_7(tls_broker):
     from support import ROOT, program_env
 
     _, port, _ = tls_broker
-    result = subprocess.run([sys.executable, "-m", "rabbitipc.control", "stop", "--queue", "hello"], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "rabbitipc.programs.ctl", "stop", "--queue", "hello"], cwd=ROOT,
                             env=program_env(f"amqps://guest:guest@localhost:{port}/%2F"), capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 7, result.stderr

@@ -55,6 +55,14 @@ def consuming(program, queue: str = "") -> None:
     assert line in program.output, f"exit {program.proc.poll()}: {program.output}"
 
 
+def hears_the_tutorial(url, receiver, exchange: str) -> None:
+    """Once our receiver (--count 1) consumes, the message emit_log*.py sends to the exchange is its one."""
+    consuming(receiver)
+    tutorial.emit(url, exchange, TUTORIAL_KEY[exchange], ["info: from the tutorial"])
+    assert receiver.wait(60) == 0, receiver.output
+    assert "body=info: from the tutorial" in receiver.output
+
+
 @pytest.fixture
 def url(broker):
     """The broker, without the tutorials' queues and exchanges left by another test."""
@@ -110,10 +118,7 @@ def test_exchange_tutorial_emitter_first(url, run, pattern, exchange, bind, key,
     """emit_log*.py declared the exchange; our receiver joins it and logs what the tutorial emits next."""
     tutorial.emit(url, exchange, TUTORIAL_KEY[exchange], ["before anyone listens"])
     receiver = run("receiver", "--pattern", pattern, "--exchange", exchange, *bind, "--count", "1", own_queue=False)
-    consuming(receiver)
-    tutorial.emit(url, exchange, TUTORIAL_KEY[exchange], ["info: from the tutorial"])
-    assert receiver.wait(60) == 0, receiver.output
-    assert "body=info: from the tutorial" in receiver.output
+    hears_the_tutorial(url, receiver, exchange)
 
 
 @pytest.mark.parametrize(("pattern", "exchange", "bind", "key", "tutorial_keys"), EXCHANGE_CASES)
@@ -121,10 +126,7 @@ def test_exchange_ours_first(url, run, pattern, exchange, bind, key, tutorial_ke
     """Our receiver created the exchange (with one documented flag); the tutorial's emitter declares it and is heard."""
     receiver = run("receiver", "--pattern", pattern, "--exchange", exchange, *bind, *NON_DURABLE_EXCHANGE,
                    "--count", "1", own_queue=False)
-    consuming(receiver)
-    tutorial.emit(url, exchange, TUTORIAL_KEY[exchange], ["info: from the tutorial"])
-    assert receiver.wait(60) == 0, receiver.output
-    assert "body=info: from the tutorial" in receiver.output
+    hears_the_tutorial(url, receiver, exchange)
 
 
 @pytest.mark.parametrize(("pattern", "exchange", "bind", "key", "tutorial_keys"), EXCHANGE_CASES)

@@ -532,10 +532,11 @@ def test_micro_benchmark_runs():
     else:
         assert lines[1].split()[:2] == ["case", "C"]
     assert lines[1].split()[-5:] == ["pure-python", "pika", "pika", "/", "C"]
-    assert [line[:40].strip() for line in lines[2:]] == [
+    assert [line[:52].strip() for line in lines[2:]] == [
         "encode 100 B", "encode 64 KiB", "encode_into 100 B, one buffer", "decode deliver 100 B, 4 KiB reads",
         "decode deliver 100 B, 256 KiB reads", "decode deliver 64 KiB, 4 KiB reads",
-        "decode deliver 64 KiB, 256 KiB reads", "decode ack, 4 KiB reads"]
+        "decode deliver 64 KiB, 256 KiB reads", "decode deliver 8 MiB, frame_max 4096, 256 KiB reads",
+        "decode ack, 4 KiB reads"]
 
 
 @pytest.mark.parametrize("dockerfile", ["Dockerfile-sender", "Dockerfile-receiver"])

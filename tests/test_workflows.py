@@ -63,7 +63,8 @@ def test_actions_are_pinned_and_permissions_are_read_only(path):
 
 def test_minikube_workflow_runs_what_the_readme_promises():
     """Start minikube with a policy-capable CNI, deploy, smoke (broker restart), replace the Pod, the scaled
-    layout with more receivers, and a teardown that runs even after a failure."""
+    layout with more receivers, the cluster layout with a broker Pod deleted under traffic, and a teardown that
+    runs even after a failure."""
     runs = [(step, step.get("run", "")) for step in steps(MINIKUBE)]
     text = "\n".join(run for _, run in runs)
     assert "minikube start" in text and "--cni=calico" in text
@@ -72,5 +73,7 @@ def test_minikube_workflow_runs_what_the_readme_promises():
     assert "delete pod -l app.kubernetes.io/component=ipc" in text
     scaled = next(step for step, _ in runs if step.get("env", {}).get("RABBITIPC_OVERLAY") == "k8s/scaled")
     assert "scale deployment/rabbitipc-receiver --replicas=3" in scaled["run"]
+    cluster = next(step for step, _ in runs if step.get("env", {}).get("RABBITIPC_OVERLAY") == "k8s/cluster")
+    assert cluster["run"].splitlines() == ["./deploy-local-minikube.sh", "./deploy-local-minikube.sh --kill-broker"]
     teardown = runs[-1][0]
     assert teardown["if"] == "always()" and "minikube delete" in teardown["run"]

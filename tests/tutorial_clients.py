@@ -97,17 +97,14 @@ def emit(url: str, exchange: str, routing_key: str, bodies: list[str]) -> None:
         connection.close()
 
 
-@dataclass
-class LogReceiver:
-    """receive_logs*.py: declare the exchange (not durable), bind an exclusive queue, print what comes."""
+class _InThread:
+    """A tutorial client running in a thread of the test: started at construction, returning once it
+    declared what it uses (an error before that is raised in the test); close() stops it."""
 
     url: str
-    exchange: str
-    keys: tuple[str, ...] = ("",)
-    bodies: list[bytes] = field(default_factory=list)
-    error: BaseException | None = None
+    error: BaseException | None
 
-    def __post_init__(self) -> None:
+    def _start(self) -> None:
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -117,34 +114,50 @@ class LogReceiver:
             raise self.error
 
     def _run(self) -> None:
+        connection = None
         try:
             connection = connect(self.url)
-        except BaseException as exc:  # noqa: BLE001 - reported to the test
-            self.error = exc
-            self._ready.set()
-            return
-        try:
-            channel = connection.channel()
-            channel.exchange_declare(exchange=self.exchange, exchange_type=EXCHANGES[self.exchange])
-            queue = channel.queue_declare(queue="", exclusive=True).method.queue
-            for key in self.keys:
-                channel.queue_bind(exchange=self.exchange, queue=queue, routing_key=key)
-            self._ready.set()
-            for method, _properties, body in channel.consume(queue, auto_ack=True, inactivity_timeout=0.2):
-                if method is not None:
-                    self.bodies.append(body)
-                if self._stop.is_set():
-                    break
+            self._serve(connection.channel())
         except BaseException as exc:  # noqa: BLE001 - reported to the test
             self.error = exc
             self._ready.set()
         finally:
-            if connection.is_open:
+            if connection is not None and connection.is_open:
                 connection.close()
+
+    def _serve(self, channel) -> None:
+        """Declare, set self._ready, then work until self._stop is set."""
+        raise NotImplementedError
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join(10)
+
+
+@dataclass
+class LogReceiver(_InThread):
+    """receive_logs*.py: declare the exchange (not durable), bind an exclusive queue, print what comes."""
+
+    url: str
+    exchange: str
+    keys: tuple[str, ...] = ("",)
+    bodies: list[bytes] = field(default_factory=list)
+    error: BaseException | None = None
+
+    def __post_init__(self) -> None:
+        self._start()
+
+    def _serve(self, channel) -> None:
+        channel.exchange_declare(exchange=self.exchange, exchange_type=EXCHANGES[self.exchange])
+        queue = channel.queue_declare(queue="", exclusive=True).method.queue
+        for key in self.keys:
+            channel.queue_bind(exchange=self.exchange, queue=queue, routing_key=key)
+        self._ready.set()
+        for method, _properties, body in channel.consume(queue, auto_ack=True, inactivity_timeout=0.2):
+            if method is not None:
+                self.bodies.append(body)
+            if self._stop.is_set():
+                break
 
 
 def fib(n: int) -> int:
@@ -155,49 +168,30 @@ def fib(n: int) -> int:
     return pair[0]
 
 
-class RpcServer:
+class RpcServer(_InThread):
     """rpc_server.py: declare rpc_queue, prefetch 1, answer int(body) with str(fib(n)) to reply_to, then ack."""
 
     def __init__(self, url: str, version: str = "current", queue: str = "rpc_queue", headers=None) -> None:
         self.url, self.version, self.queue = url, version, queue
         self.headers = headers  # added to every reply (the tutorial adds none)
         self.requests: list[bytes] = []
-        self._stop = threading.Event()
-        self._ready = threading.Event()
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        self._ready.wait(20)
-        if self.error is not None:
-            raise self.error
+        self.error = None
+        self._start()
 
-    def _run(self) -> None:
-        connection = connect(self.url)
-        try:
-            channel = connection.channel()
-            channel.queue_declare(queue=self.queue, **DECLARATIONS[self.version]["rpc_queue"])
-            channel.basic_qos(prefetch_count=1)
-            self._ready.set()
-            for method, properties, body in channel.consume(self.queue, inactivity_timeout=0.1):
-                if self._stop.is_set():
-                    break
-                if method is None:
-                    continue
-                self.requests.append(body)
-                channel.basic_publish(exchange="", routing_key=properties.reply_to, body=str(fib(int(body))),
-                                      properties=pika.BasicProperties(correlation_id=properties.correlation_id,
-                                                                                 headers=self.headers))
-                channel.basic_ack(method.delivery_tag)
-        except BaseException as exc:  # noqa: BLE001 - reported to the test
-            self.error = exc
-            self._ready.set()
-        finally:
-            if connection.is_open:
-                connection.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
+    def _serve(self, channel) -> None:
+        channel.queue_declare(queue=self.queue, **DECLARATIONS[self.version]["rpc_queue"])
+        channel.basic_qos(prefetch_count=1)
+        self._ready.set()
+        for method, properties, body in channel.consume(self.queue, inactivity_timeout=0.1):
+            if self._stop.is_set():
+                break
+            if method is None:
+                continue
+            self.requests.append(body)
+            channel.basic_publish(exchange="", routing_key=properties.reply_to, body=str(fib(int(body))),
+                                  properties=pika.BasicProperties(correlation_id=properties.correlation_id,
+                                                                  headers=self.headers))
+            channel.basic_ack(method.delivery_tag)
 
 
 def rpc_call(url: str, n: int, timeout: float = 20) -> bytes | None:

@@ -19,3 +19,10 @@ def slow_fib(delivery) -> str:
 def refuse(delivery) -> str:
     """Fail every request: the caller gets the reason at once."""
     raise ValueError(f"cannot answer {delivery.body!r}")
+
+
+def oversized(delivery) -> str:
+    """A reply over the limited broker's max_message_size (see conftest)."""
+    from support import MAX_MESSAGE_SIZE
+
+    return "x" * (MAX_MESSAGE_SIZE + 1000)

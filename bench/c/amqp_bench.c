@@ -4,48 +4,13 @@
  *   amqp_bench consume URL QUEUE COUNT               (prints "ready", then one JSON line of results)
  * Built by the bench: cc -O2 -o amqp_bench amqp_bench.c -lrabbitmq
  */
-#include <amqp.h>
-#include <amqp_framing.h>
-#include <amqp_tcp_socket.h>
-#include <stdio.h>
-#include <stdlib.h>
+#define PROGRAM "amqp_bench"
+#include "amqp_common.h"
 #include <string.h>
-#include <time.h>
 
 #define WINDOW 1000
 #define PREFETCH 1000
 #define ACK_EVERY 100
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void die(const char *what) {
-  fprintf(stderr, "amqp_bench: %s\n", what);
-  exit(1);
-}
-
-static void check_rpc(amqp_rpc_reply_t reply, const char *what) {
-  if (reply.reply_type != AMQP_RESPONSE_NORMAL) die(what);
-}
-
-static amqp_connection_state_t open_channel(char *url, const char *queue) {
-  struct amqp_connection_info info;
-  amqp_default_connection_info(&info);
-  if (amqp_parse_url(url, &info) != AMQP_STATUS_OK) die("bad URL");
-  amqp_connection_state_t conn = amqp_new_connection();
-  amqp_socket_t *socket = amqp_tcp_socket_new(conn);
-  if (!socket || amqp_socket_open(socket, info.host, info.port) != AMQP_STATUS_OK) die("cannot connect");
-  check_rpc(amqp_login(conn, info.vhost, 0, 131072, 60, AMQP_SASL_METHOD_PLAIN, info.user, info.password),
-            "login refused");
-  amqp_channel_open(conn, 1);
-  check_rpc(amqp_get_rpc_reply(conn), "channel.open failed");
-  amqp_queue_declare(conn, 1, amqp_cstring_bytes(queue), 0, 1, 0, 0, amqp_empty_table);
-  check_rpc(amqp_get_rpc_reply(conn), "queue.declare failed");
-  return conn;
-}
 
 /* Read one frame (waiting up to timeout, NULL = forever); count confirms. Returns 0 on timeout. */
 static int read_confirms(amqp_connection_state_t conn, struct timeval *timeout, unsigned long *confirmed) {

@@ -17,7 +17,7 @@ class Peer:
     needs: str       # the import name that must be installed
     package: str     # the pip name to install it with
     strategy: str
-    share: float = 1.0   # of the bench's message counts (a client that waits 10 ms per confirm gets fewer)
+    share: float = 1.0   # of the bench's message counts (a client that waits per publish gets fewer)
     paced: bool = True   # whether it can keep the paced rate at all
 
 
@@ -29,18 +29,19 @@ PEERS = (
          "prefetch 1000, multiple acks per 100"),
     Peer("aio-pika", "aiopika", "aio_pika", "aio-pika",
          "aio-pika, publisher_confirms channel, 1000 publishes awaited concurrently, prefetch 1000, "
-         "multiple acks per 100"),
+         "multiple acks per 100", share=0.5),
     Peer("aiormq", "aiormq_peer", "aiormq", "aiormq",
-         "aiormq, the same strategy on the low-level client under aio-pika"),
+         "aiormq, the same strategy on the low-level client under aio-pika", share=0.5),
     Peer("amqpstorm", "amqpstorm_peer", "amqpstorm", "amqpstorm",
-         "amqpstorm, confirm_deliveries (each publish waits for its confirm: the only mode it has, and "
-         "it polls for that confirm every 10 ms), prefetch 1000, multiple acks per 100", share=0.05, paced=False),
+         "amqpstorm, transactions of 1000 publishes (its maintainer's way to publish in bulk: its confirm "
+         "mode waits for each confirm, polling every 10 ms), prefetch 1000, multiple acks per 100",
+         share=0.2, paced=False),
     Peer("kombu", "kombu_peer", "kombu", "kombu",
          "kombu over py-amqp, confirm_publish (each publish waits: kombu's only mode), prefetch 1000, "
-         "multiple acks per 100"),
+         "multiple acks per 100", share=0.2),
     Peer("tutorial-pika", "tutorial", "pika", "pika",
          "pika as the RabbitMQ tutorials write it: BlockingConnection, a confirm per publish, prefetch 1, "
-         "an ack per message"),
+         "an ack per message", share=0.2),
 )
 
 

@@ -9,15 +9,16 @@ Cloud Pub/Sub (pubsub.py) implement it; the printer and the room never know whic
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Protocol
 
 from rabbitipc import StopFlag
 from rabbitipc.errors import FatalError
+from rabbitipc.owned import Closed, Owned
 
-from .message import ChatMessage, Status
+from .events import ChatMessage, Status
 
 LOGGER = logging.getLogger(__name__)
 
@@ -30,6 +31,8 @@ class ChatBackend(Protocol):
     room: str
     #: Where the chat lives, safe to show (no password): a URL or a Pub/Sub topic path.
     where: str
+    #: The server's name for this program's user, which others see beside the chat name ("": none).
+    user: str
     #: Whether listen() gives a late joiner the last messages of the room.
     keeps_history: bool
 
@@ -46,7 +49,7 @@ class ChatBackend(Protocol):
 class Outbox:
     """Sends from one thread of its own, in order, so a UI never waits for the server.
 
-    pika connections belong to one thread; posting from the UI thread only enqueues.
+    pika connections belong to one thread (rabbitipc.owned); posting from the UI thread only enqueues.
     A FatalError (refused permissions, server gone for the retry budget) goes to on_error,
     and the outbox stops sending.
     """
@@ -58,14 +61,17 @@ class Outbox:
         self.on_sent = on_sent
         self._unsent: list[ChatMessage] = []  # posted, not yet confirmed by the server
         self._lock = threading.Lock()  # _unsent changes on the poster's thread and on ours
-        self._queue: queue.Queue[ChatMessage | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="chat-outbox", daemon=True)
-        self._thread.start()
+        self._owner = Owned("chat-outbox")
+        self._owner.start(self._run)
 
-    def post(self, message: ChatMessage) -> None:
+    def post(self, message: ChatMessage) -> Future | None:
+        """Hand the message to the sending thread; the future is done once the server has it (None after close())."""
         with self._lock:
             self._unsent.append(message)
-        self._queue.put(message)
+        try:
+            return self._owner.submit(lambda: self._send(message))
+        except Closed:
+            return None  # never sent: it stays among the unsent
 
     @property
     def pending(self) -> int:
@@ -76,14 +82,17 @@ class Outbox:
         with self._lock:
             return list(self._unsent)
 
+    def _send(self, message: ChatMessage) -> None:
+        self.backend.send(message)
+        with self._lock:
+            self._unsent.remove(message)
+        if self.on_sent is not None:
+            self.on_sent(message)
+
     def _run(self) -> None:
-        while (message := self._queue.get()) is not None:
+        while self._owner.wait():
             try:
-                self.backend.send(message)
-                with self._lock:
-                    self._unsent.remove(message)
-                if self.on_sent is not None:
-                    self.on_sent(message)
+                self._owner.run_pending()
             except FatalError as exc:
                 self.on_error(exc)
                 return
@@ -94,6 +103,5 @@ class Outbox:
 
     def close(self, timeout: float = 10.0) -> bool:
         """Send what was posted (up to timeout seconds); True when everything went out."""
-        self._queue.put(None)
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        self._owner.close()
+        return self._owner.join(timeout)

@@ -3,6 +3,9 @@
 print: one line per message on stdout (`12:03:04 alice: hello`), link changes logged on stderr.
 rich:  a table of time, user and message that keeps the latest rows on screen, with the link
        status under it, redrawn in place (rich.live).
+
+Both show names and text escaped (ChatMessage.who(), text(), line()): what arrives never
+reaches the terminal as control characters.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import TextIO
 from rabbitipc import StopFlag
 
 from .backend import Event
-from .message import ChatMessage, Kind, Link, Status
+from .events import ChatMessage, Kind, Link, Status
 
 LOGGER = logging.getLogger(__name__)
 
@@ -78,9 +81,9 @@ class LiveTable:
         table.add_column("user", style="bold cyan", max_width=20, no_wrap=True)
         table.add_column("message", overflow="fold", ratio=1)
         for message in self.messages:
-            # Text(), not markup: what people type is shown as typed, brackets and all.
-            text = Text(message.message) if message.kind is Kind.TEXT else Text(message.kind.value, style="italic")
-            table.add_row(clock(message.sent_at), Text(message.username), text)
+            # Text(), not markup: what people type is shown as typed, brackets and all, control characters escaped.
+            text = Text(message.text()) if message.kind is Kind.TEXT else Text(message.kind.value, style="italic")
+            table.add_row(clock(message.sent_at), Text(message.who()), text)
         return table
 
     def __enter__(self) -> LiveTable:

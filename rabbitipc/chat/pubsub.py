@@ -6,7 +6,8 @@ carry an ordering key (the room), so a room shows them in the order they were pu
 Pub/Sub delivers at least once: ids already shown are skipped.
 
 A subscription only gets what is published after it exists, so a late joiner sees no
-history here (keeps_history is False; the room says so).
+history here (keeps_history is False; the room says so). A subscriber learns nothing about
+who published a message, so every name is shown unverified (`? (as alice?)`).
 
 Needs `pip install 'rabbitipc[chat-pubsub]'`. The project comes from --project,
 PUBSUB_PROJECT_ID or GOOGLE_CLOUD_PROJECT; with PUBSUB_EMULATOR_HOST set the client talks
@@ -26,7 +27,7 @@ from rabbitipc import StopFlag
 from rabbitipc.errors import EXIT_USAGE, AuthError, FatalError, UnreachableError
 
 from .backend import OnEvent
-from .message import ChatMessage, Link, Status
+from .events import ChatMessage, Link, Status
 
 LOGGER = logging.getLogger(__name__)
 PUBLISH_TIMEOUT = 60.0  # seconds a send may wait for the server before the program gives up
@@ -47,6 +48,7 @@ class PubSubBackend:
     """The ChatBackend on a Pub/Sub topic."""
 
     keeps_history = False
+    user = ""  # Pub/Sub tells subscribers nothing about the publisher: every name is unverified
 
     def __init__(self, project: str, topic: str = "chat", name: str = "rabbitipc-chat") -> None:
         self.pubsub, self.errors = _client_library()

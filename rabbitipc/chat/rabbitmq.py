@@ -10,6 +10,7 @@ what was said, bounded in bytes, and every listener reads it at its own offset:
 - the exchange stays a plain fanout: the seed's own subscriber (an exclusive queue bound to
   `chat`) still gets every message.
 
+The room's exchange, stream and binding are declared by rabbitipc.topology.ChatTopology.
 docs/chat.md compares this with a bounded durable queue, with measurements.
 """
 
@@ -22,76 +23,23 @@ from collections import deque
 import pika
 import pika.exceptions as px
 
-from rabbitipc import Backoff, Publisher, Retry, Route, StopFlag
-from rabbitipc.connection import RECONNECT, connect, redact
-from rabbitipc.errors import AuthError, FatalError, Stopped, TopologyError
+from rabbitipc import Publisher, StopFlag
+from rabbitipc.connection import RECONNECT, Broker, connect, redact
+from rabbitipc.errors import AuthError, CreateRefused, FatalError, ReplyCode, Stopped
+from rabbitipc.topology import ChatTopology
 
 from .backend import OnEvent
-from .message import ChatMessage, Link, Status
-from .names import STREAM_ARGUMENTS, history_stream
+from .events import ChatMessage, Link, Status
 
 LOGGER = logging.getLogger(__name__)
 
 PREFETCH = 200  # a stream consumer needs a prefetch; acks only return credit
 
 
-def _refused(exc: px.ChannelClosedByBroker, what: str) -> Exception:
-    """A refusal retrying cannot fix as a FatalError; anything else (a stream whose node is still
-    starting answers 404 "down or inaccessible" for a moment) stays the transient pika error."""
-    if exc.reply_code == 403:
-        return AuthError(f"not allowed to {what}: {exc.reply_text}")
-    if exc.reply_code == 406:
-        return TopologyError(f"cannot {what}: it exists with other settings ({exc.reply_text}); "
-                             "delete it or choose another --room")
-    return exc
-
-
-def declare_room(channel, room: str) -> None:
-    """The fanout exchange, the history stream and their binding, unless they all exist.
-
-    Existence is checked first, on a channel of its own (a passive declare needs no
-    permission), so the chat's users on a shared server need no right to create or delete
-    the room: the server's definitions create it (rabbitipc/definitions.py).
-    """
-    stream = history_stream(room)
-    probe = channel.connection.channel()
-    try:
-        probe.exchange_declare(room, passive=True)
-        probe.queue_declare(stream, passive=True)
-    except px.ChannelClosedByBroker as exc:
-        if exc.reply_code != 404 or "down or inaccessible" in exc.reply_text:
-            raise _refused(exc, f"use the chat {room!r}") from None
-    else:
-        # Both exist; the binding may not (its creator is a moment behind). Binding again is
-        # harmless, and refused to the chat's users, for whom the definitions made it.
-        try:
-            probe.queue_bind(stream, room)
-            probe.close()
-        except px.ChannelClosedByBroker as exc:
-            if exc.reply_code != 403:
-                raise
-        return
-    steps = (
-        (f"create exchange {room!r}",
-         lambda: channel.exchange_declare(room, exchange_type="fanout", durable=True)),
-        (f"create stream {stream!r}",
-         lambda: channel.queue_declare(stream, durable=True, arguments=STREAM_ARGUMENTS)),
-        (f"bind stream {stream!r} to exchange {room!r}", lambda: channel.queue_bind(stream, room)),
-    )
-    for what, step in steps:
-        try:
-            step()
-        except px.ChannelClosedByBroker as exc:
-            raise _refused(exc, what) from None
-
-
-class ChatRoute(Route):
-    """The broadcast route to the room's exchange. It declares nothing on the publisher's channel:
-    RabbitBackend declares the room on a connection of its own, because checking that a room
-    exists closes the channel when it does not, and that channel must not be the publisher's."""
-
-    def declare(self, channel) -> None:
-        pass
+def broker_user(url: str) -> str:
+    """The user a URL logs in as ("" with EXTERNAL, certificate, authentication: no user_id is set then)."""
+    credentials = pika.URLParameters(url).credentials
+    return credentials.username if isinstance(credentials, pika.PlainCredentials) else ""
 
 
 class _Beat:
@@ -118,16 +66,16 @@ class RabbitBackend:
 
     keeps_history = True
 
-    def __init__(self, url: str, room: str = "chat", retry: Retry | None = None, ca_file: str | None = None,
-                 name: str = "rabbitipc-chat") -> None:
-        self.url = url
+    def __init__(self, broker: Broker | str | None, room: str = "chat", name: str = "rabbitipc-chat") -> None:
+        """`broker`: a Broker, or a URL (None: AMQP_URL, else localhost)."""
+        self.broker = Broker.of(broker)
+        self.url = self.broker.url
         self.room = room
-        self.retry = retry or Retry()
-        # Sending and listening run on threads of their own: each keeps its own backoff.
-        self._send_retry = Retry(self.retry.timeout, Backoff(self.retry.backoff.step, self.retry.backoff.cap))
-        self.ca_file = ca_file
+        self.topology = ChatTopology(room)  # declared by rabbitipc.topology, on connections of ours
+        self.retry = self.broker.retry  # frozen: sending and listening each count their own outages
         self.name = name
-        self.where = redact(url)
+        self.where = redact(self.url)
+        self.user = broker_user(self.url)
         self._stop = StopFlag()
         self._publisher: Publisher | None = None
         self._room_ready = False
@@ -135,27 +83,28 @@ class RabbitBackend:
     # -- sending ------------------------------------------------------------------------
     def send(self, message: ChatMessage) -> None:
         """Publish, confirmed; a room still being created or restarted is retried within the budget."""
+        # user_id: the broker refuses a message whose user_id is not the connection's user, so readers
+        # can tell which names the server vouches for (ChatMessage.who()).
         properties = pika.BasicProperties(content_type="application/json", delivery_mode=pika.DeliveryMode.Persistent,
-                                          message_id=message.id, timestamp=int(message.sent_at))
-        started = time.monotonic()
+                                          message_id=message.id, timestamp=int(message.sent_at),
+                                          user_id=self.user or None)
+        outage = self.retry.outage()
         while True:
             try:
                 if not self._room_ready:
                     self._declare_room()
                 if self._publisher is None:
-                    route = ChatRoute("broadcast", self.room, exchange=self.room, routing_key="")
-                    self._publisher = Publisher(self.url, route, self._send_retry, self._stop, f"{self.name}-send",
-                                                ca_file=self.ca_file)
+                    self._publisher = Publisher(self.broker, self.topology.route, self._stop,
+                                                connection_name=f"{self.name}-send")
                 if self._publisher.publish(message.body(), properties):
-                    self._send_retry.backoff.reset()
                     return
                 self._room_ready = False  # returned: declare the room again, binding included
-                reason = f"returned as unroutable (stream {history_stream(self.room)!r} missing or not bound yet)"
+                reason = f"returned as unroutable (stream {self.topology.stream!r} missing or not bound yet)"
             except AuthError as exc:
                 raise AuthError(f"may not send to the chat {self.room!r}: {exc}") from None
             except (px.ChannelClosedByBroker, *RECONNECT) as exc:  # e.g. the stream right after a broker restart
                 reason = getattr(exc, "reply_text", None) or exc.__class__.__name__
-            delay = self._send_retry.next_delay(started)
+            delay = outage.next_delay()
             if delay is None:
                 raise FatalError(f"cannot send to the chat {self.room!r}: {reason}")
             LOGGER.warning("message to the chat %r %s; retrying in %.1fs", self.room, reason, delay)
@@ -163,9 +112,9 @@ class RabbitBackend:
 
     def _declare_room(self) -> None:
         """Create the room unless it exists, on a short connection of its own."""
-        connection = connect(self.url, f"{self.name}-setup", self._send_retry, self._stop, None, self.ca_file)
+        connection = connect(self.broker, f"{self.name}-setup", self._stop)
         try:
-            declare_room(connection.channel(), self.room)
+            self.topology.declare(connection.channel())
             self._room_ready = True
         finally:
             if connection.is_open:
@@ -174,12 +123,12 @@ class RabbitBackend:
     # -- listening ----------------------------------------------------------------------
     def listen(self, stop: StopFlag, history: int, on_event: OnEvent) -> None:
         """Read the history stream from `history` messages back, resuming after outages."""
-        stream = history_stream(self.room)
+        stream = self.topology.stream
         shown = _Shown()
         beat = _Beat(on_event)
         while not stop.is_set():
             try:
-                connection = connect(self.url, f"{self.name}-listen", self.retry, stop, beat, self.ca_file)
+                connection = connect(self.broker, f"{self.name}-listen", stop, beat)
             except Stopped:
                 return
             try:
@@ -187,7 +136,7 @@ class RabbitBackend:
                 beat.tries = 0
                 self._read(connection, stream, stop, history, shown, on_event)
             except RECONNECT + (px.ChannelClosedByBroker, px.ConsumerCancelled) as exc:
-                if isinstance(exc, px.ChannelClosedByBroker) and exc.reply_code == 403:
+                if isinstance(exc, px.ChannelClosedByBroker) and exc.reply_code == ReplyCode.ACCESS_REFUSED:
                     raise AuthError(f"not allowed to read the chat {stream!r}: {exc.reply_text}") from None
                 LOGGER.warning("connection to the chat lost (%s); reconnecting", exc.__class__.__name__)
                 on_event(Status(Link.RECONNECTING, detail="connection lost"))
@@ -202,16 +151,14 @@ class RabbitBackend:
 
     def _open_room(self, connection, stop: StopFlag, on_event: OnEvent, beat: _Beat) -> None:
         """Make sure the room exists; a user who may not create it waits until someone does."""
-        started = time.monotonic()
+        outage = self.retry.outage()
         while True:
             try:
-                declare_room(connection.channel(), self.room)
+                self.topology.declare(connection.channel())
                 return
-            except AuthError as exc:
-                if "not allowed to create" not in str(exc):
-                    raise
+            except CreateRefused as exc:
                 reason = str(exc)
-            delay = self.retry.next_delay(started)
+            delay = outage.next_delay()
             if delay is None:
                 raise AuthError(f"the chat {self.room!r} does not exist and this user may not create it ({reason}); "
                                 "the server's definitions create it, or a user who may") from None
@@ -258,7 +205,7 @@ class RabbitBackend:
                     continue  # already shown before a reconnect
                 shown.offset = offset
                 when = float(props.timestamp) if props.timestamp else None
-                on_event(ChatMessage.parse(body, when))
+                on_event(ChatMessage.parse(body, when, props.user_id or ""))
 
     def close(self) -> None:
         if self._publisher is not None:

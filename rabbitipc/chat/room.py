@@ -5,6 +5,9 @@ says so and that the program is reconnecting, and typed lines wait in the outbox
 is back. Entering and leaving are announced to everyone (`* alice joined`). A late joiner
 first sees the last --history messages, when the backend keeps them.
 
+Names and messages are shown escaped (ChatMessage.line()), and the top line starts with the
+name as the others see it: `alice` when the server vouches for it, `guest (as alice?)` when not.
+
 Textual runs the screen; the backend listens on a thread of its own and hands each event to
 the UI with call_from_thread; the Outbox sends from another, so the screen never waits.
 """
@@ -24,7 +27,7 @@ from rabbitipc import StopFlag
 from rabbitipc.errors import FatalError
 
 from .backend import ChatBackend, Event, Outbox
-from .message import ChatMessage, Kind, Link, Status
+from .events import ChatMessage, Kind, Link, Status, shown_name
 from .printer import clock
 
 LEAVE_TIMEOUT = 5.0  # seconds the "left" notice and unsent lines get to go out when leaving
@@ -58,6 +61,7 @@ class ChatRoom(App):
         self.away = False
         self._outbox: Outbox | None = None
         self._listener: threading.Thread | None = None
+        self._joined = False  # "joined" posted (see on_mount)
 
     def compose(self) -> ComposeResult:
         yield Static(self._status_text(f"connecting to {self.backend.where}"), id="status")
@@ -72,7 +76,10 @@ class ChatRoom(App):
         self._outbox = Outbox(self.backend, self._from_thread(self._fail), self._from_thread(self._sent))
         self._listener = threading.Thread(target=self._listen, name="chat-listener", daemon=True)
         self._listener.start()
-        self._outbox.post(ChatMessage.new(self.username, kind=Kind.JOINED))
+        if self.backend.keeps_history:  # the room's history keeps it: posted now, sent whenever the server is there
+            self._announce()
+        # else (Pub/Sub) at the listener's first CONNECTED (show): a subscription gets nothing published
+        # before it exists, and under load "joined" could beat the listener's own subscription.
         if not self.is_headless:  # SIGTERM leaves the room as Ctrl+C does: with a "left" notice
             try:
                 asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.action_leave)
@@ -126,13 +133,21 @@ class ChatRoom(App):
     def show(self, event: Event) -> None:
         if isinstance(event, Status):
             self.away = event.link is not Link.CONNECTED
+            if not self.away:
+                self._announce()
             self.status_line = event.line()
             self._refresh_status()
             return
         self._write(f"{clock(event.sent_at)} {event.line()}")
 
+    def _announce(self) -> None:
+        """Post "joined", once."""
+        if not self._joined and self._outbox is not None:
+            self._joined = True
+            self._outbox.post(ChatMessage.new(self.username, kind=Kind.JOINED))
+
     def _status_text(self, line: str) -> Text:
-        return Text(f"{self.username} in {self.backend.room}: {line}")
+        return Text(f"{shown_name(self.username, self.backend.user)} in {self.backend.room}: {line}")
 
     def _refresh_status(self) -> None:
         """The status line: the link, and how many typed lines still wait for the server."""

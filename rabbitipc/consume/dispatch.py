@@ -30,19 +30,25 @@ class Dispatcher:
     """One worker thread: decide on the worker, finish on the I/O thread of the message's connection."""
 
     def __init__(self, decide: Callable[..., Any], finish: Callable[..., None],
-                 should_skip: Callable[[], bool]) -> None:
+                 should_skip: Callable[[], bool], dropped: Callable[[Any], None] = lambda channel: None) -> None:
+        """dropped(channel) is called (worker thread) for a decided message whose channel closed before
+        its outcome was carried out: it comes back from the broker."""
         self.decide = decide
         self.finish = finish
         self.should_skip = should_skip
+        self.dropped = dropped
         self.items: Queue = Queue()
         self.busy = threading.Event()
+        #: The properties of the message being decided (None when idle): who the stop's last line names.
+        self.in_hand = None
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rabbitipc-handler", daemon=True)
         self._thread.start()
 
-    def submit(self, channel, method, properties, body: bytes) -> None:
-        """The delivery callback (I/O thread): queue the message and return at once."""
-        self.items.put((channel, method, properties, body))
+    def submit(self, channel, method, properties, body: bytes, decided: Outcome | None = None) -> None:
+        """The delivery callback (I/O thread): queue the message and return at once. A message
+        `decided` already (a refused RPC request) is carried out in its turn, without deciding."""
+        self.items.put((channel, method, properties, body, decided))
 
     def _run(self) -> None:
         while not self._closed.is_set():
@@ -54,15 +60,17 @@ class Dispatcher:
             if self.should_skip() or not item[0].is_open:  # stopping, or its link is gone: it comes back
                 self.busy.clear()
                 continue  # stopping: left unacked, the broker requeues it when the channel closes
+            self.in_hand = item[2]
             try:
                 try:
-                    outcome = self.decide(*item[1:])
+                    outcome = item[4] if item[4] is not None else self.decide(*item[1:4])
                 except Exception as exc:  # noqa: BLE001 - never let the worker die silently
                     # Not left unacked: the next batched ack (multiple=True) would cover it, unhandled.
                     LOGGER.exception("unexpected error while deciding about a message; dead-lettering it")
                     outcome = Outcome.dead(f"unexpected error: {exc.__class__.__name__}: {exc}")
-                self._finish_on_io_thread(item, outcome)
+                self._finish_on_io_thread(item[:4], outcome)
             finally:
+                self.in_hand = None
                 self.busy.clear()
 
     def _finish_on_io_thread(self, item, outcome) -> None:
@@ -79,9 +87,12 @@ class Dispatcher:
             connection.add_callback_threadsafe(finish)
         except Exception:  # noqa: BLE001 - connection already closed: the message will be redelivered
             LOGGER.debug("connection closed before the outcome could be applied")
+            self.dropped(item[0])
             return
         while not done.wait(0.5):
             if not connection.is_open or self._closed.is_set():
+                if not done.is_set():
+                    self.dropped(item[0])
                 return
 
     def drop_queued(self) -> None:
@@ -93,6 +104,7 @@ class Dispatcher:
                 return
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop taking messages; the one in hand may finish within timeout."""
+        """Stop taking messages; the one in hand may finish within timeout (the thread is a daemon: a
+        handler that never returns does not keep the process alive)."""
         self._closed.set()
         self._thread.join(timeout)

@@ -1,26 +1,30 @@
-"""What the I/O thread does to carry out an outcome: batched acks, and parking in <queue>.dead.
+"""What the I/O thread does to carry out an outcome: batched acks, parking in <queue>.dead, retries.
 
-Both need the channel, so they run on pika's I/O thread only. A dead-lettered message is
+All need the channel, so they run on pika's I/O thread only. A dead-lettered message is
 published (confirmed) to the dead-letter queue with the reason in a header before it is acked;
-when it cannot be parked, the dead-letter queue is declared again; failing that, the message is
-requeued after a growing delay, never dropped.
+a message to retry is published (confirmed) to a delay queue before it is acked. When the copy
+cannot be published, its queue is declared again; failing that, the message is requeued after
+a growing delay, never dropped.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
+from dataclasses import dataclass
 
 import pika
 import pika.exceptions as px
 
+from ..backoff import RetryPolicy
+from ..errors import FatalError
 from ..message import printable
-from ..topology import DEAD_EXCHANGE, Declarer, QueueSettings, bind, declare_exchange, declare_queue
+from ..names import QUEUE_HEADER, REASON_HEADER  # noqa: F401 - re-exported
+from ..topology import DEAD_EXCHANGE, RETRY_EXCHANGE, DeadLetterSpec, Declarer, RetrySpec
+from .retries import failed_headers, jittered
 
 LOGGER = logging.getLogger(__name__)
-
-REASON_HEADER = "x-rabbitipc-reason"
-QUEUE_HEADER = "x-rabbitipc-queue"
 
 
 #: The longest a handled message waits for its ack (AckBatch.max_delay).
@@ -43,8 +47,10 @@ class AckBatch:
         self.reset(None)
 
     def reset(self, channel) -> None:
-        """A new channel: nothing pending on it."""
+        """A new channel: nothing pending on it (what the last one left unacked comes back on this one)."""
         self._channel, self._tag, self._pending = channel, 0, 0
+        #: Handled messages of this channel whose ack could not be sent: the broker delivers them again.
+        self.unsent = 0
         self._due = 0.0
         self.held: set[int] = set()  # tags awaiting a delayed nack: a multiple ack must not cover them
 
@@ -60,6 +66,11 @@ class AckBatch:
         if self._pending >= self.size:
             self.flush()
 
+    @property
+    def pending(self) -> int:
+        """Handled messages whose ack is not sent yet."""
+        return self._pending
+
     def wait_limit(self, longest: float) -> float:
         """How long the loop may wait for traffic before the pending acks are due (at most `longest`)."""
         if not self._pending:
@@ -73,42 +84,100 @@ class AckBatch:
 
     def flush(self) -> None:
         if self._pending:
-            self._pending = 0
-            if self._channel is not None and self._channel.is_open:
+            pending, self._pending = self._pending, 0
+            if self._channel is None or not self._channel.is_open:
+                self.unsent += pending
+                return
+            try:
                 self._channel.basic_ack(self._tag, multiple=True)
+            except Exception:
+                self.unsent += pending
+                raise
+
+    def lost(self, channel) -> None:
+        """A message of `channel` was handled but its outcome never reached the channel (it closed first)."""
+        if channel is self._channel:
+            self.unsent += 1
 
 
-def park(confirm_channel, properties, body: bytes, queue: str, dead_letter_queue: str, reason: str) -> str | None:
-    """Publish a copy to <queue>.dead with the reason in a header, confirmed; None when parked, else why not."""
-    headers = dict(properties.headers or {})
-    headers[REASON_HEADER] = reason
-    headers[QUEUE_HEADER] = queue
-    dead_properties = pika.BasicProperties(
+class Refusal(enum.Enum):
+    """How the broker refused a copy to park (the names of pika's exceptions, as the log line shows them)."""
+
+    UNROUTABLE = "UnroutableError"  # returned: no queue is bound, <queue>.dead was deleted
+    NACKED = "NackError"
+    CHANNEL_CLOSED = "ChannelClosedByBroker"  # the caller opens a new confirm channel
+
+
+@dataclass(frozen=True)
+class NotParked:
+    """Why a message could not be parked: the refusal, and the broker's words for a closed channel."""
+
+    refusal: Refusal
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.refusal.value}: {self.detail}" if self.detail else self.refusal.value
+
+
+def copy_properties(properties, headers: dict, expiration: str | None = None) -> pika.BasicProperties:
+    """A parked or retried copy's properties: the original's, with these headers, persistent."""
+    return pika.BasicProperties(
         content_type=properties.content_type,
         content_encoding=properties.content_encoding,
         headers=headers,
         delivery_mode=pika.DeliveryMode.Persistent,
+        priority=properties.priority,
+        correlation_id=properties.correlation_id,
+        reply_to=properties.reply_to,
+        expiration=expiration,
         message_id=properties.message_id,
         timestamp=properties.timestamp,
+        type=properties.type,
         app_id=properties.app_id,
     )
+
+
+def _publish(confirm_channel, exchange: str, key: str, body: bytes,
+             properties: pika.BasicProperties) -> NotParked | None:
+    """Publish confirmed and mandatory; None when the broker has it, else how it refused."""
     try:
-        confirm_channel.basic_publish(DEAD_EXCHANGE, dead_letter_queue, body, dead_properties, mandatory=True)
-    except (px.UnroutableError, px.NackError) as exc:
-        return exc.__class__.__name__
+        confirm_channel.basic_publish(exchange, key, body, properties, mandatory=True)
+    except px.UnroutableError:
+        return NotParked(Refusal.UNROUTABLE)
+    except px.NackError:
+        return NotParked(Refusal.NACKED)
+    except px.ChannelClosedByBroker as exc:
+        return NotParked(Refusal.CHANNEL_CLOSED, exc.reply_text)
     return None
 
 
-def declare_dead_letter_queue(declare: Declarer, dead_letter_queue: str, queue_type: str) -> None:
-    """Declare <queue>.dead and its binding again (an operator may have deleted it). A user without
-    the right to (least privilege: the definitions made them) is refused: the message is then
-    requeued later (ParkRetry), never dropped."""
+def park(confirm_channel, properties, body: bytes, queue: str, dead_letter_queue: str,
+         reason: str) -> NotParked | None:
+    """Publish a copy to <queue>.dead with the reason in a header, confirmed; None when parked, else why not.
+
+    It carries its attempts and every attempt's failure line (retries.failed_headers) too."""
+    headers = failed_headers(properties, reason)
+    headers[REASON_HEADER] = reason
+    headers[QUEUE_HEADER] = queue
+    return _publish(confirm_channel, DEAD_EXCHANGE, dead_letter_queue, body, copy_properties(properties, headers))
+
+
+def schedule_retry(confirm_channel, properties, body: bytes, retry: RetrySpec, delay_ms: int,
+                   reason: str) -> NotParked | None:
+    """Publish a copy, its attempt counted and its failure line added, to the delay queue of delay_ms,
+    confirmed; it expires after a jittered delay (at most delay_ms, the queue's TTL) back into the work
+    queue. None when the broker has it, else why not."""
+    properties = copy_properties(properties, failed_headers(properties, reason), jittered(delay_ms))
+    return _publish(confirm_channel, RETRY_EXCHANGE, retry.name(delay_ms), body, properties)
+
+
+def declare_again(declare: Declarer, spec: DeadLetterSpec | RetrySpec, name: str) -> None:
+    """Declare <queue>.dead or a delay queue, and its binding, again (an operator may have deleted it), as
+    at start. A refusal leaves the message to be requeued later (ParkRetry), never dropped."""
     try:
-        declare_queue(declare, dead_letter_queue, QueueSettings(queue_type))
-        declare_exchange(declare, DEAD_EXCHANGE, "direct")
-        bind(declare, dead_letter_queue, DEAD_EXCHANGE, dead_letter_queue)
-    except px.ChannelClosedByBroker as exc:
-        LOGGER.warning("could not declare %s again: %s", dead_letter_queue, exc.reply_text)
+        spec.declare(declare)
+    except (px.ChannelClosedByBroker, FatalError) as exc:
+        LOGGER.warning("could not declare %s again: %s", name, getattr(exc, "reply_text", exc))
     finally:
         if declare.channel.is_open:
             declare.channel.close()
@@ -122,19 +191,22 @@ class ParkRetry:
     and resets after a successful park.
     """
 
-    MAX_DELAY = 30.0
+    POLICY = RetryPolicy(timeout=0, min_delay=1.0, max_delay=30.0)
     LOG_EVERY = 100  # after the first 5 failures, one line per 100
 
     def __init__(self) -> None:
-        self.failures = 0
+        self._backoff = self.POLICY.backoff()
+
+    @property
+    def failures(self) -> int:
+        return self._backoff.failures
 
     def succeeded(self) -> None:
-        self.failures = 0
+        self._backoff.reset()
 
     def requeue_later(self, connection, channel, acks: AckBatch, method, properties, dead_letter_queue: str,
-                      why: str, reason: str) -> None:
-        self.failures += 1
-        delay = min(float(self.failures), self.MAX_DELAY)
+                      why: NotParked, reason: str) -> None:
+        delay = self._backoff.next_delay()
         if self.failures <= 5 or self.failures % self.LOG_EVERY == 0:
             LOGGER.error("could not park id=%s in %s (%s, failure %d); requeued in %.0fs: %s",
                          properties.message_id or "-", dead_letter_queue, why, self.failures, delay,

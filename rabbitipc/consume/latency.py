@@ -24,6 +24,7 @@ class Latencies:
         self.counts = [0] * _BUCKETS
         self.total = 0
         self.max = 0.0
+        self.sum_ms = 0.0  # for Prometheus' histogram _sum (metrics.py)
 
     def add(self, ms: float) -> None:
         if not LOWEST_MS < ms < _HIGHEST_MS:  # clocks apart, or a sent_at far off: the edge buckets
@@ -31,6 +32,7 @@ class Latencies:
         index = int(math.log(ms / LOWEST_MS) * _SCALE) + 1 if ms > LOWEST_MS else 0
         self.counts[min(index, _BUCKETS - 1)] += 1
         self.total += 1
+        self.sum_ms += ms
         if ms > self.max:
             self.max = ms
 
@@ -54,7 +56,7 @@ class Latencies:
 
     def copy(self) -> Latencies:
         other = Latencies()
-        other.counts, other.total, other.max = list(self.counts), self.total, self.max
+        other.counts, other.total, other.max, other.sum_ms = list(self.counts), self.total, self.max, self.sum_ms
         return other
 
     def since(self, earlier: Latencies) -> Latencies:
@@ -62,6 +64,7 @@ class Latencies:
         other = Latencies()
         other.counts = [now - then for now, then in zip(self.counts, earlier.counts)]
         other.total = self.total - earlier.total
+        other.sum_ms = self.sum_ms - earlier.sum_ms
         top = max((index for index, count in enumerate(other.counts) if count), default=None)
         other.max = 0.0 if top is None else min(LOWEST_MS * RATIO ** top, self.max)
         return other

@@ -19,10 +19,12 @@ LOGGER = logging.getLogger(__name__)
 class Report:
     """Counts handled messages, measures send-to-handled latency, and logs them."""
 
-    def __init__(self, log_rate: float) -> None:
+    def __init__(self, log_rate: float, latency: Latencies | None = None) -> None:
         self.handled = 0
         self.lines = LineBudget(LOGGER, "received", log_rate, detail=self._summary_detail)
-        self.latency = Latencies()  # the whole run's; summaries report the part since the last one
+        # The whole run's (the metrics' end-to-end histogram: metrics.Stats); summaries report the part
+        # since the last one.
+        self.latency = latency or Latencies()
         self._latency_mark = Latencies()
         self._first = self._last = 0.0
 

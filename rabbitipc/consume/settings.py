@@ -6,26 +6,30 @@ from dataclasses import dataclass
 
 from .. import defaults
 from ..topology import Route
+from .retries import RetrySettings
 from .sinks import JsonlSink
 
 
 @dataclass(frozen=True)
 class ConsumerSettings:
-    """Everything a Consumer needs besides the broker URL, the subscription and the handler."""
+    """Everything a Consumer needs besides the broker, the subscription and the handler."""
 
     prefetch: int = defaults.PREFETCH
     max_size: int = defaults.MAX_SIZE  # bytes; a bigger body is dead-lettered unread
     strict: bool = False  # dead-letter bodies that are not rabbitipc messages
     dedupe_window: int = defaults.DEDUPE_WINDOW  # ids remembered to skip redelivered duplicates
+    dedupe_store: bool = False  # keep the handled ids in the stream <queue>.handled too (dedupe_store.py)
     connection_name: str = "rabbitipc-receiver"
     forward_to: Route | None = None  # a stage: where the handler's result goes
+    max_hops: int = defaults.MAX_HOPS  # a stage dead-letters an input already forwarded this many times
     sink: JsonlSink | None = None
     poison_pill: str | None = None  # a payload that stops the consumer
     listen_for_control: bool = True
-    finish_timeout: float = 25.0  # on stop, how long the message in hand may take
-    ca_file: str | None = None
+    grace_period: float = defaults.GRACE_PERIOD  # on stop, how long the message in hand may take
     count: int | None = None  # stop after this many handled
     log_rate: float = defaults.LOG_RATE  # "received" lines a second at most, then a summary per second
+    program: str = "consumer"  # the `program` label of its metrics (metrics.py): receiver, stage, ...
+    retry: RetrySettings = RetrySettings()  # attempts per message and the backoff between them (retries.py)
 
     @property
     def ack_batch(self) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pika
 
-from ..connection import Retry
+from ..connection import Broker
 from ..errors import Stopped
 from ..shutdown import StopFlag
 from ..topology import Route
@@ -27,10 +27,10 @@ STOP_GRACE = 10.0
 class Publisher:
     """A confirmed publisher to one route, one message at a time."""
 
-    def __init__(self, url: str, route: Route, retry: Retry | None = None, stop: StopFlag | None = None,
-                 connection_name: str = "rabbitipc-sender", **options: Any) -> None:
-        """`options`: the engine's max_refusals, health and ca_file (see StreamPublisher)."""
-        self._engine = StreamPublisher(url, route, retry, stop, connection_name, window=1,
+    def __init__(self, broker: Broker | str | None, route: Route, stop: StopFlag | None = None,
+                 **options: Any) -> None:
+        """`options`: the engine's health and PublisherSettings fields, e.g. connection_name (see StreamPublisher)."""
+        self._engine = StreamPublisher(broker, route, stop=stop, window=1,
                                        on_confirmed=lambda _item: self._settle(True),
                                        on_unrouted=lambda _item: self._settle(False), **options)
         self._routed: bool | None = None  # how the message in hand was settled

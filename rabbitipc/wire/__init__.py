@@ -27,6 +27,11 @@ pika (OTHER: data[end:] starts with it). The events:
 
 properties is a pika.spec.BasicProperties; short strings are str, or bytes when not UTF-8 (as pika).
 
+``Decoder().decode(data, start=0, end=None)`` is the same for one stream, read after read: after
+PARTIAL in the middle of a message's body frames it resumes where it stopped (the message known
+again by its method and header frames), so a message of many frames arriving in many reads is
+walked once rather than once per read; ``frames_walked`` counts the body frame heads it read.
+
 And for the message body (rabbitipc.message): ``plain_json_text(data) -> bool``, True when UTF-8
 bytes need no escape inside a JSON string (no control character, quote or backslash), so a long
 payload is copied into or out of the JSON body as it is; ``plain_json_str(data) -> str | None`` is
@@ -56,7 +61,7 @@ class Implementation(enum.Enum):
 
 
 #: What both implementations provide.
-_INTERFACE = ("PublishTemplate", "decode", "plain_json_text", "plain_json_str", "plain_json_join", "DELIVER",
+_INTERFACE = ("PublishTemplate", "Decoder", "decode", "plain_json_text", "plain_json_str", "plain_json_join", "DELIVER",
               "ACK", "NACK", "RETURN", "DONE", "PARTIAL", "OTHER", "FRAME_MIN_SIZE")
 _TEMPLATE_METHODS = ("encode", "encode_into", "encode_head_into")
 
@@ -90,6 +95,7 @@ _impl, _active, _why = _select()
 
 PublishTemplate = _impl.PublishTemplate
 decode = _impl.decode
+Decoder = _impl.Decoder
 plain_json_text = _impl.plain_json_text
 plain_json_str = _impl.plain_json_str
 plain_json_join = _impl.plain_json_join
@@ -108,6 +114,6 @@ def describe() -> str:
     return f"wire codec: {_active.value} ({_why})"
 
 
-__all__ = ["ACK", "DELIVER", "DONE", "FRAME_MIN_SIZE", "NACK", "OTHER", "PARTIAL", "PURE_PYTHON_ENV", "RETURN",
-           "Implementation", "PublishTemplate", "decode", "describe", "implementation", "plain_json_join",
+__all__ = ["ACK", "DELIVER", "DONE", "Decoder", "FRAME_MIN_SIZE", "NACK", "OTHER", "PARTIAL", "PURE_PYTHON_ENV",
+           "RETURN", "Implementation", "PublishTemplate", "decode", "describe", "implementation", "plain_json_join",
            "plain_json_str", "plain_json_text"]

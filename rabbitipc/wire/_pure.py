@@ -6,6 +6,7 @@ fallback costs no more than pika's own codec; tests/test_wire.py holds both to p
 
 from __future__ import annotations
 
+import operator
 import struct
 
 from pika import data as _data
@@ -32,9 +33,15 @@ _END = b"\xce"
 _BasicProperties = _spec.BasicProperties
 
 
-def _short(value: str | bytes) -> bytes:
-    """An AMQP short string (length octet, then the UTF-8 bytes), as pika's encode_short_string."""
-    raw = value.encode() if isinstance(value, str) else bytes(value)
+def _short(value: str | bytes, what: str) -> bytes:
+    """An AMQP short string (length octet, then the UTF-8 bytes), as pika's encode_short_string; str or bytes
+    only (bytes(5) would be five NUL bytes, and bytes(10**9) a gigabyte)."""
+    if isinstance(value, str):
+        raw = value.encode()
+    elif isinstance(value, bytes):
+        raw = bytes(value)
+    else:
+        raise TypeError(f"{what} must be str or bytes, not {type(value).__name__}")
     if len(raw) > 255:
         raise _exceptions.ShortStringTooLong(raw)
     return bytes((len(raw),)) + raw
@@ -46,35 +53,39 @@ class PublishTemplate:
     def __init__(self, channel: int, exchange: str | bytes, routing_key: str | bytes, mandatory: bool = False,
                  *, frame_max: int = 131072, content_type: str | bytes | None = None,
                  delivery_mode: int | None = None) -> None:
+        # Checked in the C codec's order, and nothing changed unless all is well (as there).
+        channel, mandatory, frame_max = operator.index(channel), bool(mandatory), operator.index(frame_max)
         if not 0 <= channel <= 0xFFFF:
             raise ValueError(f"channel {channel} is not in 0..65535")
         if frame_max < FRAME_MIN_SIZE or frame_max > 0xFFFFFFFF:
             raise ValueError(f"frame_max {frame_max} is not in {FRAME_MIN_SIZE}..4294967295")
-        if delivery_mode is not None and not 0 <= delivery_mode <= 255:
-            raise ValueError(f"delivery_mode {delivery_mode} is not an octet")
-        self.channel, self.exchange, self.routing_key = channel, exchange, routing_key
-        self.mandatory, self.frame_max = bool(mandatory), frame_max
-        self.content_type, self.delivery_mode = content_type, delivery_mode
-        payload = b"".join((struct.pack(">HHH", 60, 40, 0), _short(exchange), _short(routing_key),
-                            b"\x01" if mandatory else b"\x00"))
-        self._method = _FRAME_HEAD.pack(1, channel, len(payload)) + payload + _END
-        self._chunk = frame_max - 8
+        if delivery_mode is not None:
+            delivery_mode = operator.index(delivery_mode)
+            if not 0 <= delivery_mode <= 255:
+                raise ValueError(f"delivery_mode {delivery_mode} is not an octet")
+        payload = b"".join((struct.pack(">HHH", 60, 40, 0), _short(exchange, "exchange"),
+                            _short(routing_key, "routing_key"), b"\x01" if mandatory else b"\x00"))
         flags = 0
-        self._content_type = b""
+        encoded_type = encoded_mode = b""
         if content_type is not None:
             flags |= _FLAG_CONTENT_TYPE
-            self._content_type = _short(content_type)
-        self._delivery_mode = b""
+            encoded_type = _short(content_type, "content_type")
         if delivery_mode is not None:
             flags |= _FLAG_DELIVERY_MODE
-            self._delivery_mode = bytes((delivery_mode,))
-        self._flags = flags
+            encoded_mode = bytes((delivery_mode,))
+        self.channel, self.exchange, self.routing_key = channel, exchange, routing_key
+        self.mandatory, self.frame_max = mandatory, frame_max
+        self.content_type, self.delivery_mode = content_type, delivery_mode
+        # What an encode takes from the template, in one read before anything else (user code run by the
+        # headers' encode_table may call __init__ again: the message is still this template's, whole).
+        self._fixed = (_FRAME_HEAD.pack(1, channel, len(payload)) + payload + _END, channel, frame_max - 8, flags,
+                       encoded_type, encoded_mode)
 
     def encode(self, body: bytes, message_id: str | bytes | None = None, timestamp: int | None = None,
                headers: dict | None = None) -> bytes:
         """The method, content header and body frames of one message, as one bytes object."""
         out = bytearray()
-        self.encode_into(out, body, message_id, timestamp, headers)
+        self._encode(out, body, message_id, timestamp, headers, False)
         return bytes(out)
 
     def encode_into(self, out: bytearray, body: bytes, message_id: str | bytes | None = None,
@@ -87,23 +98,31 @@ class PublishTemplate:
         """Append the frames of one message whose body fits one frame (1 to frame_max - 8 bytes) up to its
         body's bytes: the body and the frame end byte (0xCE) are the caller's to send next, so a large body
         goes to the socket without a copy. Returns how many bytes the whole message takes."""
-        if not 0 < len(body) <= self._chunk:
-            raise ValueError(f"a body of {len(body)} bytes is not 1..{self._chunk} (one frame)")
         return self._encode(out, body, message_id, timestamp, headers, True)
 
     def _encode(self, out: bytearray, body: bytes, message_id: str | bytes | None, timestamp: int | None,
                 headers: dict | None, head_only: bool) -> int:
-        flags = self._flags
-        props = [self._content_type]
+        # Everything is checked and encoded before the first byte goes into `out`, which is left as it was
+        # on any error (as by the C codec).
+        method, channel, chunk, flags, content_type, delivery_mode = self._fixed
+        if type(out) is not bytearray and not isinstance(out, bytearray):
+            raise TypeError(f"out must be a bytearray, not {type(out).__name__}")
+        if type(body) is not bytes:  # any buffer, its size in bytes (an array('H') has two per item)
+            view = memoryview(body)
+            if not view.c_contiguous:
+                raise BufferError("the body is not a contiguous buffer")
+            body = view.cast("B") if view.format != "B" or view.ndim != 1 else view
+        length = len(body)
+        props = [content_type]
         if headers is not None:
             flags |= _FLAG_HEADERS
             pieces: list[bytes] = []
             _data.encode_table(pieces, headers)
             props.extend(pieces)
-        props.append(self._delivery_mode)
+        props.append(delivery_mode)
         if message_id is not None:
             flags |= _FLAG_MESSAGE_ID
-            props.append(_short(message_id))
+            props.append(_short(message_id, "message_id"))
         if timestamp is not None:
             if not isinstance(timestamp, int):
                 raise TypeError(f"timestamp must be an int, not {type(timestamp).__name__}")
@@ -111,28 +130,32 @@ class PublishTemplate:
                 raise OverflowError(f"timestamp {timestamp} does not fit 64 unsigned bits")
             flags |= _FLAG_TIMESTAMP
             props.append(_U64.pack(timestamp))
+        if head_only and not 0 < length <= chunk:
+            raise ValueError(f"a body of {length} bytes is not 1..{chunk} (one frame)")
         prop_bytes = b"".join(props)
-        length = len(body)
         start = len(out)
-        out += self._method
-        out += _HEADER_HEAD.pack(2, self.channel, 14 + len(prop_bytes), 60, 0, length, flags)
-        out += prop_bytes
-        out += _END
-        chunk = self._chunk
-        if length <= chunk:
-            if length:
-                out += _BODY_HEAD.pack(3, self.channel, length)
-                if head_only:
-                    return len(out) - start + length + 1
-                out += body
-                out += _END
-        else:
-            view = memoryview(body)
-            for offset in range(0, length, chunk):
-                piece = view[offset:offset + chunk]
-                out += _BODY_HEAD.pack(3, self.channel, len(piece))
-                out += piece
-                out += _END
+        out += method  # the first write: an `out` that cannot grow (exported) raises here, unchanged
+        try:
+            out += _HEADER_HEAD.pack(2, channel, 14 + len(prop_bytes), 60, 0, length, flags)
+            out += prop_bytes
+            out += _END
+            if length <= chunk:
+                if length:
+                    out += _BODY_HEAD.pack(3, channel, length)
+                    if head_only:
+                        return len(out) - start + length + 1
+                    out += body
+                    out += _END
+            else:
+                view = memoryview(body)
+                for offset in range(0, length, chunk):
+                    piece = view[offset:offset + chunk]
+                    out += _BODY_HEAD.pack(3, channel, len(piece))
+                    out += piece
+                    out += _END
+        except BaseException:  # MemoryError: no partial message left behind
+            del out[start:]
+            raise
         return len(out) - start
 
 
@@ -211,9 +234,10 @@ def _properties(buf: bytes, pos: int, end: int) -> _BasicProperties:
     return properties
 
 
-def _content(buf: bytes, pos: int, size: int, channel: int, total: int) -> tuple[int, object, bytes, int] | int:
-    """The header and body frames in buf[pos:total] after a method frame: (status, properties, body, end) or a
-    status."""
+def _content(buf: bytes, start: int, pos: int, channel: int, total: int,
+             state: Decoder | None) -> tuple[int, object, bytes, int] | int:
+    """The header and body frames in buf[pos:total] after the method frame at buf[start:]: (status, properties,
+    body, end) or a status. state: the caller's Decoder, whose walk of this message it resumes."""
     if pos + 7 > total:
         return PARTIAL
     kind, chan, hsize = _FRAME_HEAD.unpack_from(buf, pos)
@@ -228,31 +252,78 @@ def _content(buf: bytes, pos: int, size: int, channel: int, total: int) -> tuple
     if class_id != 60:
         return OTHER
     header = pos + 19
-    pos = hend + 1
-    parts = []
     got = 0
+    pos = first = hend + 1
+    if state is not None and state._head is not None:
+        head, state._head = state._head, None
+        if len(head) == first - start and state._walked <= total - start and buf[start:first] == head:
+            pos, got = start + state._walked, state._got
+    heads = 0  # body frame heads read
+    status = DONE
     while got < body_size:
         if pos + 7 > total:
-            return PARTIAL
+            status = PARTIAL
+            break
+        heads += 1
         kind, chan, bsize = _FRAME_HEAD.unpack_from(buf, pos)
         if kind != 3 or chan != channel or got + bsize > body_size:
-            return OTHER
+            status = OTHER
+            break
         bend = pos + 7 + bsize
         if bend >= total:
-            return PARTIAL
+            status = PARTIAL
+            break
         if buf[bend] != 0xCE:
-            return OTHER
-        parts.append((pos + 7, bend))
+            status = OTHER
+            break
         got += bsize
         pos = bend + 1
-    # Properties and body are built only once the whole message is here: a large message arriving
-    # in many reads is scanned each time, not decoded each time.
+    if state is not None:
+        state.frames_walked += heads
+    if status != DONE:
+        if status == PARTIAL and state is not None and pos > first:  # whole body frames walked: resume after them
+            state._head, state._walked, state._got = bytes(buf[start:first]), pos - start, got
+        return status
+    # Body and properties are built only once the whole message is here: a large message arriving in many
+    # reads is walked once (with a Decoder), not decoded each time. The body first, as in the C codec: nothing
+    # that runs other Python code (pika's decode_table) comes between the walk and the copy.
+    if pos - first == body_size + 8:  # one body frame (k frames take body_size + 8k bytes)
+        body = bytes(buf[first + 7:pos - 1])
+    elif pos == first:
+        body = b""
+    else:  # the frames walked, in this call or before it, each checked again (another thread may write)
+        pieces = []
+        at = first
+        while at + 8 <= pos:
+            size = _U32.unpack_from(buf, at + 3)[0]
+            pieces.append(buf[at + 7:at + 7 + size])
+            at += 8 + size
+        body = b"".join(pieces)
+        if at != pos or len(body) != body_size:
+            return OTHER
     try:
         properties = _properties(buf, header, hend)
     except IndexError:  # a malformed header: pika's own path raises its error
         return OTHER
-    body = b"".join([buf[a:b] for a, b in parts]) if len(parts) != 1 else bytes(buf[parts[0][0]:parts[0][1]])
     return DONE, properties, body, pos
+
+
+class Decoder:
+    """decode() for one incoming stream: after PARTIAL, the next call resumes the message where this one
+    stopped, so a message of many frames arriving in many reads is walked once, not once per read."""
+
+    def __init__(self) -> None:
+        # The message left PARTIAL: its method and header frames (None: none), the offset from its start up to
+        # which its body frames were walked and the body bytes in them.
+        self._head: bytes | None = None
+        self._walked = self._got = 0
+        #: Body frame heads read while looking for the end of a message, over the decoder's life.
+        self.frames_walked = 0
+
+    def decode(self, data: bytes | bytearray | memoryview, start: int = 0,
+               end: int | None = None) -> tuple[list[tuple], int, int]:
+        """As rabbitipc.wire.decode, resuming a message left PARTIAL by the previous call."""
+        return _decode(data, start, end, self)
 
 
 _JSON_SPECIAL = bytes(range(0x20)) + b'"\\'
@@ -279,6 +350,11 @@ def plain_json_join(head: bytes, text: str, tail: bytes) -> bytes | None:
 def decode(data: bytes | bytearray | memoryview, start: int = 0,
            end: int | None = None) -> tuple[list[tuple], int, int]:
     """Decode the frames in data[start:end] into events; see rabbitipc.wire.decode."""
+    return _decode(data, start, end, None)
+
+
+def _decode(data: bytes | bytearray | memoryview, start: int, end: int | None,
+            state: Decoder | None) -> tuple[list[tuple], int, int]:
     buf = data if isinstance(data, (bytes, bytearray)) else bytes(data)
     total = len(buf)
     if end is not None:
@@ -320,7 +396,7 @@ def decode(data: bytes | bytearray | memoryview, start: int = 0,
         except IndexError:
             return events, pos, OTHER
         # The content first: while a large message is still arriving, nothing is decoded.
-        content = _content(buf, end + 1, size, channel, total)
+        content = _content(buf, pos, end + 1, channel, total, state)
         if type(content) is int:
             return events, pos, content
         _status, properties, body, after = content

@@ -5,7 +5,8 @@
  * message_id, timestamp) and the body frames, split at frame_max, into one buffer sized up front.
  * Decoding: decode() walks a buffer of incoming frames and turns Basic.Deliver/Return (with their
  * header and body frames), Basic.Ack and Basic.Nack into tuples, stopping at the end of the data,
- * at an incomplete frame or message, or at any frame it leaves to pika. Field tables (headers)
+ * at an incomplete frame or message, or at any frame it leaves to pika; a Decoder object does the
+ * same for one stream and resumes a message left incomplete where it stopped. Field tables (headers)
  * are rare on this path and go through pika's own encode_table/decode_table.
  *
  * C99 and the CPython C API only.
@@ -253,9 +254,15 @@ static int parse_message_args(PyObject *const *args, Py_ssize_t nargs, PyObject 
     return 0;
 }
 
-/* Everything encode needs to know before writing: sizes and the encoded pieces. */
+/* Everything encode needs to know before writing: sizes, the encoded pieces, and the template's
+ * own fields, taken (with references) before any call that can run Python code: encode_table runs
+ * user code (a dict subclass's items(), a __del__), which may call __init__ on the template again. */
 typedef struct {
     Py_buffer body;
+    PyObject *method_frame, *content_type; /* the template's, held */
+    int delivery_mode;
+    unsigned channel;
+    Py_ssize_t chunk;
     const char *message_id;
     Py_ssize_t message_id_size;
     uint64_t timestamp;
@@ -267,16 +274,27 @@ typedef struct {
 static void plan_release(Plan *plan) {
     if (plan->body.obj != NULL) PyBuffer_Release(&plan->body);
     Py_CLEAR(plan->table);
+    Py_CLEAR(plan->method_frame);
+    Py_CLEAR(plan->content_type);
 }
 
 static int plan_message(Template *self, MessageArgs *m, Plan *plan) {
     memset(plan, 0, sizeof(*plan));
+    if (self->method_frame == NULL) { /* PublishTemplate.__new__ without __init__ */
+        PyErr_SetString(PyExc_AttributeError, "PublishTemplate is not initialised (__init__ was not called)");
+        return -1;
+    }
+    plan->method_frame = Py_NewRef(self->method_frame);
+    plan->content_type = Py_XNewRef(self->content_type);
+    plan->delivery_mode = self->delivery_mode;
+    plan->channel = self->channel;
+    plan->chunk = self->chunk;
     if (PyObject_GetBuffer(m->body, &plan->body, PyBUF_SIMPLE) < 0) return -1;
     unsigned flags = 0;
     Py_ssize_t props = 0;
-    if (self->content_type != NULL) {
+    if (plan->content_type != NULL) {
         flags |= FLAG_CONTENT_TYPE;
-        props += 1 + PyBytes_GET_SIZE(self->content_type);
+        props += 1 + PyBytes_GET_SIZE(plan->content_type);
     }
     if (m->headers != Py_None) {
         PyObject *pieces = PyList_New(0);
@@ -293,7 +311,7 @@ static int plan_message(Template *self, MessageArgs *m, Plan *plan) {
         flags |= FLAG_HEADERS;
         props += PyBytes_GET_SIZE(plan->table);
     }
-    if (self->delivery_mode >= 0) {
+    if (plan->delivery_mode >= 0) {
         flags |= FLAG_DELIVERY_MODE;
         props += 1;
     }
@@ -318,29 +336,29 @@ static int plan_message(Template *self, MessageArgs *m, Plan *plan) {
     plan->flags = flags;
     plan->props_size = props;
     Py_ssize_t length = plan->body.len;
-    Py_ssize_t frames = length == 0 ? 0 : (length + self->chunk - 1) / self->chunk;
-    plan->total = PyBytes_GET_SIZE(self->method_frame) + 7 + 14 + props + 1 + frames * 8 + length;
+    Py_ssize_t frames = length == 0 ? 0 : (length + plan->chunk - 1) / plan->chunk;
+    plan->total = PyBytes_GET_SIZE(plan->method_frame) + 7 + 14 + props + 1 + frames * 8 + length;
     return 0;
 }
 
 /* The frames of one message into p; with head_only, up to the body's bytes (the body fits one frame). */
-static void write_message(Template *self, Plan *plan, unsigned char *p, int head_only) {
-    Py_ssize_t method_size = PyBytes_GET_SIZE(self->method_frame);
-    memcpy(p, PyBytes_AS_STRING(self->method_frame), (size_t)method_size);
+static void write_message(Plan *plan, unsigned char *p, int head_only) {
+    Py_ssize_t method_size = PyBytes_GET_SIZE(plan->method_frame);
+    memcpy(p, PyBytes_AS_STRING(plan->method_frame), (size_t)method_size);
     p += method_size;
     Py_ssize_t length = plan->body.len;
     p[0] = 2;
-    put16(p + 1, self->channel);
+    put16(p + 1, plan->channel);
     put32(p + 3, (uint32_t)(14 + plan->props_size));
     put16(p + 7, 60);
     put16(p + 9, 0);
     put64(p + 11, (uint64_t)length);
     put16(p + 19, plan->flags);
     p += 21;
-    if (self->content_type != NULL) {
-        Py_ssize_t n = PyBytes_GET_SIZE(self->content_type);
+    if (plan->content_type != NULL) {
+        Py_ssize_t n = PyBytes_GET_SIZE(plan->content_type);
         *p++ = (unsigned char)n;
-        memcpy(p, PyBytes_AS_STRING(self->content_type), (size_t)n);
+        memcpy(p, PyBytes_AS_STRING(plan->content_type), (size_t)n);
         p += n;
     }
     if (plan->table != NULL) {
@@ -348,7 +366,7 @@ static void write_message(Template *self, Plan *plan, unsigned char *p, int head
         memcpy(p, PyBytes_AS_STRING(plan->table), (size_t)n);
         p += n;
     }
-    if (self->delivery_mode >= 0) *p++ = (unsigned char)self->delivery_mode;
+    if (plan->delivery_mode >= 0) *p++ = (unsigned char)plan->delivery_mode;
     if (plan->message_id != NULL) {
         *p++ = (unsigned char)plan->message_id_size;
         memcpy(p, plan->message_id, (size_t)plan->message_id_size);
@@ -360,10 +378,10 @@ static void write_message(Template *self, Plan *plan, unsigned char *p, int head
     }
     *p++ = FRAME_END;
     const unsigned char *body = (const unsigned char *)plan->body.buf;
-    for (Py_ssize_t at = 0; at < length; at += self->chunk) {
-        Py_ssize_t n = length - at < self->chunk ? length - at : self->chunk;
+    for (Py_ssize_t at = 0; at < length; at += plan->chunk) {
+        Py_ssize_t n = length - at < plan->chunk ? length - at : plan->chunk;
         p[0] = 3;
-        put16(p + 1, self->channel);
+        put16(p + 1, plan->channel);
         put32(p + 3, (uint32_t)n);
         if (head_only) return;
         memcpy(p + 7, body + at, (size_t)n);
@@ -382,7 +400,7 @@ static PyObject *Template_encode(Template *self, PyObject *const *args, Py_ssize
         return NULL;
     }
     PyObject *out = PyBytes_FromStringAndSize(NULL, plan.total);
-    if (out != NULL) write_message(self, &plan, (unsigned char *)PyBytes_AS_STRING(out), 0);
+    if (out != NULL) write_message(&plan, (unsigned char *)PyBytes_AS_STRING(out), 0);
     plan_release(&plan);
     return out;
 }
@@ -408,9 +426,9 @@ static PyObject *encode_into(Template *self, PyObject *const *args, Py_ssize_t n
     }
     Py_ssize_t length = plan.body.len, size = plan.total;
     if (head_only) {
-        if (length < 1 || length > self->chunk) {
+        if (length < 1 || length > plan.chunk) {
             PyErr_Format(PyExc_ValueError, "a body of %zd bytes is not 1..%zd (one frame)", length,
-                         self->chunk);
+                         plan.chunk);
             plan_release(&plan);
             return NULL;
         }
@@ -421,7 +439,7 @@ static PyObject *encode_into(Template *self, PyObject *const *args, Py_ssize_t n
         plan_release(&plan);
         return NULL;
     }
-    write_message(self, &plan, (unsigned char *)PyByteArray_AS_STRING(out) + start, head_only);
+    write_message(&plan, (unsigned char *)PyByteArray_AS_STRING(out) + start, head_only);
     Py_ssize_t total = plan.total;
     plan_release(&plan);
     return PyLong_FromSsize_t(total);
@@ -629,10 +647,48 @@ static PyObject *take_properties(const unsigned char *buf, Py_ssize_t pos, Py_ss
     return props;
 }
 
-/* The header and body frames from buf[pos:]: DONE with *props, *body and *next set, PARTIAL or
- * OTHER, or -1 with an exception. */
-static int take_content(const unsigned char *buf, Py_ssize_t total, Py_ssize_t pos,
-                        unsigned channel, PyObject **props, PyObject **body, Py_ssize_t *next) {
+/* Where the walk of a message's body frames stopped when the message was not all there yet, so that
+ * a Decoder's next call resumes there instead of walking every frame again: a message of many frames
+ * arriving in many reads is walked once, not once per read. Offsets count from the message's method
+ * frame, which the caller keeps (data[end:]) and may move; the message is known again by its method
+ * and header frames (a delivery's carry its delivery tag). */
+typedef struct {
+    unsigned char *head; /* the method and header frames, as seen (PyMem) */
+    Py_ssize_t head_size, head_capacity;
+    Py_ssize_t walked; /* offset of the first body frame not yet walked */
+    uint64_t got;      /* body bytes in the frames walked */
+    unsigned long long frames_walked; /* body frame heads read by walks, over the decoder's life */
+} Resume;
+
+static void resume_save(Resume *rs, const unsigned char *message, Py_ssize_t head_size,
+                        Py_ssize_t walked, uint64_t got) {
+    if (head_size > rs->head_capacity) {
+        unsigned char *grown = PyMem_Realloc(rs->head, (size_t)head_size);
+        if (grown == NULL) { /* no memory for a hint: the next call walks from the start */
+            rs->head_size = 0;
+            return;
+        }
+        rs->head = grown;
+        rs->head_capacity = head_size;
+    }
+    memcpy(rs->head, message, (size_t)head_size);
+    rs->head_size = head_size;
+    rs->walked = walked;
+    rs->got = got;
+}
+
+/* The header and body frames from buf[pos:], after the method frame at buf[start:]: DONE with
+ * *props, *body and *next set, PARTIAL or OTHER, or -1 with an exception. rs (or NULL) is the
+ * caller's Decoder state.
+ *
+ * Memory safety: the frames are read only within buf[:total], every size checked against that
+ * bound where it is used. The body is copied right after the walk, before anything that can run
+ * Python code (take_properties calls pika's decode_table, and with it whatever another thread or a
+ * finaliser does), and the copy checks each frame again as it goes: sizes read in one pass are never
+ * trusted by the next after the buffer could have been written to. */
+static int take_content(const unsigned char *buf, Py_ssize_t total, Py_ssize_t start, Py_ssize_t pos,
+                        unsigned channel, Resume *rs, PyObject **props, PyObject **body,
+                        Py_ssize_t *next) {
     if (pos + 7 > total) return PARTIAL;
     if (buf[pos] != 2 || get16(buf + pos + 1) != channel) return OTHER;
     uint32_t hsize = get32(buf + pos + 3);
@@ -641,48 +697,69 @@ static int take_content(const unsigned char *buf, Py_ssize_t total, Py_ssize_t p
     Py_ssize_t hend = pos + 7 + (Py_ssize_t)hsize;
     if (buf[hend] != FRAME_END || get16(buf + pos + 7) != 60) return OTHER;
     uint64_t body_size = get64(buf + pos + 11);
-    /* Count the body frames first: the body is built only once it is all here. */
-    Py_ssize_t at = hend + 1, frames = 0, single = 0;
+    Py_ssize_t head_size = hend + 1 - start;
+    /* Walk the body frames first: the body is built only once it is all here. */
+    Py_ssize_t at = hend + 1;
     uint64_t got = 0;
+    int resumed = 0;
+    if (rs != NULL && rs->head_size == head_size && rs->walked >= head_size &&
+        rs->walked <= total - start && rs->got <= body_size &&
+        memcmp(rs->head, buf + start, (size_t)head_size) == 0) {
+        at = start + rs->walked;
+        got = rs->got;
+        resumed = 1;
+    }
+    if (rs != NULL) rs->head_size = 0; /* used (or not the message): forgotten unless saved again */
+walk:
     while (got < body_size) {
-        if (at + 7 > total) return PARTIAL;
+        if (at + 7 > total) goto partial;
+        if (rs != NULL) rs->frames_walked++;
         if (buf[at] != 3 || get16(buf + at + 1) != channel) return OTHER;
         uint64_t n = get32(buf + at + 3);
         if (got + n > body_size) return OTHER;
-        if (n + 8 > (uint64_t)(total - at)) return PARTIAL;
+        if (n + 8 > (uint64_t)(total - at)) goto partial;
         Py_ssize_t bend = at + 7 + (Py_ssize_t)n;
         if (buf[bend] != FRAME_END) return OTHER;
-        if (frames == 0) single = at;
-        frames++;
         got += n;
         at = bend + 1;
     }
-    PyObject *p = take_properties(buf, pos + 19, hend);
-    if (p == NULL) return PyErr_Occurred() ? -1 : OTHER;
-    PyObject *b;
-    if (frames == 1) {
-        b = PyBytes_FromStringAndSize((const char *)buf + single + 7, (Py_ssize_t)body_size);
-    } else {
-        b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)body_size);
-        if (b != NULL) {
-            char *dst = PyBytes_AS_STRING(b);
-            Py_ssize_t from = hend + 1;
-            for (Py_ssize_t i = 0; i < frames; i++) {
-                Py_ssize_t n = get32(buf + from + 3);
-                memcpy(dst, buf + from + 7, (size_t)n);
-                dst += n;
-                from += 8 + n;
-            }
-        }
+    /* All here: body_size <= total, as the frames holding it are in buf[:total]. */
+    PyObject *b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)body_size);
+    if (b == NULL) return -1;
+    char *dst = PyBytes_AS_STRING(b);
+    Py_ssize_t from = hend + 1;
+    uint64_t copied = 0;
+    while (copied < body_size) {
+        if (from + 7 > total || buf[from] != 3 || get16(buf + from + 1) != channel) break;
+        uint64_t n = get32(buf + from + 3);
+        if (copied + n > body_size || n + 8 > (uint64_t)(total - from) ||
+            buf[from + 7 + (Py_ssize_t)n] != FRAME_END)
+            break;
+        memcpy(dst + copied, buf + from + 7, (size_t)n);
+        copied += n;
+        from += 8 + (Py_ssize_t)n;
     }
-    if (b == NULL) {
-        Py_DECREF(p);
-        return -1;
+    if (copied != body_size || from != at) { /* not the frames walked */
+        Py_DECREF(b);
+        if (!resumed) return OTHER; /* only a writer racing this call gets here */
+        resumed = 0; /* the hint was not this message's after all: walk it from its first frame */
+        at = hend + 1;
+        got = 0;
+        goto walk;
+    }
+    PyObject *p = take_properties(buf, pos + 19, hend);
+    if (p == NULL) {
+        Py_DECREF(b);
+        return PyErr_Occurred() ? -1 : OTHER;
     }
     *props = p;
     *body = b;
     *next = at;
     return DONE;
+partial:
+    if (rs != NULL && at > hend + 1) /* whole body frames walked: resume after them next time */
+        resume_save(rs, buf + start, head_size, at - start, got);
+    return PARTIAL;
 }
 
 static PyObject *finish(PyObject *events, Py_ssize_t end, int status) {
@@ -693,14 +770,15 @@ static PyObject *finish(PyObject *events, Py_ssize_t end, int status) {
 /* Decode one Deliver or Return method with its content into *event; returns DONE, PARTIAL,
  * OTHER or -1 with an exception. */
 static int take_message(const unsigned char *buf, Py_ssize_t total, Py_ssize_t pos, unsigned channel,
-                        Py_ssize_t end, uint32_t method, PyObject **event, Py_ssize_t *next) {
+                        Py_ssize_t end, uint32_t method, Resume *rs, PyObject **event,
+                        Py_ssize_t *next) {
     PyObject *f[5] = {NULL, NULL, NULL, NULL, NULL};
     Py_ssize_t at = pos + 11;
     uint64_t tag = 0;
     int bits = 0;
     unsigned reply_code = 0;
     /* The content first: while a large message is still arriving, nothing is decoded. */
-    int status = take_content(buf, total, end + 1, channel, &f[3], &f[4], next);
+    int status = take_content(buf, total, pos, end + 1, channel, rs, &f[3], &f[4], next);
     if (status != DONE) goto fail;
     status = OTHER;
     if (method == 0x003C003C) { /* Basic.Deliver */
@@ -730,8 +808,8 @@ fail:
     return status;
 }
 
-static PyObject *wire_decode(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    (void)module;
+/* decode(data, start=0, end=None): the module's (rs NULL) or a Decoder's. */
+static PyObject *decode_frames(Resume *rs, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs < 1 || nargs > 3) {
         PyErr_SetString(PyExc_TypeError, "decode(data, start=0, end=None) takes 1 to 3 arguments");
         return NULL;
@@ -804,7 +882,7 @@ static PyObject *wire_decode(PyObject *module, PyObject *const *args, Py_ssize_t
                                       PyBool_FromLong(bits & 1), PyBool_FromLong(bits & 2));
             if (event == NULL) goto error;
         } else if (method == 0x003C003C || method == 0x003C0032) { /* Deliver, Return */
-            int rc = take_message(buf, total, pos, channel, end, method, &event, &next);
+            int rc = take_message(buf, total, pos, channel, end, method, rs, &event, &next);
             if (rc < 0) goto error;
             if (rc != DONE) {
                 status = rc;
@@ -826,6 +904,54 @@ error:
     Py_DECREF(events);
     return NULL;
 }
+
+static PyObject *wire_decode(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    return decode_frames(NULL, args, nargs);
+}
+
+/* A Decoder: decode() for one stream, resuming the walk of a message not yet complete. */
+typedef struct {
+    PyObject_HEAD
+    Resume rs;
+} Decoder;
+
+static void Decoder_dealloc(Decoder *self) {
+    PyMem_Free(self->rs.head);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *Decoder_decode(Decoder *self, PyObject *const *args, Py_ssize_t nargs) {
+    return decode_frames(&self->rs, args, nargs);
+}
+
+static PyObject *Decoder_frames_walked(Decoder *self, void *closure) {
+    (void)closure;
+    return PyLong_FromUnsignedLongLong(self->rs.frames_walked);
+}
+
+static PyMethodDef Decoder_methods[] = {
+    {"decode", (PyCFunction)(void (*)(void))Decoder_decode, METH_FASTCALL,
+     "decode(data, start=0, end=None) -> (events, end, status)\n\n"
+     "As rabbitipc.wire.decode; after PARTIAL, the next call resumes the message where this one stopped."},
+    {NULL, NULL, 0, NULL}};
+
+static PyGetSetDef Decoder_getset[] = {
+    {"frames_walked", (getter)Decoder_frames_walked, NULL,
+     "Body frame heads read while looking for the end of a message, over the decoder's life.", NULL},
+    {NULL, NULL, NULL, NULL, NULL}};
+
+static PyTypeObject DecoderType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "rabbitipc.wire._speedups.Decoder",
+    .tp_basicsize = sizeof(Decoder),
+    .tp_dealloc = (destructor)Decoder_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Decoder()\n\nThe decode() of one incoming stream: a message arriving in many reads is "
+              "walked once.",
+    .tp_methods = Decoder_methods,
+    .tp_getset = Decoder_getset,
+    .tp_new = PyType_GenericNew,
+};
 
 /* ------------------------------------------------------- JSON plain text */
 
@@ -958,7 +1084,7 @@ static PyObject *import_attr(const char *module, const char *name) {
 }
 
 PyMODINIT_FUNC PyInit__speedups(void) {
-    if (PyType_Ready(&TemplateType) < 0) return NULL;
+    if (PyType_Ready(&TemplateType) < 0 || PyType_Ready(&DecoderType) < 0) return NULL;
     if ((BasicProperties = import_attr("pika.spec", "BasicProperties")) == NULL) return NULL;
     if ((encode_table_fn = import_attr("pika.data", "encode_table")) == NULL) return NULL;
     if ((decode_table_fn = import_attr("pika.data", "decode_table")) == NULL) return NULL;
@@ -971,7 +1097,9 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL) return NULL;
     Py_INCREF(&TemplateType);
+    Py_INCREF(&DecoderType);
     if (PyModule_AddObject(m, "PublishTemplate", (PyObject *)&TemplateType) < 0 ||
+        PyModule_AddObject(m, "Decoder", (PyObject *)&DecoderType) < 0 ||
         PyModule_AddIntConstant(m, "DELIVER", DELIVER) < 0 ||
         PyModule_AddIntConstant(m, "ACK", ACK) < 0 || PyModule_AddIntConstant(m, "NACK", NACK) < 0 ||
         PyModule_AddIntConstant(m, "RETURN", RETURN) < 0 ||

@@ -10,7 +10,7 @@ pika connects, negotiates, opens channels and does everything rare; once a conne
   `release()` (the publishing engine calls it before its loop waits) and a large body is not
   copied: the buffer holds the frames around it and the body object itself is queued, and the
   socket takes them all in one gathered write (sendmsg) instead of pika's send per buffer.
-- in: the data pika reads is decoded with `rabbitipc.wire.decode` in batches: Basic.Deliver
+- in: the data pika reads is decoded with a `rabbitipc.wire.Decoder` in batches: Basic.Deliver
   and Basic.Return go to the channel's own `_on_deliver`/`_on_return` (so pika's checks on
   cancelled and unknown consumer tags still apply), in order with everything else; any frame
   the codec leaves (OTHER: heartbeats, channel methods, Basic.Ack/Nack too, as confirms come in
@@ -18,6 +18,10 @@ pika connects, negotiates, opens channels and does everything rare; once a conne
   is read with recv_into straight into one reused input buffer, up to 256 KiB at a time (pika
   reads 4 KiB into a fresh bytes each time): a payload byte is copied once from the kernel and
   once out into its message body, and no read allocates.
+
+The asynchronous publisher (rabbitipc.publish) turns a WireConnection's I/O loop itself through
+`open_connection()`, `turn()`, `wake()` and `close_connection()` below, so pika's connection
+workflow and I/O loop extension API (poll, process_timeouts) are used here only.
 
 `WireConnection.blocked` follows the broker's connection.blocked/unblocked (pika's public
 callbacks), so a publisher can tell "blocked by an alarm" from "slow".
@@ -32,17 +36,21 @@ from __future__ import annotations
 import itertools
 import logging
 import operator
+import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import pika
 import pika.adapters.base_connection
 import pika.adapters.blocking_connection
+import pika.adapters.select_connection
 import pika.channel
 import pika.connection
 import pika.exceptions as px
 from pika import frame as _frame
 from pika import spec as _spec
+from pika.adapters.utils import connection_workflow as _workflow
 from pika.adapters.utils import io_services_utils as _io
 
 from .. import wire
@@ -78,6 +86,19 @@ PRIVATE_INSTANCE_NAMES = (
     (_io._AsyncTransportBase, "_tx_buffered_byte_count"),
     (_io._AsyncTransportBase, "_sock"),
     (pika.adapters.blocking_connection.BlockingChannel, "_closing_reason"),  # why the broker closed it
+    (pika.adapters.blocking_connection.BlockingChannel, "_impl"),  # see never_reject()
+    (pika.adapters.blocking_connection.BlockingChannel, "_consumer_infos"),
+    (pika.channel.Channel, "_consumers_with_noack"),
+)
+#: The I/O loop extension API and connection-workflow errors that open_connection()/turn() use (not
+#: part of pika's documented API for applications, so checked like the private names).
+LOOP_NAMES = (
+    (pika.adapters.select_connection.IOLoop, "activate_poller"),
+    (pika.adapters.select_connection.IOLoop, "poll"),
+    (pika.adapters.select_connection.IOLoop, "process_timeouts"),
+    (_workflow, "AMQPConnectionWorkflowFailed"),
+    (_workflow, "AMQPConnectorSocketConnectError"),
+    (_workflow, "AMQPConnectorPhaseErrorBase"),
 )
 #: The private keyword of pika.BlockingConnection that picks its I/O connection class.
 BLOCKING_IMPL_KEYWORD = "_impl_class"
@@ -87,7 +108,6 @@ _Deliver, _Return = _spec.Basic.Deliver, _spec.Basic.Return
 _DELIVER, _RETURN, _ACK, _NACK = wire.DELIVER, wire.RETURN, wire.ACK, wire.NACK
 _OTHER = wire.OTHER
 _FRAME_END = b"\xce"
-_decode = wire.decode
 #: Properties a template cannot carry per message: when one is set, pika encodes the message.
 _UNTEMPLATED = ("content_encoding", "priority", "correlation_id", "reply_to", "expiration", "type", "user_id",
                 "app_id", "cluster_id")
@@ -108,6 +128,7 @@ class WireConnection(pika.SelectConnection):
         self._in_view = memoryview(self._in)
         self._in_start = self._in_end = 0
         self._events: deque[tuple] = deque()  # decoded, not yet handed on (see _decode_input)
+        self._decoder = wire.Decoder()  # this stream's: a large message arriving in pieces is walked once
         self._hold = hold_output
         self._fast_in = False
         self._templates: dict[tuple, Any] = {}
@@ -116,6 +137,11 @@ class WireConnection(pika.SelectConnection):
         super().__init__(*args, **kwargs)
         self.add_on_connection_blocked_callback(self._on_blocked)
         self.add_on_connection_unblocked_callback(self._on_unblocked)
+
+    @property
+    def rabbitipc_node(self) -> str:
+        """host:port of the broker node (see node())."""
+        return f"{self.params.host}:{self.params.port}"
 
     def _on_blocked(self, _connection, _method) -> None:
         self.blocked = True
@@ -204,7 +230,7 @@ class WireConnection(pika.SelectConnection):
         try:
             while True:
                 start = self._in_start
-                events, stop, status = _decode(self._in, start, self._in_end)
+                events, stop, status = self._decoder.decode(self._in, start, self._in_end)
                 self.bytes_received += stop - start
                 self._in_start = stop
                 if events:
@@ -337,7 +363,14 @@ class WireConnection(pika.SelectConnection):
 
 def blocking_connection(params: pika.ConnectionParameters) -> pika.BlockingConnection:
     """A pika.BlockingConnection whose I/O connection is a WireConnection (pika's _impl_class hook)."""
-    return pika.BlockingConnection(params, **{BLOCKING_IMPL_KEYWORD: WireConnection})
+    connection = pika.BlockingConnection(params, **{BLOCKING_IMPL_KEYWORD: WireConnection})
+    connection.rabbitipc_node = f"{params.host}:{params.port}"
+    return connection
+
+
+def node(connection: Any) -> str:
+    """host:port of the broker node a connection of ours (WireConnection or blocking_connection()) talks to."""
+    return getattr(connection, "rabbitipc_node", "")
 
 
 def closing_reason(channel: pika.adapters.blocking_connection.BlockingChannel) -> Exception:
@@ -346,3 +379,79 @@ def closing_reason(channel: pika.adapters.blocking_connection.BlockingChannel) -
     else a generic ChannelWrongStateError."""
     reason = getattr(channel, "_closing_reason", None)
     return reason if isinstance(reason, px.ChannelClosedByBroker) else px.ChannelWrongStateError("channel closed")
+
+
+def never_reject(channel: pika.adapters.blocking_connection.BlockingChannel, consumer_tag: str) -> None:
+    """Have pika drop, not reject, the deliveries of this consumer it still holds when the consumer is
+    cancelled or its channel or connection closes: a stream answers a reject by closing the whole
+    connection (540 NOT_IMPLEMENTED). Acks stay manual; only pika's bookkeeping of the consumer changes."""
+    channel._consumer_infos[consumer_tag].auto_ack = True
+    channel._impl._consumers_with_noack.add(consumer_tag)
+
+
+# -- an asynchronous WireConnection turned by its owner's thread -------------------------------
+def _nothing() -> None:
+    """A timer (or thread-safe) callback whose only job is to end a poll."""
+
+
+def _unwrap(error: BaseException) -> BaseException:
+    """The error pika.BlockingConnection would raise for a failed open (it unwraps the same way)."""
+    if isinstance(error, _workflow.AMQPConnectionWorkflowFailed):
+        error = error.exceptions[-1]
+        if isinstance(error, _workflow.AMQPConnectorSocketConnectError):
+            return px.AMQPConnectionError(error)
+        if isinstance(error, _workflow.AMQPConnectorPhaseErrorBase):
+            error = error.exception
+    if isinstance(error, (px.AMQPError, OSError)):
+        return error
+    return px.AMQPConnectionError(error)
+
+
+def open_connection(params: pika.ConnectionParameters, on_close: Callable[[Any, BaseException], None],
+                    turn_seconds: float = 0.2) -> WireConnection:
+    """One attempt to open a WireConnection (output held until release()) by turning its loop here;
+    raises what pika.BlockingConnection would (connection.connect() retries on those)."""
+    state: dict[str, Any] = {}
+    connection = WireConnection(
+        params, hold_output=True,
+        on_open_callback=lambda _c: state.setdefault("open", True),
+        on_open_error_callback=lambda _c, error: state.setdefault("error", error),
+        on_close_callback=on_close,
+    )
+    connection.ioloop.activate_poller()
+    while not state:
+        turn(connection, turn_seconds)  # pika's own socket and stack timeouts bound this
+    if "error" in state:
+        connection.ioloop.close()
+        raise _unwrap(state["error"])
+    return connection
+
+
+def turn(connection: WireConnection, timeout: float) -> None:
+    """One turn of pika's I/O loop: write what is held, dispatch what arrived, wait at most timeout."""
+    connection.release()
+    ioloop = connection.ioloop
+    timer = ioloop.call_later(timeout, _nothing)
+    try:
+        ioloop.poll()
+        ioloop.process_timeouts()
+    finally:
+        ioloop.remove_timeout(timer)
+
+
+def wake(connection: WireConnection) -> None:
+    """From any thread: end the wait of the owner's current (or next) turn at once."""
+    try:
+        connection.ioloop.add_callback_threadsafe(_nothing)
+    except Exception:  # noqa: BLE001 - the loop is closing: its owner sees why at its next turn
+        LOGGER.debug("wake: the I/O loop is closed")
+
+
+def close_connection(connection: WireConnection, seconds: float = 5.0, turn_seconds: float = 0.2) -> None:
+    """Close the connection, turning its loop until it is closed (`seconds` at most), then close the loop."""
+    if connection.is_open:
+        connection.close()
+    deadline = time.monotonic() + seconds
+    while not connection.is_closed and time.monotonic() < deadline:
+        turn(connection, turn_seconds)
+    connection.ioloop.close()

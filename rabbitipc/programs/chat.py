@@ -1,4 +1,4 @@
-"""`rabbitipc-chat` (and `python chat/chat.py`): send, listen or enter the room.
+"""`rabbitipc-chat`: send, listen or enter the room.
 
 Options before the subcommand choose the backend and the server; each is a flag, an
 environment variable and a default, declared once (rabbitipc.programs.options.Option), like the
@@ -14,12 +14,12 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from rabbitipc import Backoff, Retry, StopFlag
-from rabbitipc.errors import EXIT_OK, EXIT_USAGE, FatalError, UnreachableError
-from rabbitipc.programs import options as config
-
-from .backend import ChatBackend
-from .message import ChatMessage, username
+from ..chat.backend import ChatBackend
+from ..chat.events import ChatMessage, username
+from ..errors import EXIT_OK, EXIT_USAGE, FatalError, UnreachableError
+from ..message import printable
+from ..shutdown import StopFlag
+from . import options as config
 
 LOGGER = logging.getLogger(__name__)
 PROG = "rabbitipc-chat"
@@ -110,14 +110,13 @@ def open_backend(args: argparse.Namespace) -> ChatBackend:
     """The backend the options ask for; the rest of the program never knows which."""
     name = f"rabbitipc-chat-{getattr(args, 'username', None) or 'listener'}"
     if args.backend == "pubsub":
-        from .pubsub import PubSubBackend
+        from ..chat.pubsub import PubSubBackend
 
         safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)
         return PubSubBackend(args.project, args.room, name=safe)
-    from .rabbitmq import RabbitBackend
+    from ..chat.rabbitmq import RabbitBackend
 
-    retry = Retry(timeout=args.retry_timeout, backoff=Backoff(step=1.0, cap=args.max_retry_delay))
-    return RabbitBackend(args.url, args.room, retry, args.ca_file, name=name)
+    return RabbitBackend(config.broker(args), args.room, name=name)
 
 
 def _send(args: argparse.Namespace, backend: ChatBackend) -> None:
@@ -131,7 +130,7 @@ def _send(args: argparse.Namespace, backend: ChatBackend) -> None:
 
 
 def _listen(args: argparse.Namespace, backend: ChatBackend) -> None:
-    from .printer import LiveTable, print_events
+    from ..chat.printer import LiveTable, print_events
 
     stop = StopFlag()
     stop.install_signal_handlers()
@@ -143,7 +142,7 @@ def _listen(args: argparse.Namespace, backend: ChatBackend) -> None:
 
 
 def _room(args: argparse.Namespace, backend: ChatBackend) -> int:
-    from .room import ChatRoom
+    from ..chat.room import ChatRoom
 
     room = ChatRoom(backend, args.username, args.history)
     room.run()
@@ -162,6 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         config.setup_logging(args.log_level)
         if getattr(args, "mode", None) == "rich" and args.log_level in ("DEBUG", "INFO"):
             logging.getLogger().setLevel(logging.WARNING)  # the table shows the link; only problems on stderr
+        elif args.command == "listen" and args.log_level == "INFO":
+            # The printer says "connected to ..." once subscribed: the connection's own line would repeat it.
+            logging.getLogger("rabbitipc.connection").setLevel(logging.WARNING)
     backend = None
     try:
         backend = open_backend(args)
@@ -172,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             return _room(args, backend)
     except FatalError as exc:
-        print(f"chat: error: {exc}", file=sys.stderr, flush=True)
+        print(f"chat: error: {printable(str(exc), None)}", file=sys.stderr, flush=True)  # may quote the server
         return exc.exit_code
     except ImportError as exc:
         print(f"chat: error: {exc.name or exc} is missing: pip install 'rabbitipc[chat]'", file=sys.stderr)
