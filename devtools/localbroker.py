@@ -182,8 +182,11 @@ class LocalBroker:
             # Erlang distribution (the node's dist port, and epmd when this node starts it) on
             # loopback only: anyone who reaches it with the cookie owns the node, and a laptop's
             # other interfaces are not ours to open. rabbitmqctl reaches it over localhost.
-            RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=f"-kernel inet_dist_use_interface {{127,0,0,1}} {self.erl_args}".strip(),
+            RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=(
+                f"-kernel inet_dist_use_interface {{127,0,0,1}} {self.erl_args}".strip()),
             ERL_EPMD_ADDRESS="127.0.0.1",
+            # A VM that dies writes its crash dump here, not into whatever directory started it.
+            ERL_CRASH_DUMP=str(self.base_dir / "log" / "erl_crash.dump"),
         )
         return env
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -25,6 +26,8 @@ import time
 from pathlib import Path
 
 from devtools.localbroker import STATE_FILE, BrokerError, LocalBroker, run_action
+
+LOGGER = logging.getLogger(__name__)
 
 COOKIE_FILE = "erlang.cookie"
 SIZE = 3
@@ -38,6 +41,10 @@ def dist_source(number: int) -> str:
     a partition drops exactly the traffic between the nodes, while rabbitmqctl (from 127.0.0.1) and
     AMQP go on."""
     return f"127.0.0.{10 + number}"
+
+
+#: Boots of one node before its start fails (see LocalCluster._boot).
+BOOT_ATTEMPTS = 3
 
 
 class LocalCluster:
@@ -89,7 +96,7 @@ class LocalCluster:
     # -- lifecycle -------------------------------------------------------------------
     def start(self, timeout: float = 180) -> None:
         """Start every node (in parallel) and join nodes 2.. to node 1; idempotent."""
-        self._parallel(lambda node: node.start(timeout=timeout))
+        self._parallel(lambda node: self._boot(node, timeout))
         first = self.nodes[0]
         for node in self.nodes[1:]:
             if first.nodename in self.members(node):
@@ -157,7 +164,24 @@ class LocalCluster:
 
     def start_node(self, number: int, timeout: float = 120) -> None:
         """Start node `number` again; it rejoins the cluster it belongs to."""
-        self.node(number).start(timeout=timeout)
+        self._boot(self.node(number), timeout)
+
+    def _boot(self, node: LocalBroker, timeout: float) -> None:
+        """Start `node`, and start it again when its VM died while booting (a crash, not a slow start).
+
+        RabbitMQ 3.10 can crash a node that syncs its feature flags with a peer still booting
+        (`incompatible_feature_flags ... {badmap,undefined}` in the log): a whole-cluster start in
+        parallel meets it now and then. Started again once its peers are further on, it boots."""
+        deadline = time.monotonic() + timeout
+        for attempt in range(1, BOOT_ATTEMPTS + 1):
+            try:
+                node.start(timeout=max(30.0, deadline - time.monotonic()))
+                return
+            except BrokerError as exc:
+                if attempt == BOOT_ATTEMPTS or node.pid() is not None:
+                    raise  # still running (only slow), or crashed every time
+                LOGGER.warning("%s died while booting (attempt %d); starting it again: %s",
+                               node.nodename, attempt, str(exc).splitlines()[0])
 
     @contextlib.contextmanager
     def partition(self, number: int, timeout: float = 120):
