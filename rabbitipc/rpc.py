@@ -7,7 +7,10 @@ A request goes to the queue through the default exchange with reply_to set to Ra
 direct reply-to (`amq.rabbitmq.reply-to`: no reply queue to declare or clean up) and a fresh
 correlation_id; the reply carrying that id is the result. One connection serves any number of
 threads calling at once: pika connections are not thread-safe, so one I/O thread owns it and
-callers only hand it requests (rabbitipc.owned) and wait for their own reply.
+callers only hand it requests (rabbitipc.owned) and wait for their own reply. Confirms are
+streamed (the publisher's link, rabbitipc.publish.link): a request goes out at once, whatever
+number of earlier ones still wait for their confirm, so concurrent callers do not queue behind
+each other's round trips.
 
 Requests are persistent, confirmed and mandatory (no queue of that name: an error at once,
 not a silent wait), and expire when their caller stops waiting, so a responder that starts
@@ -30,9 +33,10 @@ import pika.exceptions as px
 
 from . import defaults
 from .backoff import RetryPolicy
-from .connection import RECONNECT, Broker, connect
+from .connection import RECONNECT, Broker, connect, describe
 from .errors import FatalError, Stopped
 from .owned import Closed, Owned
+from .publish.link import TURN, LinkLost, PublishLink
 from .shutdown import StopFlag
 
 LOGGER = logging.getLogger(__name__)
@@ -97,12 +101,13 @@ class RpcClient:
         self._lock = threading.Lock()
         self._pending: dict[str, _Call] = {}
         self._stop = StopFlag()
-        self._connection = None
-        self._channel = None
+        self._link = PublishLink(after_turn=_nothing)
+        self._sent: dict[int, _Call] = {}  # delivery tag -> request, until the broker confirms it (I/O thread)
+        self._tag = 0  # the last delivery tag on the current channel
         self._failure: BaseException | None = None
         self._ready = threading.Event()
-        # Requests handed to the I/O thread, which owns the connection; published at once (_wake).
-        self._owner = Owned("rabbitipc-rpc", wake=self._wake)
+        # Requests handed to the I/O thread, which owns the connection; the wake-up ends its loop's wait.
+        self._owner = Owned("rabbitipc-rpc", wake=self._link.wake)
         self._owner.start(self._run)
         self._ready.wait()  # connected, or failed for good (wrong credentials, unreachable)
         if self._failure is not None:
@@ -161,31 +166,24 @@ class RpcClient:
     def __exit__(self, *_exc) -> None:
         self.close()
 
-    def _wake(self) -> None:
-        """Have the I/O thread publish what is waiting now, not at its next turn."""
-        connection = self._connection
-        if connection is not None:
-            try:
-                connection.add_callback_threadsafe(self._send_waiting)
-            except Exception:  # noqa: BLE001 - closed meanwhile: the next connection sends it
-                LOGGER.debug("connection closed before the wake-up; the request waits for the next one")
-
     # -- the I/O thread ----------------------------------------------------------------
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
                 try:
                     self._serve_one_connection()
-                except RECONNECT as exc:
+                except (LinkLost, *RECONNECT) as exc:
                     LOGGER.warning("RPC connection lost (%s); reconnecting, waiting calls are sent again",
-                                   exc.__class__.__name__)
+                                   describe(exc))
                     self._resend_waiting()
                 except px.ChannelClosedByBroker as exc:
                     LOGGER.warning("the broker closed the RPC channel (%s); reconnecting", exc.reply_text)
                     self._fail_waiting(RpcError(f"the broker closed the channel: {exc.reply_text}"))
                     self._stop.wait(1)
                 finally:
-                    self._close_connection()
+                    self._sent.clear()
+                    self._link.take_lost()
+                    self._link.drop()
         except Stopped:
             pass
         except FatalError as exc:
@@ -198,32 +196,56 @@ class RpcClient:
             self._fail_waiting(self._failure or RpcError("the RPC client was closed while waiting for a reply"))
 
     def _serve_one_connection(self) -> None:
-        self._connection = connect(self.broker, self.connection_name, self._stop)
-        channel = self._connection.channel()
+        link = self._link
+        link.attach(connect(self.broker, self.connection_name, self._stop, opener=link.open))
+        self._tag = 0
+        link.open_confirm_channel(self._on_confirm, self._on_return)
         # Direct reply-to: consume the pseudo-queue (no-ack mode) before publishing on this channel.
-        channel.basic_consume(REPLY_TO, self._on_reply, auto_ack=True)
-        channel.confirm_delivery()
-        self._channel = channel
+        consuming: list = []
+        link.channel.basic_consume(REPLY_TO, self._on_reply, auto_ack=True, callback=consuming.append)
+        link.wait(lambda: consuming, "basic.consume")
         self._ready.set()
         while not self._stop.is_set():
-            self._send_waiting()
-            self._connection.process_data_events(time_limit=0.2)
+            self._raise_if_lost()
+            try:
+                self._owner.run_pending()  # the request that failed stays first; the others wait
+            except RECONNECT:
+                self._raise_if_lost()
+                raise
+            link.turn(TURN)  # sends what was published, reads confirms and replies
 
-    def _send_waiting(self) -> None:
-        """Publish the requests handed over (on the I/O thread), while the channel is open."""
-        channel = self._channel
-        if channel is not None and channel.is_open:
-            self._owner.run_pending()  # a lost link raises RECONNECT: the request stays, the others wait
+    def _raise_if_lost(self) -> None:
+        lost = self._link.lost
+        if isinstance(lost, px.ChannelClosedByBroker):
+            raise lost
+        if lost is not None:
+            raise LinkLost(describe(lost))
 
     def _publish(self, call: _Call) -> None:
+        """Publish one request (on the I/O thread); its confirm, or its return, comes later."""
         if call.done.is_set():
             return  # its caller gave up already
-        try:
-            self._channel.basic_publish("", self.queue, call.body, call.properties, mandatory=True)
-        except px.UnroutableError:
+        self._link.publish("", self.queue, call.body, call.properties)
+        self._tag += 1
+        self._sent[self._tag] = call
+
+    def _on_confirm(self, frame: Any) -> None:
+        """A confirm (ack or nack, maybe of every tag up to this one): a nacked request fails at once."""
+        method = frame.method
+        nacked = isinstance(method, pika.spec.Basic.Nack)
+        sent, tag = self._sent, method.delivery_tag
+        confirmed = [t for t in sent if t <= tag] if method.multiple else [tag]
+        for each in confirmed:
+            call = sent.pop(each, None)
+            if nacked and call is not None:
+                self._finish(call, error=RpcError(f"the broker refused the request to queue {self.queue!r}"))
+
+    def _on_return(self, _channel: Any, _method: Any, properties: pika.BasicProperties, _body: bytes) -> None:
+        """No queue took the request (mandatory): its caller learns it at once."""
+        with self._lock:
+            call = self._pending.get(properties.correlation_id or "")
+        if call is not None:
             self._finish(call, error=RpcError(f"no queue {self.queue!r} on the broker: is a responder running?"))
-        except px.NackError:
-            self._finish(call, error=RpcError(f"the broker refused the request to queue {self.queue!r}"))
 
     def _on_reply(self, _channel, _method, properties, body: bytes) -> None:
         with self._lock:
@@ -262,13 +284,9 @@ class RpcClient:
                 call.error = error
                 call.done.set()
 
-    def _close_connection(self) -> None:
-        connection, self._connection, self._channel = self._connection, None, None
-        if connection is not None and connection.is_open:
-            try:
-                connection.close()
-            except Exception:  # noqa: BLE001 - a broken connection may fail to close any way
-                LOGGER.debug("ignoring error while closing the RPC connection", exc_info=True)
+
+def _nothing() -> None:
+    """The link's after-turn hook: the RPC client has nothing to do between turns."""
 
 
 def call(payload: Any, *, url: str | None = None, queue: str = DEFAULT_QUEUE, timeout: float = 30.0) -> str:

@@ -78,6 +78,17 @@ def test_call_to_a_missing_queue_fails_at_once(broker, queue):
         assert time.monotonic() - started < 10
 
 
+def test_a_request_the_broker_refuses_fails_at_once(broker, queue):
+    """A queue that refuses publishes when full (here: at once): RpcError naming the refusal, not a wait for the
+    timeout, and the client's next call still works."""
+    admin_channel_call(broker.url, lambda channel: channel.queue_declare(
+        queue, durable=True, arguments={"x-max-length": 0, "x-overflow": "reject-publish"}))
+    with RpcClient(broker.url, queue) as client:
+        for _ in range(2):
+            with pytest.raises(RpcError, match=f"the broker refused the request to queue '{queue}'"):
+                client.call("5", timeout=60)
+
+
 def test_client_goes_on_after_a_timeout(broker, queue):
     """After a timed-out call the same client's next call, once a server runs, gets its own reply."""
     connection = tutorial.connect(broker.url)
