@@ -37,6 +37,11 @@ DIRECT_PREFIX = REPLY_TO + "."
 #: How long the verdict on a reply queue's name is reused: a name's owner can change (the queue
 #: deleted, another declared under its name), so not for long; server-named queues never change.
 CHECK_TTL = 10.0
+#: How long a direct reply-to caller found present counts as present. RabbitMQ 3.10 returns every
+#: mandatory direct reply, delivered or not, and a probe per reply was a second round trip for every
+#: request (a fifth of a busy responder's time); within this window a caller that leaves right after
+#: an answer goes without the "caller is gone" line (its request is acked either way).
+ALIVE_TTL = 1.0
 
 
 class Destination(enum.Enum):
@@ -65,6 +70,7 @@ class ReplyGuard:
         self._channel = None
         self.ttl = ttl
         self._verdicts: BoundedMap[tuple[Destination, float]] = BoundedMap(1000)
+        self._present: BoundedMap[float] = BoundedMap(1000)  # direct reply-to name -> present until (monotonic)
 
     def reset(self, open_channel: Callable[[], object]) -> None:
         """A new connection: probe on a channel of its own (verdicts stay: they are about the broker's queues)."""
@@ -94,8 +100,18 @@ class ReplyGuard:
 
     def caller_gone(self, name: str) -> bool:
         """After a reply came back unroutable: is the caller really gone? Direct reply-to replies come
-        back on some brokers (3.10 returns every mandatory one, delivered or not): ask the broker."""
-        return not is_direct(name) or self._probe(name) is Destination.MISSING
+        back on some brokers (3.10 returns every mandatory one, delivered or not): ask the broker, at most
+        once per ALIVE_TTL while the caller is there."""
+        if not is_direct(name):
+            return True
+        until = self._present.get(name)
+        if until is not None and until > time.monotonic():
+            return False
+        if self._probe(name) is Destination.MISSING:
+            self._present.discard(name)
+            return True
+        self._present.add(name, time.monotonic() + ALIVE_TTL)
+        return False
 
     def _probe(self, name: str) -> Destination:
         if self._channel is None or not self._channel.is_open:
