@@ -26,10 +26,16 @@ from pathlib import Path
 
 RABBITMQ_BIN = Path(os.environ.get("RABBITMQ_BIN_DIR", "/usr/lib/rabbitmq/bin"))
 STATE_FILE = "broker.json"
+#: Seconds without any Erlang VM for a node being started before its boot counts as crashed.
+VM_GONE_AFTER = 2.0
 
 
 class BrokerError(RuntimeError):
     """The node could not be started or stopped; the message says why and where the log is."""
+
+
+class NotStarted(BrokerError):
+    """The node was launched but did not come up in time (slow, or its VM died while booting)."""
 
 
 def _ephemeral_range() -> tuple[int, int]:
@@ -232,16 +238,58 @@ class LocalBroker:
             env=self.env(), capture_output=True, text=True, timeout=60, check=False,
         )
         deadline = time.monotonic() + timeout
+        vm_gone = self._absence_check()
         while time.monotonic() < deadline:
             if self.pid_file.exists():
                 break
+            if vm_gone():
+                raise NotStarted(f"RabbitMQ node {self.nodename} did not start: its Erlang VM exited while "
+                                 f"booting\n{self.tail_log()}")
             time.sleep(0.1)
-        result = self.ctl("wait", str(self.pid_file), "--timeout", str(int(timeout)), timeout=timeout + 5)
+        result = self._wait_booted(deadline, vm_gone)
         if result.returncode != 0 or not self._wait_port(deadline):
-            raise BrokerError(
+            raise NotStarted(
                 f"RabbitMQ node {self.nodename} did not start within {timeout:.0f}s: "
                 f"{result.stderr.strip() or result.stdout.strip()}\n{self.tail_log()}"
             )
+
+    def _absence_check(self) -> Callable[[], bool]:
+        """A check for the loops that wait on a boot: True once this node has had no Erlang VM for
+        VM_GONE_AFTER seconds in a row (looked up at most twice a second)."""
+        state = {"missing_since": None, "checked": 0.0, "gone": False}
+
+        def gone() -> bool:
+            now = time.monotonic()
+            if now - state["checked"] >= 0.5:
+                state["checked"] = now
+                if self.vm_pids():
+                    state["missing_since"] = None
+                else:
+                    state["missing_since"] = state["missing_since"] or now
+                state["gone"] = state["missing_since"] is not None and now - state["missing_since"] >= VM_GONE_AFTER
+            return state["gone"]
+
+        return gone
+
+    def _wait_booted(self, deadline: float, vm_gone: Callable[[], bool]) -> subprocess.CompletedProcess:
+        """`rabbitmqctl wait` for the booting node, ended early when the node's VM is gone (a boot that
+        crashed: rabbitmqctl itself would wait out its whole timeout)."""
+        seconds = max(1, int(deadline - time.monotonic()))
+        command = [str(RABBITMQ_BIN / "rabbitmqctl"), "-n", self.nodename, "wait", str(self.pid_file),
+                   "--timeout", str(seconds)]
+        waiter = subprocess.Popen(command, env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            while waiter.poll() is None and time.monotonic() < deadline + 5:
+                if vm_gone():
+                    waiter.kill()
+                    waiter.communicate()
+                    return subprocess.CompletedProcess(command, 1, "", "its Erlang VM exited while booting")
+                time.sleep(0.5)
+        finally:
+            if waiter.poll() is None:
+                waiter.kill()
+        stdout, stderr = waiter.communicate()
+        return subprocess.CompletedProcess(command, waiter.returncode, stdout, stderr)
 
     def _wait_port(self, deadline: float) -> bool:
         while time.monotonic() < deadline:

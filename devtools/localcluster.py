@@ -25,7 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-from devtools.localbroker import STATE_FILE, BrokerError, LocalBroker, run_action
+from devtools.localbroker import STATE_FILE, BrokerError, LocalBroker, NotStarted, run_action
 
 LOGGER = logging.getLogger(__name__)
 
@@ -175,11 +175,13 @@ class LocalCluster:
         deadline = time.monotonic() + timeout
         for attempt in range(1, BOOT_ATTEMPTS + 1):
             try:
-                node.start(timeout=max(30.0, deadline - time.monotonic()))
+                node.start(timeout=deadline - time.monotonic())
                 return
-            except BrokerError as exc:
-                if attempt == BOOT_ATTEMPTS or node.pid() is not None:
-                    raise  # still running (only slow), or crashed every time
+            except NotStarted as exc:
+                # Only a VM that is gone is booted again: one still there is slow, and a second launch
+                # under its name would fight it. The start's own deadline holds across the attempts.
+                if attempt == BOOT_ATTEMPTS or node.vm_pids() or deadline - time.monotonic() < 30:
+                    raise
                 LOGGER.warning("%s died while booting (attempt %d); starting it again: %s",
                                node.nodename, attempt, str(exc).splitlines()[0])
 

@@ -262,15 +262,19 @@ class RpcClient:
 
     def _finish(self, call: _Call, error: BaseException) -> None:
         with self._lock:
+            if call.done.is_set():
+                return  # answered, or its caller gave up: that stands
             self._pending.pop(call.correlation_id, None)
             call.error = error
             call.done.set()
 
     def _resend_waiting(self) -> None:
         """After a lost connection, replies to calls already sent cannot arrive: send them again."""
+        # Drained first: a call handed over meanwhile is then in the copy below (sent twice at worst, as
+        # at-least-once allows), never dropped by the drain without being in it.
+        self._owner.drain("sent again after reconnecting")  # the handed-over calls are all waiting ones
         with self._lock:
             waiting = [call for call in self._pending.values() if not call.done.is_set()]
-        self._owner.drain("sent again after reconnecting")  # the handed-over calls are all waiting ones
         try:
             for call in waiting:
                 self._owner.submit(lambda call=call: self._publish(call), wake=False)  # the next connection sends them

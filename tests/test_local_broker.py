@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from rabbitipc import definitions
 from support import ROOT
 
@@ -88,3 +90,17 @@ def test_the_script_reuses_its_private_node_when_a_docker_engine_answers_later(t
         assert not port_open(port)
     finally:
         run("--stop", RABBITIPC_BROKER="local", **env)
+
+
+def test_a_node_whose_boot_crashes_fails_with_that_reason_not_after_its_timeout(tmp_path):
+    """A node that dies while booting (here: definitions it cannot read) is reported as such once its VM is gone,
+    instead of rabbitmqctl waiting out the whole start timeout; nothing of it is left running."""
+    from devtools.localbroker import LocalBroker, NotStarted
+
+    node = LocalBroker(tmp_path, extra_config=f"load_definitions = {tmp_path / 'missing.json'}")
+    try:
+        with pytest.raises(NotStarted, match="its Erlang VM exited while booting"):
+            node.start(timeout=280)
+    finally:
+        node.stop()
+    assert node.vm_pids() == []
