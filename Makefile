@@ -50,6 +50,11 @@ bench-rpc: ## request/reply round trips: our RpcClient and responder, the tutori
 	.venv/bin/python -m pip install -q -e '.[bench]'
 	.venv/bin/python -m bench.rpc $(BENCH_ARGS)
 
+.PHONY: bench-crosscheck
+bench-crosscheck: ## make bench's throughput rows cross-checked: the same programs timed by the shell on a plain node (COMPARE=bench-results/results.json)
+	./run-tests.sh --version >/dev/null
+	bash bench/crosscheck.sh $(if $(COMPARE),--compare $(COMPARE))
+
 .PHONY: bench-sweep
 bench-sweep: ## throughput by receiver --prefetch and sender --window (how the defaults were sized)
 	$(MAKE) bench BENCH_ARGS=--sweep

@@ -70,16 +70,9 @@ def profiled(py_spy: str, raw: Path, command: list[str]) -> Path:
     return raw
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.split("\n")[0])
-    parser.add_argument("--count", type=int, default=100000, help="messages (default 100000)")
-    parser.add_argument("--out", default="bench-results/profile", help="directory for the raw py-spy stacks")
-    args = parser.parse_args(argv)
-    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    if not Path(py_spy).exists():
-        print("py-spy not found: pip install -e '.[bench]'", file=sys.stderr)
-        return 2
-    out = Path(args.out)
+def profile(count: int, out: Path, py_spy: str) -> list[tuple[str, float, Path, list[tuple[str, float]]]]:
+    """On a private node: each program's CPU per message unprofiled, then its py-spy samples by component;
+    [(program, us per message, raw stacks, breakdown)]."""
     out.mkdir(parents=True, exist_ok=True)
     results = []
     with tempfile.TemporaryDirectory(prefix="rabbitipc-profile-") as node_dir:
@@ -88,21 +81,44 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for profile in (False, True):  # first the CPU figures, then the samples (py-spy costs CPU too)
                 queue = f"profile-{uuid.uuid4().hex[:6]}"
-                common = ["--url", broker.url, "--queue", queue, "--count", str(args.count), "--log-rate", "100"]
+                common = ["--url", broker.url, "--queue", queue, "--count", str(count), "--log-rate", "100"]
                 sender = [sys.executable, str(ROOT / "sender" / "send.py"), *common, "--rate", "0", "--size", "100"]
                 receiver = [sys.executable, str(ROOT / "receiver" / "receive.py"), *common]
                 for name, command in (("sender", sender), ("receiver", receiver)):
                     if profile:
                         profiled(py_spy, out / f"{name}.txt", command)
                     else:
-                        results.append((name, cpu_per_message(command, args.count), out / f"{name}.txt"))
+                        results.append((name, cpu_per_message(command, count), out / f"{name}.txt"))
         finally:
             broker.stop()
-    for name, us_per_msg, raw in results:
-        print(f"\n{name} ({'filling' if name == 'sender' else 'draining'} a queue alone): {us_per_msg:.1f} us of "
-              f"CPU per message; py-spy samples by component (stacks in {raw}):")
-        for what, share in breakdown(raw):
-            print(f"  {share:5.1f}%  {what}")
+    return [(name, us, raw, breakdown(raw)) for name, us, raw in results]
+
+
+def find_py_spy() -> str | None:
+    """py-spy beside this Python (the bench extra installs it) or on PATH."""
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    return py_spy if Path(py_spy).exists() else None
+
+
+def report(results: list[tuple[str, float, Path, list[tuple[str, float]]]]) -> str:
+    lines = []
+    for name, us_per_msg, raw, shares in results:
+        lines.append(f"{name} ({'filling' if name == 'sender' else 'draining'} a queue alone): {us_per_msg:.1f} us "
+                     f"of CPU per message; py-spy samples by component (stacks in {raw}):")
+        lines += [f"  {share:5.1f}%  {what}" for what, share in shares]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.split("\n")[0])
+    parser.add_argument("--count", type=int, default=100000, help="messages (default 100000)")
+    parser.add_argument("--out", default="bench-results/profile", help="directory for the raw py-spy stacks")
+    args = parser.parse_args(argv)
+    py_spy = find_py_spy()
+    if py_spy is None:
+        print("py-spy not found: pip install -e '.[bench]'", file=sys.stderr)
+        return 2
+    print(report(profile(args.count, Path(args.out), py_spy)))
     return 0
 
 

@@ -38,12 +38,28 @@ def test_bench_measures_every_client_scenario_and_target(tmp_path):
         assert "c-librabbitmq" in measured
     assert "targets:" in result.stdout
     checks = [what for what, _measured, _met in data["targets"]]
-    assert any("1.5x the fastest other Python client" in what for what in checks)
+    assert any("100 B msgs/s ahead of every other client" in what for what in checks)
     assert any("RSS flat through" in what for what in checks)
+    rpc = {(row["client"], row["callers"]) for row in data["rpc"]}
+    assert {("rabbitipc", 1), ("rabbitipc", 8), ("tutorial", 1), ("aio-pika", 8)} <= rpc
+    assert "request/reply, 100 B, classic queues" in result.stdout
     if "c-librabbitmq" in measured:
         assert any("pure-Python fallback no slower than before" in what for what in checks)
-        assert "64 KiB MB/s >= 0.8x c-librabbitmq" in checks
+        assert {"100 B msgs/s >= 0.9x c-librabbitmq", "64 KiB MB/s >= 0.8x c-librabbitmq",
+                "100 B publisher CPU per message <= 2x c-librabbitmq's", "RPC p50, 1 caller(s), <= 1.5x the C pair's",
+                "RPC p50, 8 caller(s), <= 1.5x the C pair's"} <= set(checks)
+        c_row = find_row(rows, "c-librabbitmq")
+        # each program's own peak: the C client's few MiB, not the bench's (Linux carries a forking parent's
+        # peak into an exec'd child's wait4 figures)
+        assert 0 < c_row["publisher_rss_mib"] < 15 and 0 < c_row["consumer_rss_mib"] < 15, c_row
+    if not all(met for _what, _measured, met in data["targets"]):  # a target missed: where the CPU goes
+        assert "where rabbitipc's CPU goes" in result.stdout and "% " in result.stdout.split("CPU goes")[-1]
     assert (tmp_path / "throughput.svg").exists()
+
+
+def find_row(rows, client, size=100):
+    return next(row for row in rows if row["scenario"] == "throughput" and row["client"] == client
+                and row["size"] == size)
 
 
 def test_rounds_interleave_on_one_queue_type_each_queue_deleted_and_the_chart_written(tmp_path):
@@ -188,3 +204,22 @@ def test_rpc_bench_prints_round_trips_of_each_pair_in_interleaved_rounds(tmp_pat
     assert all(row["calls"] == 16 and row["p99_ms"] >= row["p50_ms"] > 0 and row["calls_per_s"] > 0
                and row["queues_left"] == 0 for row in data["single_runs"])
     assert "calls/s  p50 ms  p99 ms" in result.stdout
+
+
+def test_crosscheck_times_the_same_programs_on_a_plain_node_and_compares_with_a_bench_run(tmp_path):
+    """bench/crosscheck.sh: the C client, pika-select and rabbitipc timed by the shell on a node of its own, each
+    median printed beside the bench's row and the difference; bad arguments are usage errors (exit 2)."""
+    bench = tmp_path / "results.json"
+    bench.write_text(json.dumps({"results": [{"scenario": "throughput", "client": "rabbitipc", "size": 100,
+                                              "msgs_per_s": 1000.0}]}))
+    result = subprocess.run(["bash", "bench/crosscheck.sh", "--count", "200", "--rounds", "2", "--compare", str(bench)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r"^rabbitipc +\d+ msgs/s +bench +1000, [+-][\d.]+%$", result.stdout, re.MULTILINE), result.stdout
+    assert re.search(r"^pika-select +\d+ msgs/s +\(not in the bench run\)$", result.stdout, re.MULTILINE)
+    if Path("/usr/include/amqp.h").exists():
+        assert re.search(r"^c-librabbitmq +\d+ msgs/s", result.stdout, re.MULTILINE)
+    assert result.stderr.count("round 2: ") == 3
+    typo = subprocess.run(["bash", "bench/crosscheck.sh", "--rounds", "zero"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert typo.returncode == 2 and "positive integers" in typo.stderr
