@@ -597,7 +597,7 @@ def sweep(count: int) -> int:
     settings = [("--prefetch", p) for p in ("10", "50", "100", "250", "500", "1000", "2000")] + \
                [("--window", w) for w in ("1", "10", "100", "500", "1000", "5000")]
     with tempfile.TemporaryDirectory(prefix="rabbitipc-bench-") as node_dir:
-        broker = LocalBroker(node_dir)
+        broker = LocalBroker(node_dir, attached=True)
         broker.start()
         try:
             for flag, value in settings:
@@ -745,7 +745,7 @@ def main(argv: list[str] | None = None) -> int:
     backlogs: list[dict] = []
     rpc: tuple[list[dict], list[dict]] = ([], [])
     with tempfile.TemporaryDirectory(prefix="rabbitipc-bench-") as node_dir:
-        broker = LocalBroker(node_dir)
+        broker = LocalBroker(node_dir, attached=True)
         broker.start()
         try:
             for n, config in enumerate(order):

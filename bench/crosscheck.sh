@@ -98,11 +98,13 @@ run() {
   while IFS= read -r -t 60 line <&3; do   # the consumer is ready once it says so (bounded: 60 s a line)
     [[ "$line" == ready || "$line" == *"consuming from queue"* ]] && break
   done
+  cat <&3 >/dev/null &                    # its output read as it comes: a full pipe would stall it
+  local reader=$!
   t0="$(date +%s.%N)"
   (cd "$root" && exec "${publish[@]}") >/dev/null 2>&1
-  cat <&3 >/dev/null
   wait "$consumer"
   t1="$(date +%s.%N)"
+  wait "$reader"
   exec 3<&-
   "$bin/rabbitmqctl" delete_queue "$queue" >/dev/null
   "$python" -c "print(round($count / ($t1 - $t0)))"

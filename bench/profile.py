@@ -76,7 +76,7 @@ def profile(count: int, out: Path, py_spy: str) -> list[tuple[str, float, Path, 
     out.mkdir(parents=True, exist_ok=True)
     results = []
     with tempfile.TemporaryDirectory(prefix="rabbitipc-profile-") as node_dir:
-        broker = LocalBroker(node_dir)
+        broker = LocalBroker(node_dir, attached=True)
         broker.start()
         try:
             for profile in (False, True):  # first the CPU figures, then the samples (py-spy costs CPU too)

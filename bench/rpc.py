@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="rabbitipc-bench-rpc-") as node_dir:
-        broker = LocalBroker(node_dir)  # a private node: its CPU and its queues are the bench's to watch
+        broker = LocalBroker(node_dir, attached=True)  # private: its CPU and queues are the bench's to watch
         broker.start()
         try:
             rows, single = measure(broker, args.calls, args.runs, args.size)

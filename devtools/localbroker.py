@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -93,8 +94,11 @@ class LocalBroker:
         advanced_config: str = "",
         *,
         write: bool = True,
+        attached: bool = False,
     ) -> None:
-        """write=False: use the node as its files describe it (to stop it, or ask whether it runs)."""
+        """write=False: use the node as its files describe it (to stop it, or ask whether it runs).
+        attached=True: the node stays in this process's session, as one started from the same shell
+        (see start())."""
         self.base_dir = Path(base_dir).resolve()
         self.base_dir.mkdir(parents=True, exist_ok=True)
         state = self._load_state()
@@ -105,6 +109,7 @@ class LocalBroker:
         self.nodename = state.get("nodename") or f"rabbitipc-{os.getpid()}-{self.amqp_port}@localhost"
         self.extra_config = extra_config
         self.advanced_config = advanced_config  # Erlang terms for settings rabbitmq.conf lacks
+        self.attached = attached
         self.erl_args = ""  # more arguments for the node's Erlang VM (the cluster's: its dist source address)
         if write:
             self._write_files()
@@ -233,10 +238,21 @@ class LocalBroker:
             if port_open(port):
                 raise BrokerError(f"{name} port {port} is already taken by another program")
         self.pid_file.unlink(missing_ok=True)
-        subprocess.run(
-            [str(RABBITMQ_BIN / "rabbitmq-server"), "-detached"],
-            env=self.env(), capture_output=True, text=True, timeout=60, check=False,
-        )
+        if self.attached:
+            # In this session (its own process group: a terminal's Ctrl-C is ours to handle), so under
+            # Linux's scheduler autogroups the node shares the CPU with our children thread by thread,
+            # as a node started from the same shell does; -detached makes a session of its own, which
+            # the scheduler weighs as one group against all of ours (the bench: docs/performance.md).
+            with open(self.base_dir / "log" / "console.log", "ab") as console:
+                server = subprocess.Popen([str(RABBITMQ_BIN / "rabbitmq-server")], env=self.env(),
+                                          stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
+                                          process_group=0)
+            threading.Thread(target=server.wait, daemon=True).start()  # reaped once it exits: no zombie
+        else:
+            subprocess.run(
+                [str(RABBITMQ_BIN / "rabbitmq-server"), "-detached"],
+                env=self.env(), capture_output=True, text=True, timeout=60, check=False,
+            )
         deadline = time.monotonic() + timeout
         vm_gone = self._absence_check()
         while time.monotonic() < deadline:

@@ -104,3 +104,22 @@ def test_a_node_whose_boot_crashes_fails_with_that_reason_not_after_its_timeout(
     finally:
         node.stop()
     assert node.vm_pids() == []
+
+
+def test_an_attached_node_runs_in_our_session_and_stops_leaving_nothing(tmp_path):
+    """attached=True (the bench's node): the VM stays in this process's session, as a node started from the same
+    shell (the scheduler then shares the CPU with our children thread by thread), answers AMQP, and stop() leaves
+    no VM and no zombie."""
+    import pika
+
+    from devtools.localbroker import LocalBroker
+
+    node = LocalBroker(tmp_path, attached=True)
+    try:
+        node.start()
+        [vm] = node.vm_pids()
+        assert os.getsid(vm) == os.getsid(0)
+        pika.BlockingConnection(pika.URLParameters(node.url)).close()
+    finally:
+        node.stop()
+    assert node.vm_pids() == []
