@@ -9,9 +9,10 @@
 #   bench/crosscheck.sh [--count N] [--rounds N] [--compare results.json]
 #
 # --compare: beside each median, the same row of a `python -m bench` run and the difference in %.
+# Exit codes: 0 done, 2 usage, 3 a tool missing, 4 a run failed, 5 the node did not start.
 set -euo pipefail
 
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
 count=100000 rounds=3 compare=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -28,21 +29,24 @@ done
 root="$(cd "$(dirname "$0")/.." && pwd)"
 python="$root/.venv/bin/python"; [ -x "$python" ] || python=python3
 bin=/usr/lib/rabbitmq/bin
-[ -x "$bin/rabbitmq-server" ] || { echo "crosscheck: rabbitmq-server missing (apt-get install rabbitmq-server)" >&2; exit 1; }
+[ -x "$bin/rabbitmq-server" ] || { echo "crosscheck: rabbitmq-server missing (apt-get install rabbitmq-server)" >&2; exit 3; }
 c_client="$root/bench/c/amqp_bench"
-if [ ! -x "$c_client" ] || [ "$root/bench/c/amqp_bench.c" -nt "$c_client" ]; then
+if [ ! -x "$c_client" ] || [ "$root/bench/c/amqp_bench.c" -nt "$c_client" ] \
+  || [ "$root/bench/c/amqp_common.h" -nt "$c_client" ]; then
   cc -O2 -o "$c_client" "$root/bench/c/amqp_bench.c" -lrabbitmq \
-    || { echo "crosscheck: cannot build the C client (apt-get install gcc librabbitmq-dev)" >&2; exit 1; }
+    || { echo "crosscheck: cannot build the C client (apt-get install gcc librabbitmq-dev)" >&2; exit 3; }
 fi
 
 work="$(mktemp -d /tmp/rabbitipc-crosscheck.XXXXXX)"
-node_pid=""
+node_pid="" consumer="" publisher="" reader=""
 cleanup() {
   trap - EXIT INT TERM
-  jobs -p | xargs -r kill 2>/dev/null || true
+  # the programs of a run cut short (the waits below are interruptible: the traps run at once)
+  for pid in $publisher $consumer $reader; do pkill -P "$pid" 2>/dev/null || true; kill "$pid" 2>/dev/null || true; done
   if [ -n "$node_pid" ]; then
     timeout 60 "$bin/rabbitmqctl" stop >/dev/null 2>&1 || true
-    pkill -f -- "crosscheck$$@localhost" 2>/dev/null || true   # its Erlang VM, had it not started
+    if [ -s "$work/node.pid" ]; then kill "$(cat "$work/node.pid")" 2>/dev/null || true; fi
+    pkill -f -- "crosscheck$$@localhost" 2>/dev/null || true   # its Erlang VM, had it not written its pid yet
     wait "$node_pid" 2>/dev/null || true
   fi
   rm -rf "$work"
@@ -51,21 +55,23 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-free_port() { "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+free_port() { PYTHONPATH="$root" "$python" -c 'from devtools.localbroker import free_port; print(free_port())'; }  # below the ephemeral range
 port="$(free_port)" dist="$(free_port)"
+[ "$dist" != "$port" ] || dist="$(free_port)"
 mkdir -p "$work/home" "$work/log" "$work/mnesia"
 echo "listeners.tcp.default = 127.0.0.1:$port" >"$work/rabbitmq.conf"
 echo "[]." >"$work/enabled_plugins"
 export HOME="$work/home" RABBITMQ_NODENAME="crosscheck$$@localhost" RABBITMQ_MNESIA_BASE="$work/mnesia" \
   RABBITMQ_LOG_BASE="$work/log" RABBITMQ_CONFIG_FILE="$work/rabbitmq.conf" \
   RABBITMQ_ENABLED_PLUGINS_FILE="$work/enabled_plugins" RABBITMQ_DIST_PORT="$dist" \
-  RABBITMQ_PID_FILE="$work/node.pid" ERL_EPMD_ADDRESS=127.0.0.1 ERL_CRASH_DUMP="$work/log/erl_crash.dump"
+  RABBITMQ_PID_FILE="$work/node.pid" ERL_EPMD_ADDRESS=127.0.0.1 \
+  RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" ERL_CRASH_DUMP="$work/log/erl_crash.dump"
 "$bin/rabbitmq-server" >"$work/log/console" 2>&1 &
 node_pid=$!
 if ! "$bin/rabbitmqctl" wait --timeout 120 "$work/node.pid" >/dev/null 2>&1; then
   echo "crosscheck: the node did not start in 120 s; its log:" >&2
   tail -20 "$work/log/console" >&2
-  exit 1
+  exit 5
 fi
 url="amqp://guest:guest@127.0.0.1:$port/%2F"
 
@@ -86,35 +92,44 @@ commands() {
   esac
 }
 
-# one timed run: prints msgs/s
+fail() { echo "crosscheck: $1" >&2; exit "$2"; }
+
+# One timed run, in this shell (not in $(...), where set -e is off): sets $rate, msgs/s. A program that
+# fails, or a consumer that never says it is ready, ends the cross-check (exit 4), never a wrong rate.
 run() {
-  local client="$1" queue line t0 t1
+  local client="$1" queue line="" last="" ready="" t0 t1 status=0
   queue="crosscheck-$client-$RANDOM"
   commands "$client" "$queue"
   rm -f "$work/out"; mkfifo "$work/out"
-  (cd "$root" && exec "${consume[@]}") >"$work/out" 2>&1 &
-  local consumer=$!
+  (cd "$root" && exec timeout 900 "${consume[@]}") >"$work/out" 2>&1 &
+  consumer=$!
   exec 3<"$work/out"
   while IFS= read -r -t 60 line <&3; do   # the consumer is ready once it says so (bounded: 60 s a line)
-    [[ "$line" == ready || "$line" == *"consuming from queue"* ]] && break
+    if [[ "$line" == ready || "$line" == *"consuming from queue"* ]]; then ready=1; break; fi
+    last="$line"
   done
-  cat <&3 >/dev/null &                    # its output read as it comes: a full pipe would stall it
-  local reader=$!
+  [ -n "$ready" ] || fail "$client's consumer did not get ready: ${last:-no output}" 4
+  cat <&3 >"$work/consumer.log" &         # its output read as it comes: a full pipe would stall it
+  reader=$!
   t0="$(date +%s.%N)"
-  (cd "$root" && exec "${publish[@]}") >/dev/null 2>&1
-  wait "$consumer"
+  (cd "$root" && exec timeout 900 "${publish[@]}") >/dev/null 2>"$work/publisher.err" &
+  publisher=$!
+  wait "$publisher" || fail "$client's publisher failed: $(tail -c 300 "$work/publisher.err")" 4
+  wait "$consumer" || status=$?
   t1="$(date +%s.%N)"
-  wait "$reader"
+  wait "$reader" || true
+  [ "$status" -eq 0 ] || fail "$client's consumer exited $status: $(tail -c 300 "$work/consumer.log")" 4
+  consumer="" publisher="" reader=""
   exec 3<&-
   "$bin/rabbitmqctl" delete_queue "$queue" >/dev/null
-  "$python" -c "print(round($count / ($t1 - $t0)))"
+  rate="$("$python" -c "print(round($count / ($t1 - $t0)))")"
 }
 
 clients=(c-librabbitmq pika-select rabbitipc)
 declare -A rates
 for round in $(seq "$rounds"); do          # interleaved: A B C, A B C, ...
   for client in "${clients[@]}"; do
-    rate="$(run "$client")"
+    run "$client"
     rates[$client]+="$rate "
     echo "  round $round: $client $rate msgs/s" >&2
   done

@@ -77,8 +77,8 @@ def profile(count: int, out: Path, py_spy: str) -> list[tuple[str, float, Path, 
     results = []
     with tempfile.TemporaryDirectory(prefix="rabbitipc-profile-") as node_dir:
         broker = LocalBroker(node_dir, attached=True)
-        broker.start()
         try:
+            broker.start()  # inside: a stop during the boot stops the node too
             for profile in (False, True):  # first the CPU figures, then the samples (py-spy costs CPU too)
                 queue = f"profile-{uuid.uuid4().hex[:6]}"
                 common = ["--url", broker.url, "--queue", queue, "--count", str(count), "--log-rate", "100"]

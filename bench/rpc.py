@@ -122,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="rabbitipc-bench-rpc-") as node_dir:
         broker = LocalBroker(node_dir, attached=True)  # private: its CPU and queues are the bench's to watch
-        broker.start()
         try:
+            broker.start()  # inside: a stop during the boot stops the node too
             rows, single = measure(broker, args.calls, args.runs, args.size)
         finally:
             broker.stop()

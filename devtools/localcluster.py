@@ -50,7 +50,9 @@ BOOT_ATTEMPTS = 3
 class LocalCluster:
     """Three private RabbitMQ nodes joined into one cluster: start, stop, and per node kill/stop/start."""
 
-    def __init__(self, base_dir: str | os.PathLike, size: int = SIZE, extra_config: str = "") -> None:
+    def __init__(self, base_dir: str | os.PathLike, size: int = SIZE, extra_config: str = "", *,
+                 attached: bool = False) -> None:
+        """attached: each node in this process's session (LocalBroker's attached; the bench's cluster)."""
         self.base_dir = Path(base_dir).resolve()
         self.base_dir.mkdir(parents=True, exist_ok=True)
         cookie_path = self.base_dir / COOKIE_FILE
@@ -62,7 +64,7 @@ class LocalCluster:
         for number in range(1, size + 1):
             node_dir = self.base_dir / f"node{number}"
             fresh = not (node_dir / STATE_FILE).exists()
-            node = LocalBroker(node_dir, extra_config=extra_config)
+            node = LocalBroker(node_dir, extra_config=extra_config, attached=attached)
             node.erl_args = f"-kernel inet_dist_connect_options [{{ip,{{{dist_source(number).replace('.', ',')}}}}}]"
             if fresh:  # a distinct, recognisable name per node (cNAMEn1@localhost), kept across restarts
                 node.nodename = f"{tag}n{number}-{node.amqp_port}@localhost"

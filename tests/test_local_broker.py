@@ -109,7 +109,7 @@ def test_a_node_whose_boot_crashes_fails_with_that_reason_not_after_its_timeout(
 def test_an_attached_node_runs_in_our_session_and_stops_leaving_nothing(tmp_path):
     """attached=True (the bench's node): the VM stays in this process's session, as a node started from the same
     shell (the scheduler then shares the CPU with our children thread by thread), answers AMQP, and stop() leaves
-    no VM and no zombie."""
+    no VM."""
     import pika
 
     from devtools.localbroker import LocalBroker
