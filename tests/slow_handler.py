@@ -93,6 +93,8 @@ def oversized_every_100th(delivery):
 
 
 def record_handled(delivery):
-    """Append the message's id to the file TEST_HANDLED_FILE: what was handled, however often, crash or not."""
+    """Append the message's id to the file TEST_HANDLED_FILE: what was handled, however often, crash or not.
+    TEST_HANDLE_SECONDS: work taken per message (a pace, so a test can act while a backlog is in hand)."""
+    time.sleep(float(os.environ.get("TEST_HANDLE_SECONDS", "0")))
     with open(os.environ["TEST_HANDLED_FILE"], "a", encoding="utf-8") as handle:
         handle.write(f"{delivery.id}\n")
