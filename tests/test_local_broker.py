@@ -123,3 +123,20 @@ def test_an_attached_node_runs_in_our_session_and_stops_leaving_nothing(tmp_path
     finally:
         node.stop()
     assert node.vm_pids() == []
+
+
+def test_a_stop_whose_rabbitmqctl_outwaits_its_deadline_still_ends_the_node(tmp_path):
+    """ci on 8fab186 failed at a cluster's teardown: `rabbitmqctl stop` ran past its 60 s under load and stop() raised,
+    leaving the node to whoever came next. Now the VM gets SIGTERM (SIGKILL after a grace) and nothing is left.
+    A deadline far shorter than rabbitmqctl's own start-up makes the same case on a quiet machine."""
+    from devtools.localbroker import LocalBroker, port_open
+
+    node = LocalBroker(tmp_path)
+    try:
+        node.start()
+        assert node.vm_pids()
+        node.stop(timeout=0.01)
+        assert node.vm_pids() == []
+        assert not port_open(node.amqp_port)
+    finally:
+        node.stop()
