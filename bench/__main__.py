@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import enum
 import html
 import json
@@ -70,7 +71,7 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -343,6 +344,15 @@ def run_backlog(broker: LocalBroker, count: int) -> dict:
             "queues_left": delete_queue(broker, queue)}
 
 
+def status_mib(status: Path, field: str) -> float | None:
+    """A /proc/PID/status memory field (VmRSS, VmHWM) in MiB; None once the process is gone or a zombie."""
+    try:
+        match = re.search(rf"^{field}:\s+(\d+) kB", status.read_text(), re.MULTILINE)
+    except OSError:
+        return None
+    return int(match.group(1)) / 1024 if match else None  # a zombie has no memory fields left
+
+
 class PeakRss:
     """A child's peak resident set (MiB): its VmHWM in /proc (which only rises), read every 0.1 s until it exits.
     Not wait4's ru_maxrss: Linux carries the forking process's own peak into an exec'd child's, so every
@@ -354,14 +364,8 @@ class PeakRss:
         self._thread.start()
 
     def _watch(self) -> None:
-        while True:
-            try:
-                match = re.search(r"^VmHWM:\s+(\d+) kB", self._status.read_text(), re.MULTILINE)
-            except OSError:
-                return
-            if match is None:  # a zombie: its memory is gone, its peak read already
-                return
-            self._peak = int(match.group(1)) / 1024
+        while (peak := status_mib(self._status, "VmHWM")) is not None:
+            self._peak = peak
             time.sleep(0.1)
 
     def mib(self) -> float:
@@ -373,15 +377,8 @@ class PeakRss:
 def sample_rss(pid: int, samples: list[float], every: float = 0.05) -> None:
     """Append the process's resident set (MiB) every `every` seconds while it runs."""
     status = Path(f"/proc/{pid}/status")
-    while True:
-        try:
-            text = status.read_text()
-        except OSError:
-            return
-        match = re.search(r"^VmRSS:\s+(\d+) kB", text, re.MULTILINE)
-        if match is None:  # a zombie has no memory left: the drain is over
-            return
-        samples.append(int(match.group(1)) / 1024)
+    while (rss := status_mib(status, "VmRSS")) is not None:
+        samples.append(rss)
         time.sleep(every)
 
 
@@ -471,9 +468,8 @@ def limit_client(results: list[dict]) -> str | None:
     return max(rows, key=lambda r: r["msgs_per_s"])["client"] if rows else None
 
 
-def fastest_other(results: list[dict], size: int = 100) -> dict | None:
+def fastest_other(results: list[dict], limit: str | None, size: int = 100) -> dict | None:
     """The fastest other client at `size` (every peer, amqplib; rabbitipc's own rows and the limit excluded)."""
-    limit = limit_client(results)
     rows = [r for r in headline(results, size=size) if r["client"] not in RABBITIPC and r["client"] != limit]
     return max(rows, key=lambda r: r["msgs_per_s"]) if rows else None
 
@@ -489,7 +485,7 @@ def targets(results: list[dict], rpc: list[dict] = ()) -> list[tuple[str, str, b
         if ours and limit:
             ratio = ours[key] / limit[key]
             out.append((f"{label} {unit} >= {share}x {limit_name}", f"{ratio:.2f}x", ratio >= share))
-        other = fastest_other(results, size)
+        other = fastest_other(results, limit_name, size)
         if ours and other:
             ratio = ours[key] / other[key]
             out.append((f"{label} {unit} ahead of every other client but {limit_name} (the fastest: {other['client']})",
@@ -592,21 +588,30 @@ def ensure_node() -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def private_node(prefix: str = "rabbitipc-bench-") -> Iterator[LocalBroker]:
+    """A node of the bench's own in a temporary directory, attached (in this session, as a node started from the
+    same shell: see LocalBroker), stopped whatever ends the block; started inside it, so a stop during the
+    boot stops the node too."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as node_dir:
+        broker = LocalBroker(node_dir, attached=True)
+        try:
+            broker.start()
+            yield broker
+        finally:
+            broker.stop()
+
+
 def sweep(count: int) -> int:
     """Throughput of the reliable path by receiver prefetch and sender window: how the defaults were chosen."""
     settings = [("--prefetch", p) for p in ("10", "50", "100", "250", "500", "1000", "2000")] + \
                [("--window", w) for w in ("1", "10", "100", "500", "1000", "5000")]
-    with tempfile.TemporaryDirectory(prefix="rabbitipc-bench-") as node_dir:
-        broker = LocalBroker(node_dir, attached=True)
-        try:
-            broker.start()  # inside: a stop during the boot stops the node too
-            for flag, value in settings:
-                row = run_once(broker, "rabbitipc-quorum", 100, count, tuning=(flag, value))
-                print(f"{flag} {value:>5}: {row['msgs_per_s']:>7.0f} msgs/s  p50 {row['p50_ms']:>7.1f} ms  "
-                      f"receiver {row['consumer_cpu_s'] / count * 1e6:5.1f} us/msg, "
-                      f"sender {row['publisher_cpu_s'] / count * 1e6:5.1f} us/msg", flush=True)
-        finally:
-            broker.stop()
+    with private_node() as broker:
+        for flag, value in settings:
+            row = run_once(broker, "rabbitipc-quorum", 100, count, tuning=(flag, value))
+            print(f"{flag} {value:>5}: {row['msgs_per_s']:>7.0f} msgs/s  p50 {row['p50_ms']:>7.1f} ms  "
+                  f"receiver {row['consumer_cpu_s'] / count * 1e6:5.1f} us/msg, "
+                  f"sender {row['publisher_cpu_s'] / count * 1e6:5.1f} us/msg", flush=True)
     return 0
 
 
@@ -747,31 +752,26 @@ def main(argv: list[str] | None = None) -> int:
     done: list[tuple[Config, dict]] = []
     backlogs: list[dict] = []
     rpc: tuple[list[dict], list[dict]] = ([], [])
-    with tempfile.TemporaryDirectory(prefix="rabbitipc-bench-") as node_dir:
-        broker = LocalBroker(node_dir, attached=True)
-        try:
-            broker.start()  # inside: a stop during the boot stops the node too
-            for n, config in enumerate(order):
-                row = run_once(broker, config.client, config.size, config.count, config.rate,
-                               RETRY_ROWS.get(config.variant, ()))
-                if config.variant:
-                    row |= {"scenario": config.scenario, "variant": config.variant}
-                done.append((config, row))
-                print(f"  [{n + 1}/{len(order)}] {config.label}: {row['msgs_per_s']:.0f} msgs/s "
-                      f"({row['queue_type']} queue)", file=sys.stderr)
-            if any(client in RABBITIPC for client in clients) and "backlog" in scenarios:
-                backlogs.append(run_backlog(broker, backlog))
-                print(f"  rabbitipc-quorum backlog of {backlog}: {backlogs[-1]['consumer_rss_mib']:.1f} MiB peak",
-                      file=sys.stderr)
-            if "rabbitipc" in clients and "rpc" in scenarios:
-                from bench.rpc import measure  # bench.rpc builds on this module
+    with private_node() as broker:
+        for n, config in enumerate(order):
+            row = run_once(broker, config.client, config.size, config.count, config.rate,
+                           RETRY_ROWS.get(config.variant, ()))
+            if config.variant:
+                row |= {"scenario": config.scenario, "variant": config.variant}
+            done.append((config, row))
+            print(f"  [{n + 1}/{len(order)}] {config.label}: {row['msgs_per_s']:.0f} msgs/s "
+                  f"({row['queue_type']} queue)", file=sys.stderr)
+        if any(client in RABBITIPC for client in clients) and "backlog" in scenarios:
+            backlogs.append(run_backlog(broker, backlog))
+            print(f"  rabbitipc-quorum backlog of {backlog}: {backlogs[-1]['consumer_rss_mib']:.1f} MiB peak",
+                  file=sys.stderr)
+        if "rabbitipc" in clients and "rpc" in scenarios:
+            from bench.rpc import measure  # bench.rpc builds on this module
 
-                try:
-                    rpc = measure(broker, counts["rpc"], runs, 100)
-                except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as exc:
-                    print(f"the rpc scenario failed, its rows left out: {exc}", file=sys.stderr)
-        finally:
-            broker.stop()
+            try:
+                rpc = measure(broker, counts["rpc"], runs, 100)
+            except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as exc:
+                print(f"the rpc scenario failed, its rows left out: {exc}", file=sys.stderr)
     if on_cluster:
         run_on_cluster(on_cluster, done)
     results = medians(done) + backlogs

@@ -17,13 +17,10 @@ import collections
 import shutil
 import subprocess
 import sys
-import tempfile
 import uuid
 from pathlib import Path
 
-from devtools.localbroker import LocalBroker
-
-from .__main__ import ROOT, reap
+from .__main__ import ROOT, private_node, reap
 
 SOCKET_CALLS = {"_sigint_safe_send", "_sigint_safe_recv", "poll"}
 
@@ -75,22 +72,17 @@ def profile(count: int, out: Path, py_spy: str) -> list[tuple[str, float, Path, 
     [(program, us per message, raw stacks, breakdown)]."""
     out.mkdir(parents=True, exist_ok=True)
     results = []
-    with tempfile.TemporaryDirectory(prefix="rabbitipc-profile-") as node_dir:
-        broker = LocalBroker(node_dir, attached=True)
-        try:
-            broker.start()  # inside: a stop during the boot stops the node too
-            for profile in (False, True):  # first the CPU figures, then the samples (py-spy costs CPU too)
-                queue = f"profile-{uuid.uuid4().hex[:6]}"
-                common = ["--url", broker.url, "--queue", queue, "--count", str(count), "--log-rate", "100"]
-                sender = [sys.executable, str(ROOT / "sender" / "send.py"), *common, "--rate", "0", "--size", "100"]
-                receiver = [sys.executable, str(ROOT / "receiver" / "receive.py"), *common]
-                for name, command in (("sender", sender), ("receiver", receiver)):
-                    if profile:
-                        profiled(py_spy, out / f"{name}.txt", command)
-                    else:
-                        results.append((name, cpu_per_message(command, count), out / f"{name}.txt"))
-        finally:
-            broker.stop()
+    with private_node("rabbitipc-profile-") as broker:
+        for sampled in (False, True):  # first the CPU figures, then the samples (py-spy costs CPU too)
+            queue = f"profile-{uuid.uuid4().hex[:6]}"
+            common = ["--url", broker.url, "--queue", queue, "--count", str(count), "--log-rate", "100"]
+            sender = [sys.executable, str(ROOT / "sender" / "send.py"), *common, "--rate", "0", "--size", "100"]
+            receiver = [sys.executable, str(ROOT / "receiver" / "receive.py"), *common]
+            for name, command in (("sender", sender), ("receiver", receiver)):
+                if sampled:
+                    profiled(py_spy, out / f"{name}.txt", command)
+                else:
+                    results.append((name, cpu_per_message(command, count), out / f"{name}.txt"))
     return [(name, us, raw, breakdown(raw)) for name, us, raw in results]
 
 

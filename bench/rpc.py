@@ -19,12 +19,11 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import uuid
 from pathlib import Path
 
-from bench.__main__ import C_DIR, ROOT, delete_queue, ensure_c, settle, start_consumer
+from bench.__main__ import C_DIR, ROOT, delete_queue, ensure_c, private_node, settle, start_consumer
 from devtools.localbroker import LocalBroker
 
 CLIENTS = ("rabbitipc", "tutorial", "aio-pika", "c-librabbitmq")
@@ -120,13 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="rabbitipc-bench-rpc-") as node_dir:
-        broker = LocalBroker(node_dir, attached=True)  # private: its CPU and queues are the bench's to watch
-        try:
-            broker.start()  # inside: a stop during the boot stops the node too
-            rows, single = measure(broker, args.calls, args.runs, args.size)
-        finally:
-            broker.stop()
+    with private_node("rabbitipc-bench-rpc-") as broker:  # private: its CPU and queues are the bench's to watch
+        rows, single = measure(broker, args.calls, args.runs, args.size)
     (out / "rpc.json").write_text(json.dumps({"results": rows, "single_runs": single}, indent=2) + "\n")
     print(table(rows))
     return 0

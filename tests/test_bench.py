@@ -154,6 +154,20 @@ def test_scenarios_option_runs_only_those(tmp_path):
     assert typo.returncode == 2 and "unknown scenario pacd; choose from throughput, paced, backlog" in typo.stderr
 
 
+def test_sweep_prints_a_row_per_prefetch_and_window_and_leaves_no_node():
+    """python -m bench --sweep (how the defaults were chosen): one line per receiver prefetch and sender window,
+    each with its rate and both programs' CPU per message."""
+    result = subprocess.run([sys.executable, "-m", "bench", "--sweep", "--count", "50"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = re.findall(r"^--(prefetch|window) +(\d+): +(\d+) msgs/s .* receiver +[\d.]+ us/msg, sender +[\d.]+ us/msg$",
+                      result.stdout, re.MULTILINE)
+    assert [(flag, value) for flag, value, _rate in rows] == \
+        [("prefetch", p) for p in ("10", "50", "100", "250", "500", "1000", "2000")] + \
+        [("window", w) for w in ("1", "10", "100", "500", "1000", "5000")]
+    assert all(int(rate) > 0 for _flag, _value, rate in rows)
+
+
 def test_retries_scenario_prints_what_a_handler_failing_10_percent_costs(tmp_path):
     """--scenarios retries: the same handler never failing and failing 1 first attempt in 10, each message handled
     (the receiver's --count reached through the retries), and the ratio printed."""
