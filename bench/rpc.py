@@ -1,5 +1,7 @@
 """Request/reply round trips: our RpcClient against our responder, beside the tutorial's pair, aio-pika's
 RPC pattern and a C pair (bench/c/amqp_rpc.c), one caller and 8 concurrent, in one run on one broker.
+Our pair runs twice: as the receiver's defaults have it (the handler on a thread of its own), and
+with --inline-handler (rabbitipc-inline: on the connection's thread, as every other responder here).
 
     python -m bench.rpc [--calls N] [--runs N] [--size B] [--out DIR]
 
@@ -26,17 +28,20 @@ from pathlib import Path
 from bench.__main__ import C_DIR, ROOT, delete_queue, ensure_c, private_node, settle, start_consumer
 from devtools.localbroker import LocalBroker
 
-CLIENTS = ("rabbitipc", "tutorial", "aio-pika", "c-librabbitmq")
+CLIENTS = ("rabbitipc", "rabbitipc-inline", "tutorial", "aio-pika", "c-librabbitmq")
+#: Our pair with the responder's --inline-handler: the handler on the connection's thread, as in the other pairs'
+#: responders (the default gives it a thread of its own, for handlers slower than a heartbeat).
+OURS = ("rabbitipc", "rabbitipc-inline")
 C_RPC = C_DIR / "amqp_rpc"
 CONCURRENCY = (1, 8)
 
 
 def responder(client: str, url: str, queue: str) -> subprocess.Popen:
     """Start the pair's responder and return it once it consumes."""
-    if client == "rabbitipc":
+    if client in OURS:
         command = [sys.executable, str(ROOT / "receiver" / "receive.py"), "--url", url, "--queue", queue,
                    "--queue-type", "classic", "--pattern", "rpc", "--handler", "bench.rpc_peers:echo",
-                   "--retry-timeout", "10"]
+                   "--retry-timeout", "10", *(["--inline-handler"] if client == "rabbitipc-inline" else [])]
     elif client == "c-librabbitmq":
         command = [str(C_RPC), "serve", url, queue]
     else:
@@ -59,7 +64,7 @@ def run_once(broker: LocalBroker, client: str, concurrency: int, calls: int, siz
     server = responder(client, broker.url, queue)
     try:
         program = [str(C_RPC), "call"] if client == "c-librabbitmq" else \
-            [sys.executable, "-m", "bench.rpc_peers", "call", client]
+            [sys.executable, "-m", "bench.rpc_peers", "call", "rabbitipc" if client in OURS else client]
         caller = subprocess.run([*program, broker.url, queue, str(calls), str(concurrency), str(size)], cwd=ROOT,
                                 capture_output=True, text=True, timeout=900)
         if caller.returncode != 0:
@@ -79,9 +84,9 @@ def run_once(broker: LocalBroker, client: str, concurrency: int, calls: int, siz
 
 
 def table(rows: list[dict]) -> str:
-    head = f"{'client':<13} {'callers':>7} {'calls':>6} {'calls/s':>8} {'p50 ms':>7} {'p99 ms':>7}"
+    head = f"{'client':<17} {'callers':>7} {'calls':>6} {'calls/s':>8} {'p50 ms':>7} {'p99 ms':>7}"
     return "\n".join([head, "-" * len(head)] + [
-        f"{r['client']:<13} {r['callers']:>7} {r['calls']:>6} {r['calls_per_s']:>8.0f} {r['p50_ms']:>7.2f} "
+        f"{r['client']:<17} {r['callers']:>7} {r['calls']:>6} {r['calls_per_s']:>8.0f} {r['p50_ms']:>7.2f} "
         f"{r['p99_ms']:>7.2f}" for r in rows])
 
 

@@ -41,13 +41,14 @@ def test_bench_measures_every_client_scenario_and_target(tmp_path):
     assert any("100 B msgs/s ahead of every other client" in what for what in checks)
     assert any("RSS flat through" in what for what in checks)
     rpc = {(row["client"], row["callers"]) for row in data["rpc"]}
-    assert {("rabbitipc", 1), ("rabbitipc", 8), ("tutorial", 1), ("aio-pika", 8)} <= rpc
+    assert {("rabbitipc", 1), ("rabbitipc", 8), ("rabbitipc-inline", 1), ("tutorial", 1), ("aio-pika", 8)} <= rpc
     assert "request/reply, 100 B, classic queues" in result.stdout
     if "c-librabbitmq" in measured:
         assert any("pure-Python fallback no slower than before" in what for what in checks)
         assert {"100 B msgs/s >= 0.9x c-librabbitmq", "64 KiB MB/s >= 0.8x c-librabbitmq",
                 "100 B publisher CPU per message <= 2x c-librabbitmq's", "RPC p50, 1 caller(s), <= 1.5x the C pair's",
-                "RPC p50, 8 caller(s), <= 1.5x the C pair's"} <= set(checks)
+                "RPC p50, 8 caller(s), <= 1.5x the C pair's",
+                "RPC p50, 1 caller(s), --inline-handler, <= 1.5x the C pair's"} <= set(checks)
         c_row = find_row(rows, "c-librabbitmq")
         # each program's own peak: the C client's few MiB, not the bench's (Linux carries a forking parent's
         # peak into an exec'd child's wait4 figures)
@@ -213,7 +214,7 @@ def test_rpc_bench_prints_round_trips_of_each_pair_in_interleaved_rounds(tmp_pat
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads((tmp_path / "rpc.json").read_text())
-    pairs = ("rabbitipc", "tutorial", "aio-pika") + (("c-librabbitmq",) if Path("/usr/include/amqp.h").exists() else ())
+    pairs = ("rabbitipc", "rabbitipc-inline", "tutorial", "aio-pika") + (("c-librabbitmq",) if Path("/usr/include/amqp.h").exists() else ())
     plan = [(client, callers) for callers in (1, 8) for client in pairs]
     assert [(row["client"], row["callers"]) for row in data["results"]] == plan
     assert [(row["client"], row["callers"]) for row in data["single_runs"]] == plan * 2

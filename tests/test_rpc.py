@@ -152,6 +152,33 @@ def test_our_responder_answers_our_client_with_the_handlers_return_value(run, br
     assert queue_depth(broker.url, queue) == 0  # each request acked once answered
 
 
+@pytest.mark.parametrize("inline", [False, True], ids=["handler-thread", "inline-handler"])
+def test_the_handler_runs_on_its_own_thread_unless_inline_handler_is_given(run, broker, queue, inline):
+    """By default the handler has a thread of its own (a slow one never starves heartbeats); --inline-handler runs it
+    on the connection's thread (one hop less per round trip), and a failing handler is still answered and parked."""
+    responder(run, "--handler", "tutorial_handlers:thread_name", *(["--inline-handler"] if inline else []))
+    with RpcClient(broker.url, queue) as client:
+        assert client.call("1", timeout=20) == ("MainThread" if inline else "rabbitipc-handler")
+    wait_until(lambda: queue_depth(broker.url, queue) == 0, 10, "the request acked")
+    if inline:
+        failing = f"{queue}-failing"
+        server = run("receiver", "--pattern", "rpc", "--handler", "tutorial_handlers:refuse", "--inline-handler",
+                     "--max-attempts", "1", "--queue", failing, own_queue=False)
+        server.wait_for_line("consuming from queue")
+        with RpcClient(broker.url, failing) as client, pytest.raises(RemoteError, match="ValueError: cannot answer"):
+            client.call("7", timeout=20)
+        server.wait_for_line("dead-lettered")
+
+
+def test_inline_handler_with_a_dedupe_store_is_a_usage_error(run, queue):
+    """The store is read back on the connection's thread: the two cannot go together; exit 2, one line."""
+    program = run("receiver", "--pattern", "rpc", "--handler", "tutorial_handlers:fib", "--inline-handler",
+                  "--dedupe-store")
+    assert program.wait(30) == 2
+    assert "--inline-handler cannot be used with --dedupe-store" in program.output
+    assert "Traceback" not in program.output
+
+
 def test_a_failing_handler_answers_with_the_reason_and_parks_the_request(run, broker, queue):
     """The handler raises: the caller gets RemoteError at once, the request goes to <queue>.dead."""
     server = responder(run, "--handler", "tutorial_handlers:refuse")

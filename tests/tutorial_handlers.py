@@ -26,3 +26,10 @@ def oversized(delivery) -> str:
     from support import MAX_MESSAGE_SIZE
 
     return "x" * (MAX_MESSAGE_SIZE + 1000)
+
+
+def thread_name(delivery) -> str:
+    """The name of the thread the handler runs on (--inline-handler: the connection's, MainThread)."""
+    import threading
+
+    return threading.current_thread().name

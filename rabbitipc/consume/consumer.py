@@ -20,7 +20,7 @@ import pika.exceptions as px
 from .. import control, metrics, tracing
 from ..bounded import BoundedMap
 from ..connection import RECONNECT, Broker, connect
-from ..errors import AuthError, ReplyCode, Stopped, UnfinishedStop
+from ..errors import EXIT_USAGE, AuthError, FatalError, ReplyCode, Stopped, UnfinishedStop
 from ..health import Health
 from ..loglines import ACTIVE_LINE, STANDING_BY_LINE
 from ..message import describe_body, printable
@@ -84,6 +84,9 @@ class Consumer:
         self.queue = subscription.queue or ""  # the server names exclusive queues at declare time
         if self.pipeline.store is not None:
             check_queue(self.queue)
+            if settings.inline_handler:  # the store's catch_up waits on the I/O thread: never decided on it
+                raise FatalError("--inline-handler cannot be used with --dedupe-store (reading the store back "
+                                 "needs the connection's thread while the handler waits)", EXIT_USAGE)
         self.dead_letter: DeadLetterSpec | None = None  # known once declared
         retry = self.settings.retry
         #: The delay queues of a named queue (None: no retries).
@@ -214,10 +217,12 @@ class Consumer:
         self.acks.reset(channel)
         # Handlers and sinks may be slow: they get a worker thread. Without them, deciding is
         # quick and never blocks, so it runs right in the delivery callback (no thread hop).
+        # --inline-handler: on this thread too, the user vouching that the handler is quick.
         dispatcher = None
-        on_delivery = self._handle_inline
+        on_delivery = self._on_request if self._replies is not None else self._handle_inline
         pipeline = self.pipeline  # a store's catch_up waits on the I/O thread: never decided on it
-        if pipeline.handler is not None or pipeline.sink is not None or pipeline.store is not None:
+        if not settings.inline_handler and (
+                pipeline.handler is not None or pipeline.sink is not None or pipeline.store is not None):
             if self._dispatcher is None:
                 self._dispatcher = Dispatcher(self._decide, self._finish, self.stop.is_set, self.acks.lost)
             dispatcher = self._dispatcher
@@ -271,7 +276,12 @@ class Consumer:
         """The rpc pattern's delivery callback (I/O thread): a request whose reply_to may not be answered
         is dead-lettered in its turn, its handler never run (direct reply-to: no check, no cost)."""
         refusal = self._replies.refusal(properties.reply_to) if properties.reply_to else None
-        self._dispatcher.submit(channel, method, properties, body, Outcome.refused(refusal) if refusal else None)
+        decided = Outcome.refused(refusal) if refusal else None
+        if self._dispatcher is None or self.settings.inline_handler:
+            if not self.stop.is_set():  # stopping: left unacked, the broker requeues it when the channel closes
+                self._finish(channel, method, properties, body, decided or self._decide(method, properties, body))
+            return
+        self._dispatcher.submit(channel, method, properties, body, decided)
 
     def _finish_in_hand(self, dispatcher: Dispatcher | None, timeout: float, until_empty: bool = False) -> None:
         """Let the worker finish its message (and with until_empty, those queued behind it) within timeout."""

@@ -183,6 +183,7 @@ def _consumer(args: argparse.Namespace, role: str) -> Consumer:
         sink=JsonlSink(args.jsonl) if args.jsonl else None, poison_pill=args.poison_pill,
         count=args.count, log_rate=args.log_rate, grace_period=args.grace_period,
         program=role, retry=RetrySettings(args.max_attempts, args.min_backoff, args.max_backoff),
+        inline_handler=args.inline_handler,
     )
     return Consumer(setup.broker, subscription, handler, settings, stop=setup.stop, health=setup.health)
 
