@@ -214,7 +214,8 @@ def test_rpc_bench_prints_round_trips_of_each_pair_in_interleaved_rounds(tmp_pat
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads((tmp_path / "rpc.json").read_text())
-    pairs = ("rabbitipc", "rabbitipc-inline", "tutorial", "aio-pika") + (("c-librabbitmq",) if Path("/usr/include/amqp.h").exists() else ())
+    pairs = ("rabbitipc", "rabbitipc-inline", "tutorial", "aio-pika") + \
+        (("c-librabbitmq",) if Path("/usr/include/amqp.h").exists() else ())
     plan = [(client, callers) for callers in (1, 8) for client in pairs]
     assert [(row["client"], row["callers"]) for row in data["results"]] == plan
     assert [(row["client"], row["callers"]) for row in data["single_runs"]] == plan * 2
