@@ -7,7 +7,12 @@ A request goes to the queue through the default exchange with reply_to set to Ra
 direct reply-to (`amq.rabbitmq.reply-to`: no reply queue to declare or clean up) and a fresh
 correlation_id; the reply carrying that id is the result. One connection serves any number of
 threads calling at once: pika connections are not thread-safe, so one I/O thread owns it and
-callers only hand it requests (rabbitipc.owned) and wait for their own reply. Confirms are
+callers only hand it requests (rabbitipc.owned) and wait for their own reply. A caller that
+finds the connection free (one caller at a time: the usual case) takes it instead: it publishes
+its request and turns the loop itself until its reply is in, without a hand-over to the I/O
+thread and back (two thread switches, about a fifth of a millisecond per call on 2 cores). The
+I/O thread stands by meanwhile, and takes the connection back for calls the caller left waiting,
+a lost link, or when no call came for STAND_BY seconds (heartbeats). Confirms are
 streamed (the publisher's link, rabbitipc.publish.link): a request goes out at once, whatever
 number of earlier ones still wait for their confirm, so concurrent callers do not queue behind
 each other's round trips.
@@ -24,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +53,8 @@ REPLY_TO = "amq.rabbitmq.reply-to"
 DEFAULT_QUEUE = defaults.RPC_QUEUE
 #: A reply carrying this header reports the responder's failure (its value says what failed).
 ERROR_HEADER = "x-rabbitipc-error"
+#: How long the I/O thread leaves the connection to callers after the last one used it.
+STAND_BY = 0.05
 
 
 class RpcError(Exception):
@@ -106,8 +114,13 @@ class RpcClient:
         self._tag = 0  # the last delivery tag on the current channel
         self._failure: BaseException | None = None
         self._ready = threading.Event()
+        # Who may use the connection: the I/O thread, or a caller taking it (_lead); _serving: it is up.
+        self._io = threading.Lock()
+        self._serving = False
+        self._standby = threading.Condition()  # the I/O thread standing by waits on it
+        self._callers_at = 0.0  # when a caller last used, or wanted, the connection (monotonic)
         # Requests handed to the I/O thread, which owns the connection; the wake-up ends its loop's wait.
-        self._owner = Owned("rabbitipc-rpc", wake=self._link.wake)
+        self._owner = Owned("rabbitipc-rpc", wake=self._wake)
         self._owner.start(self._run)
         self._ready.wait()  # connected, or failed for good (wrong credentials, unreachable)
         if self._failure is not None:
@@ -137,13 +150,15 @@ class RpcClient:
             if self._stop.is_set():
                 raise RpcError("the RPC client is closed")
             self._pending[correlation_id] = call
-        try:
-            self._owner.submit(lambda: self._publish(call))
-        except Closed:  # close() came in between
-            with self._lock:
-                self._pending.pop(correlation_id, None)
-            raise RpcError("the RPC client is closed") from None
-        if not call.done.wait(timeout):
+        deadline = time.monotonic() + timeout
+        if not self._lead(call, deadline):
+            try:
+                self._owner.submit(lambda: self._publish(call))
+            except Closed:  # close() came in between
+                with self._lock:
+                    self._pending.pop(correlation_id, None)
+                raise RpcError("the RPC client is closed") from None
+        if not call.done.wait(max(0.0, deadline - time.monotonic())):
             with self._lock:
                 self._pending.pop(correlation_id, None)
                 if call.reply is None and call.error is None:
@@ -153,6 +168,39 @@ class RpcClient:
         if call.error is not None:
             raise call.error
         return call.reply.decode("utf-8", errors="replace")
+
+    def _lead(self, call: _Call, deadline: float) -> bool:
+        """Publish the call and turn the loop on this thread until its reply is in (or the deadline, a stop, a lost
+        link): True once published here. False, unpublished, when the connection is busy or down."""
+        if not self._io.acquire(blocking=False):
+            self._callers_at = time.monotonic()  # the I/O thread stands by after its turn: the next call leads
+            return False
+        published = False
+        try:
+            if not self._serving or self._link.lost is not None or self._stop.is_set():
+                return False
+            self._publish(call)
+            published = True
+            while not call.done.is_set() and self._link.lost is None and not self._stop.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._owner.run_pending()  # requests other callers handed over meanwhile
+                self._link.turn(min(TURN, remaining))
+        except Exception:  # noqa: BLE001 - a lost link or a refused publish: the I/O thread deals with it
+            LOGGER.debug("a caller gave the connection back to the I/O thread", exc_info=True)
+        finally:
+            self._callers_at = time.monotonic()
+            self._io.release()
+            with self._standby:
+                self._standby.notify_all()
+        return published
+
+    def _wake(self) -> None:
+        """Work handed over (any thread): end the I/O thread's wait, in its loop's turn or standing by."""
+        self._link.wake()
+        with self._standby:
+            self._standby.notify_all()
 
     def close(self) -> None:
         """Stop the I/O thread and close the connection; calls still waiting raise RpcError."""
@@ -196,6 +244,14 @@ class RpcClient:
             self._fail_waiting(self._failure or RpcError("the RPC client was closed while waiting for a reply"))
 
     def _serve_one_connection(self) -> None:
+        self._io.acquire()
+        try:
+            self._serve_holding_the_connection()
+        finally:
+            self._serving = False
+            self._io.release()
+
+    def _serve_holding_the_connection(self) -> None:
         link = self._link
         link.attach(connect(self.broker, self.connection_name, self._stop, opener=link.open))
         self._tag = 0
@@ -204,6 +260,7 @@ class RpcClient:
         consuming: list = []
         link.channel.basic_consume(REPLY_TO, self._on_reply, auto_ack=True, callback=consuming.append)
         link.wait(lambda: consuming, "basic.consume")
+        self._serving = True
         self._ready.set()
         while not self._stop.is_set():
             self._raise_if_lost()
@@ -213,6 +270,24 @@ class RpcClient:
                 self._raise_if_lost()
                 raise
             link.turn(TURN)  # sends what was published, reads confirms and replies
+            if time.monotonic() - self._callers_at < STAND_BY:
+                self._io.release()
+                try:
+                    self._stand_by()
+                finally:
+                    self._io.acquire()
+
+    def _stand_by(self) -> None:
+        """Leave the connection to callers (_lead) until one leaves work undone (a request handed over, a call
+        waiting for its reply), the link is lost, a stop, or no caller came for STAND_BY seconds."""
+        with self._standby:
+            while not self._stop.is_set() and self._link.lost is None:
+                if not self._io.locked():  # no caller has it now
+                    with self._lock:
+                        waiting = bool(self._pending)
+                    if waiting or len(self._owner) or time.monotonic() - self._callers_at >= STAND_BY:
+                        return
+                self._standby.wait(STAND_BY)
 
     def _raise_if_lost(self) -> None:
         lost = self._link.lost

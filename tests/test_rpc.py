@@ -127,6 +127,22 @@ def test_client_reconnects_after_a_broker_restart(broker, queue):
             server.close()
 
 
+def test_a_lone_caller_turns_the_connection_itself(monkeypatch, broker, queue, server):
+    """One caller at a time: after the first call, the caller publishes and reads its reply on its own thread, no
+    hand-over to the client's I/O thread and back (two thread switches a call)."""
+    readers: list[threading.Thread] = []
+    original = RpcClient._on_reply
+
+    def recording(self, *args):
+        readers.append(threading.current_thread())
+        original(self, *args)
+
+    monkeypatch.setattr(RpcClient, "_on_reply", recording)
+    with RpcClient(broker.url, queue) as client:
+        assert [client.call(str(n), timeout=20) for n in range(1, 21)][-1] == "6765"
+    assert threading.current_thread() in readers[1:]
+
+
 def test_reply_marked_as_error_raises_remote_error(broker, queue):
     """A reply with the x-rabbitipc-error header raises RemoteError with the responder's reason."""
     server = tutorial.RpcServer(broker.url, "current", queue, headers={"x-rabbitipc-error": "ValueError: no"})
@@ -210,6 +226,22 @@ def test_a_responder_killed_mid_request_loses_nothing(run, broker, queue):
         first.stop()  # SIGKILL, in the middle of its 3 s of work
         responder(run, "--handler", "tutorial_handlers:slow_fib")
         caller.join(60)
+    assert answers == ["75025"]
+
+
+def test_a_call_the_caller_waits_for_in_its_own_turn_survives_a_broker_restart(run, broker, queue):
+    """Quick calls first (the caller then turns the connection itself), then one the responder works on for 3 s,
+    and the broker restarts meanwhile: the client reconnects, sends the request again, and the call returns the
+    answer."""
+    responder(run, "--handler", "tutorial_handlers:slow_above_20")
+    answers: list[str] = []
+    with RpcClient(broker.url, queue) as client:
+        assert [client.call(str(n), timeout=20) for n in range(1, 6)] == ["1", "1", "2", "3", "5"]
+        caller = threading.Thread(target=lambda: answers.append(client.call("25", timeout=120)))
+        caller.start()
+        wait_until(lambda: queue_depth(broker.url, queue) == 0 and answers == [], 10, "the request taken")
+        broker.restart()
+        caller.join(120)
     assert answers == ["75025"]
 
 

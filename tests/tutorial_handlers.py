@@ -33,3 +33,12 @@ def thread_name(delivery) -> str:
     import threading
 
     return threading.current_thread().name
+
+
+def slow_above_20(delivery) -> str:
+    """fib, after 3 s of work for n above 20: quick calls first, then one to restart the broker in the middle of."""
+    import time
+
+    if int(delivery.body) > 20:
+        time.sleep(3)
+    return fib(delivery)
