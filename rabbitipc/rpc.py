@@ -151,14 +151,20 @@ class RpcClient:
                 raise RpcError("the RPC client is closed")
             self._pending[correlation_id] = call
         deadline = time.monotonic() + timeout
-        if not self._lead(call, deadline):
-            try:
+        try:
+            if not self._lead(call, deadline):
                 self._owner.submit(lambda: self._publish(call))
-            except Closed:  # close() came in between
-                with self._lock:
-                    self._pending.pop(correlation_id, None)
-                raise RpcError("the RPC client is closed") from None
-        if not call.done.wait(max(0.0, deadline - time.monotonic())):
+            answered = call.done.wait(max(0.0, deadline - time.monotonic()))
+        except Closed:  # close() came in between
+            with self._lock:
+                self._pending.pop(correlation_id, None)
+            raise RpcError("the RPC client is closed") from None
+        except BaseException:  # a Ctrl-C: the call is abandoned, never sent again after a reconnect
+            with self._lock:
+                self._pending.pop(correlation_id, None)
+                call.done.set()
+            raise
+        if not answered:
             with self._lock:
                 self._pending.pop(correlation_id, None)
                 if call.reply is None and call.error is None:
@@ -172,6 +178,8 @@ class RpcClient:
     def _lead(self, call: _Call, deadline: float) -> bool:
         """Publish the call and turn the loop on this thread until its reply is in (or the deadline, a stop, a lost
         link): True once published here. False, unpublished, when the connection is busy or down."""
+        if deadline <= time.monotonic():
+            return False  # handed over instead, and never sent: its caller has given up by then
         if not self._io.acquire(blocking=False):
             self._callers_at = time.monotonic()  # the I/O thread stands by after its turn: the next call leads
             return False
@@ -187,8 +195,15 @@ class RpcClient:
                     break
                 self._owner.run_pending()  # requests other callers handed over meanwhile
                 self._link.turn(min(TURN, remaining))
-        except Exception:  # noqa: BLE001 - a lost link or a refused publish: the I/O thread deals with it
+        except (LinkLost, *RECONNECT, px.AMQPError):  # a lost link, a refused publish: the I/O thread deals with it
             LOGGER.debug("a caller gave the connection back to the I/O thread", exc_info=True)
+        except Exception:  # noqa: BLE001 - a bug; the I/O thread goes on with the connection, the call may time out
+            LOGGER.exception("unexpected error while a caller turned the RPC connection")
+        except BaseException:
+            # A Ctrl-C (the calling thread may be the main one) may have stopped pika's loop halfway through
+            # a frame: the connection is not to be trusted; the I/O thread opens a new one.
+            self._link.lost = self._link.lost or LinkLost("a caller was interrupted while turning the connection")
+            raise
         finally:
             self._callers_at = time.monotonic()
             self._io.release()
@@ -228,7 +243,7 @@ class RpcClient:
                     LOGGER.warning("the broker closed the RPC channel (%s); reconnecting", exc.reply_text)
                     self._fail_waiting(RpcError(f"the broker closed the channel: {exc.reply_text}"))
                     self._stop.wait(1)
-                finally:
+                finally:  # without self._io: callers see _serving False (set before its release) and stay out
                     self._sent.clear()
                     self._link.take_lost()
                     self._link.drop()

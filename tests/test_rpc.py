@@ -229,20 +229,36 @@ def test_a_responder_killed_mid_request_loses_nothing(run, broker, queue):
     assert answers == ["75025"]
 
 
-def test_a_call_the_caller_waits_for_in_its_own_turn_survives_a_broker_restart(run, broker, queue):
+def test_a_call_the_caller_waits_for_in_its_own_turn_survives_a_broker_restart(monkeypatch, run, broker, queue):
     """Quick calls first (the caller then turns the connection itself), then one the responder works on for 3 s,
-    and the broker restarts meanwhile: the client reconnects, sends the request again, and the call returns the
-    answer."""
-    responder(run, "--handler", "tutorial_handlers:slow_above_20")
-    answers: list[str] = []
+    and the broker restarts while the responder holds it: the client reconnects, sends the request again, and
+    the call returns the answer."""
+    led: list[bool] = []
+    original = RpcClient._lead
+
+    def recording(self, call, deadline):
+        led.append(original(self, call, deadline))
+        return led[-1]
+
+    monkeypatch.setattr(RpcClient, "_lead", recording)
+    server = responder(run, "--handler", "tutorial_handlers:slow_above_20")
+    outcome: list = []
+
+    def slow_call(client: RpcClient) -> None:
+        try:
+            outcome.append(client.call("25", timeout=120))
+        except Exception as exc:  # noqa: BLE001 - shown by the assertion below
+            outcome.append(exc)
+
     with RpcClient(broker.url, queue) as client:
         assert [client.call(str(n), timeout=20) for n in range(1, 6)] == ["1", "1", "2", "3", "5"]
-        caller = threading.Thread(target=lambda: answers.append(client.call("25", timeout=120)))
+        caller = threading.Thread(target=slow_call, args=(client,))
         caller.start()
-        wait_until(lambda: queue_depth(broker.url, queue) == 0 and answers == [], 10, "the request taken")
+        server.wait_for_line("working on 25")  # its 3 s of work begin
+        assert led[-1], "the slow call was handed to the I/O thread, not published by its caller"
         broker.restart()
         caller.join(120)
-    assert answers == ["75025"]
+    assert outcome == ["75025"]
 
 
 def test_ctl_call_prints_the_reply(run, broker, queue):

@@ -40,5 +40,6 @@ def slow_above_20(delivery) -> str:
     import time
 
     if int(delivery.body) > 20:
+        print(f"working on {int(delivery.body)}", flush=True)
         time.sleep(3)
     return fib(delivery)

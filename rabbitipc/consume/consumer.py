@@ -279,7 +279,8 @@ class Consumer:
         decided = Outcome.refused(refusal) if refusal else None
         if self._dispatcher is None or self.settings.inline_handler:
             if not self.stop.is_set():  # stopping: left unacked, the broker requeues it when the channel closes
-                self._finish(channel, method, properties, body, decided or self._decide(method, properties, body))
+                self._finish(channel, method, properties, body,
+                             decided if decided is not None else self._decide(method, properties, body))
             return
         self._dispatcher.submit(channel, method, properties, body, decided)
 
