@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+LOGGER = logging.getLogger(__name__)
 
 RABBITMQ_BIN = Path(os.environ.get("RABBITMQ_BIN_DIR", "/usr/lib/rabbitmq/bin"))
 STATE_FILE = "broker.json"
@@ -332,7 +332,7 @@ class LocalBroker:
         except subprocess.TimeoutExpired:
             # a loaded machine, or a cluster stopping all at once: rabbitmqctl may outwait its
             # deadline while the VM goes on shutting down. Signals finish the job.
-            log.warning("rabbitmqctl stop of %s took over %.0fs; signalling its VM %s", self.nodename, timeout, pid)
+            LOGGER.warning("rabbitmqctl stop of %s took over %.0fs; signalling its VM %s", self.nodename, timeout, pid)
             stopped = False
         if not stopped and self.pid() is not None:
             self._end(pid)

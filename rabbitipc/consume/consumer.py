@@ -266,23 +266,22 @@ class Consumer:
         """How many consumers the queue has (a passive declare)."""
         return declarer(lambda ch: ch.queue_declare(self.queue, passive=True)).method.consumer_count
 
-    def _handle_inline(self, channel, method, properties, body: bytes) -> None:
-        """The delivery callback when there is no handler thread: decide and finish at once."""
+    def _handle_inline(self, channel, method, properties, body: bytes, decided: Outcome | None = None) -> None:
+        """The delivery callback when there is no handler thread: decide (unless `decided`) and finish at once."""
         if self.stop.is_set():
             return  # stopping: left unacked, the broker requeues it when the channel closes
-        self._finish(channel, method, properties, body, self._decide(method, properties, body))
+        self._finish(channel, method, properties, body,
+                     decided if decided is not None else self._decide(method, properties, body))
 
     def _on_request(self, channel, method, properties, body: bytes) -> None:
         """The rpc pattern's delivery callback (I/O thread): a request whose reply_to may not be answered
         is dead-lettered in its turn, its handler never run (direct reply-to: no check, no cost)."""
         refusal = self._replies.refusal(properties.reply_to) if properties.reply_to else None
         decided = Outcome.refused(refusal) if refusal else None
-        if self._dispatcher is None or self.settings.inline_handler:
-            if not self.stop.is_set():  # stopping: left unacked, the broker requeues it when the channel closes
-                self._finish(channel, method, properties, body,
-                             decided if decided is not None else self._decide(method, properties, body))
-            return
-        self._dispatcher.submit(channel, method, properties, body, decided)
+        if self._dispatcher is None:  # no handler thread (--inline-handler, or nothing slow to run)
+            self._handle_inline(channel, method, properties, body, decided)
+        else:
+            self._dispatcher.submit(channel, method, properties, body, decided)
 
     def _finish_in_hand(self, dispatcher: Dispatcher | None, timeout: float, until_empty: bool = False) -> None:
         """Let the worker finish its message (and with until_empty, those queued behind it) within timeout."""
